@@ -1,0 +1,38 @@
+"""Test-wide settings: quiet TensorFlow, no GPU, legacy Keras, deterministic seeds."""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ["CUDA_VISIBLE_DEVICES"] = "-1"
+os.environ.setdefault("PYTHONHASHSEED", "0")
+
+import pathlib  # noqa: E402
+import random  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+SEED = 1234
+SHARED_DIR = pathlib.Path(__file__).resolve().parents[1].parent / "shared"
+FLICKR8K_DIR = SHARED_DIR / "data" / "flickr8k"
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_seeds():
+    """Seeds Python and NumPy (and TensorFlow when a test imported it) before every test."""
+    random.seed(SEED)
+    np.random.seed(SEED)
+    import sys
+
+    if "tensorflow" in sys.modules:
+        sys.modules["tensorflow"].random.set_seed(SEED)
+    yield
+
+
+@pytest.fixture(scope="session")
+def flickr8k_dir() -> pathlib.Path:
+    """The real Flickr8k data in ../shared (skips the test when it is absent)."""
+    if not (FLICKR8K_DIR / "Flickr8k.token.txt").exists():
+        pytest.skip(f"real Flickr8k data not found at {FLICKR8K_DIR}")
+    return FLICKR8K_DIR
