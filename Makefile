@@ -25,8 +25,8 @@ bench: setup
 	$(PY) -m benchmarks.run_all
 
 lock:
-	uv pip compile pyproject.toml --extra dev --python-version 3.10 --no-header -o requirements.lock
-	sed -i "1i # Exact pins of every dependency (Python 3.10). Regenerate with `make lock`." requirements.lock
+	uv pip compile pyproject.toml --extra dev --python .venv/bin/python --no-header -o requirements.lock
+	sed -i "1i # Exact pins of every dependency (Python 3.10). Regenerate with make lock." requirements.lock
 
 clean:
 	rm -rf .venv build *.egg-info
