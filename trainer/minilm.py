@@ -56,12 +56,19 @@ class MiniLMConfig:
 
         Raises:
             ValueError: the file is not a post-LN BERT with GELU and absolute positions.
+
         """
         raw = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
-        expected = {"model_type": "bert", "hidden_act": "gelu", "position_embedding_type": "absolute"}
+        expected = {
+            "model_type": "bert",
+            "hidden_act": "gelu",
+            "position_embedding_type": "absolute",
+        }
         for key, value in expected.items():
             if raw.get(key, value) != value:
-                raise ValueError(f"{path}: field {key!r} is {raw.get(key)!r}; only {value!r} is supported")
+                raise ValueError(
+                    f"{path}: field {key!r} is {raw.get(key)!r}; only {value!r} is supported"
+                )
         fields = {f.name: raw[f.name] for f in dataclasses.fields(cls) if f.name in raw}
         return cls(**fields)
 
@@ -85,9 +92,12 @@ class BertEmbeddings(keras.layers.Layer):
         self.norm = keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name="norm")
 
     def call(self, ids: tf.Tensor) -> tf.Tensor:
+        """Embeds ``ids`` int [B, L] (L <= max_position_embeddings); float32 [B, L, H]."""
         positions = tf.range(tf.shape(ids)[1])
-        hidden = self.word(ids) + self.position(positions)[tf.newaxis] + self.token_type(
-            tf.zeros_like(ids)
+        hidden = (
+            self.word(ids)
+            + self.position(positions)[tf.newaxis]
+            + self.token_type(tf.zeros_like(ids))
         )
         return self.norm(hidden)
 
@@ -141,6 +151,7 @@ class TransformerBlock(keras.layers.Layer):
         return tf.reshape(context, [shape[0], shape[1], self.config.hidden_size])
 
     def call(self, hidden: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+        """Applies the layer to ``hidden`` [B, L, H] under ``mask`` [B, L]; [B, L, H]."""
         hidden = self.attention_norm(hidden + self.attention_output(self._attend(hidden, mask)))
         mlp = self.output_dense(tf.nn.gelu(self.intermediate(hidden), approximate=False))
         return self.output_norm(hidden + mlp)
@@ -172,6 +183,7 @@ class MiniLMEncoder(keras.layers.Layer):
         ]
 
     def call(self, ids: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+        """Encodes ``ids`` / ``mask`` int [B, L]; L2-normalized float32 [B, hidden]."""
         float_mask = tf.cast(mask, tf.float32)
         hidden = self.embeddings(ids)
         for block in self.blocks:
@@ -183,6 +195,7 @@ class MiniLMEncoder(keras.layers.Layer):
 
         Raises:
             ValueError: ``trainable_layers`` is outside [0, num_hidden_layers].
+
         """
         total = self.config.num_hidden_layers
         if not 0 <= trainable_layers <= total:
@@ -228,6 +241,7 @@ def load_safetensors_weights(encoder: MiniLMEncoder, path: str | pathlib.Path) -
 
     Raises:
         ValueError: a tensor is missing, has the wrong shape, or is not used by the encoder.
+
     """
     tensors = load_file(str(path))
     used = set()
@@ -242,7 +256,9 @@ def load_safetensors_weights(encoder: MiniLMEncoder, path: str | pathlib.Path) -
             )
         variable.assign(value.astype(np.float32))
         used.add(name)
-    left = sorted(n for n in tensors if n not in used and not n.startswith(UNUSED_CHECKPOINT_PREFIXES))
+    left = sorted(
+        n for n in tensors if n not in used and not n.startswith(UNUSED_CHECKPOINT_PREFIXES)
+    )
     if left:
         raise ValueError(f"{path}: tensors not used by the encoder: {left}")
 
@@ -256,6 +272,7 @@ def load_pretrained_encoder(model_dir: str | pathlib.Path | None = None) -> Mini
 
     Returns:
         The built encoder with pretrained weights; ids/mask [B, L] -> [B, 384].
+
     """
     model_dir = pathlib.Path(model_dir) if model_dir else default_model_dir()
     encoder = MiniLMEncoder(MiniLMConfig.from_json(model_dir / "config.json"), name="minilm")
@@ -284,6 +301,7 @@ def build_minilm_text_tower(
         A Keras model mapping ``{WORDPIECE_IDS_XF: int64 [B, L], WORDPIECE_MASK_XF: int64
         [B, L]}`` to L2-normalized float32 [B, d]; its ``encoder`` attribute is the
         :class:`MiniLMEncoder`.
+
     """
     encoder = load_pretrained_encoder(model_dir)
     encoder.freeze(trainable_layers)

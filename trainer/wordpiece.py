@@ -41,6 +41,7 @@ def load_vocab(path: str | pathlib.Path | None = None) -> list[str]:
     Raises:
         ValueError: a line is empty or repeats a token, or a special token is missing, or
             ``[PAD]`` does not have id 0 (the padding contract).
+
     """
     path = pathlib.Path(path) if path else default_vocab_path()
     vocab = path.read_text(encoding="utf-8").split("\n")
@@ -85,6 +86,7 @@ class WordPieceEncoder(tf.Module):
         )
 
     def __call__(self, captions: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Tokenizes ``captions`` string [N] or [N, 1]; (ids, mask) int64 [N, max_tokens]."""
         captions = tf.reshape(captions, [-1])
         pieces = self._tokenizer.tokenize(captions).merge_dims(-2, -1)  # [N, (pieces)]
         pieces = pieces[:, : self.max_tokens - 2]
@@ -111,6 +113,7 @@ def wordpiece_features(
 
     Returns:
         ``{WORDPIECE_IDS_XF: int64 [N, L], WORDPIECE_MASK_XF: int64 [N, L]}``.
+
     """
     ids, mask = WordPieceEncoder(load_vocab(vocab_path), max_tokens)(captions)
     return {WORDPIECE_IDS_XF: ids, WORDPIECE_MASK_XF: mask}
