@@ -1,0 +1,82 @@
+"""Hard-negative mining: hand-computed case, chunking, in-batch == global, no same-image."""
+
+import numpy as np
+import pytest
+
+from trainer import mining
+
+
+def _brute_force(queries, query_ids, bank, bank_ids):
+    scores = queries @ bank.T
+    scores[query_ids[:, None] == bank_ids[None, :]] = -np.inf
+    return scores.argmax(axis=1)
+
+
+def _unit(rows):
+    rows = np.asarray(rows, np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_hand_computed_negatives():
+    # Bank images: 0=(1,0) id a, 1=(0,1) id b, 2=(.6,.8) id c.
+    # Captions: 0=(.8,.6) of a, 1=(0,1) of b, 2=(1,0) of c.
+    bank_image = np.array([[1, 0], [0, 1], [0.6, 0.8]], np.float32)
+    bank_text = np.array([[0.8, 0.6], [0, 1], [1, 0]], np.float32)
+    # Query pair (image a, caption 0 of a): caption (.8,.6) scores images .8 (a, masked),
+    # .6 (b), .96 (c) -> image 2; image (1,0) scores captions .8 (a, masked), 0, 1 -> caption 2.
+    # Query pair of image b: caption (0,1) scores .0, 1 (b, masked), .8 -> image 2;
+    # image (0,1) scores captions .6, 1 (masked), 0 -> caption 0.
+    neg_image, neg_text = mining.hardest_negatives(
+        bank_image[:2], bank_text[:2], np.array([b"a", b"b"]), bank_image,
+        np.array([b"a", b"b", b"c"]), bank_text, np.array([b"a", b"b", b"c"]))
+    assert neg_image.numpy().tolist() == [2, 2]
+    assert neg_text.numpy().tolist() == [2, 0]
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 7, 64, 100_000])
+def test_chunked_matches_brute_force_and_never_same_image(chunk_size):
+    rng = np.random.default_rng(0)
+    num_images, per_image, batch = 20, 5, 12
+    bank_image = _unit(rng.normal(size=(num_images, 8)))
+    bank_text = _unit(rng.normal(size=(num_images * per_image, 8)))
+    text_ids = np.repeat(np.arange(num_images), per_image)
+    query_ids = rng.integers(0, num_images, size=batch)
+    query_image, query_text = bank_image[query_ids], _unit(rng.normal(size=(batch, 8)))
+    neg_image, neg_text = mining.hardest_negatives(
+        query_image, query_text, query_ids, bank_image, np.arange(num_images), bank_text,
+        text_ids, chunk_size=chunk_size)
+    neg_image, neg_text = neg_image.numpy(), neg_text.numpy()
+    np.testing.assert_array_equal(
+        neg_image, _brute_force(query_text, query_ids, bank_image, np.arange(num_images)))
+    np.testing.assert_array_equal(neg_text, _brute_force(query_image, query_ids, bank_text,
+                                                         text_ids))
+    assert not np.any(neg_image == query_ids)
+    assert not np.any(text_ids[neg_text] == query_ids)
+
+
+def test_in_batch_equals_global_when_bank_is_the_batch():
+    rng = np.random.default_rng(1)
+    image_index = np.array([0, 0, 1, 2, 3, 3, 4])  # pairs of a batch, two images repeated
+    image_table = _unit(rng.normal(size=(5, 6)))
+    image, text = image_table[image_index], _unit(rng.normal(size=(7, 6)))
+    in_batch = mining.hardest_negatives(image, text, image_index, image, image_index, text,
+                                        image_index)
+    bank = mining.EmbeddingBank(image_index, num_images=5, dim=6, chunk_size=3)
+    bank.update(image_index, image, np.arange(7), text)
+    global_image, global_text = bank.mine(image, text, image_index)
+    # In-batch indices address batch rows, global ones bank rows: compare what they point to.
+    np.testing.assert_array_equal(image_index[in_batch[0].numpy()], global_image.numpy())
+    np.testing.assert_array_equal(in_batch[1].numpy(), global_text.numpy())
+
+
+def test_no_negative_is_reported():
+    rows = _unit(np.eye(3)[:2])
+    neg_image, neg_text = mining.hardest_negatives(rows, rows, [7, 7], rows, [7, 7], rows, [7, 7])
+    assert neg_image.numpy().tolist() == [mining.NO_NEGATIVE] * 2
+    assert neg_text.numpy().tolist() == [mining.NO_NEGATIVE] * 2
+
+
+def test_bad_chunk_size_raises():
+    rows = np.eye(2, dtype=np.float32)
+    with pytest.raises(ValueError, match="chunk_size"):
+        mining.hardest_negatives(rows, rows, [0, 1], rows, [0, 1], rows, [0, 1], chunk_size=0)

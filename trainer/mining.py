@@ -1,0 +1,157 @@
+"""Hard-negative mining: in-batch and global (over an on-device embedding bank of the train set).
+
+``hardest_negatives`` is the DESIGN.md contract: one batched matmul per bank chunk plus a masked
+argmax, inside a ``tf.function``. In-batch mining passes the batch as the bank; global mining
+passes the whole training set (``EmbeddingBank``), as in the paper.
+
+Memory bound. The bank holds ``4 * d * (N_images + N_captions)`` bytes (float32). Scores are
+never materialized for the whole bank: each step of the chunk loop holds one [B, chunk_size]
+float32 score matrix and one [B, chunk_size] bool mask per modality, i.e. at most
+``5 * B * chunk_size`` bytes live at once, independent of the corpus size (default chunk 8192:
+about 5 MiB for B = 128). Refreshing the bank encodes the training set in batches of
+``encode_batch`` rows, so the encoder's activations are bounded by that batch, not by N.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+DEFAULT_CHUNK_SIZE = 8192
+NO_NEGATIVE = -1  # index returned when no bank row has a different image id
+
+
+@tf.function(reduce_retracing=True)
+def _masked_argmax(
+    queries: tf.Tensor, query_ids: tf.Tensor, bank: tf.Tensor, bank_ids: tf.Tensor,
+    chunk_size: int,
+) -> tf.Tensor:
+    """For each query, the bank row of highest score whose id differs from the query's.
+
+    Args:
+        queries: [B, d] float32.
+        query_ids: [B] ids (any comparable dtype).
+        bank: [N, d] float32.
+        bank_ids: [N] ids, same dtype as ``query_ids``.
+        chunk_size: bank rows scored per matmul (bounds the [B, chunk_size] score matrix).
+
+    Returns:
+        [B] int64 bank indices (ties go to the lowest index; ``NO_NEGATIVE`` when none).
+
+    """
+    n = tf.shape(bank, out_type=tf.int64)[0]
+    batch = tf.shape(queries)[0]
+    best_score = tf.fill([batch], tf.constant(-float("inf"), tf.float32))
+    best_index = tf.fill([batch], tf.constant(NO_NEGATIVE, tf.int64))
+
+    def body(start, best_score, best_index):
+        size = tf.minimum(tf.constant(chunk_size, tf.int64), n - start)
+        rows = tf.slice(bank, tf.stack([start, 0]), tf.stack([size, -1]))
+        ids = tf.slice(bank_ids, [start], [size])
+        scores = tf.matmul(queries, rows, transpose_b=True)  # [B, chunk]
+        same = tf.equal(query_ids[:, None], ids[None, :])
+        scores = tf.where(same, tf.constant(-float("inf"), tf.float32), scores)
+        chunk_best = tf.reduce_max(scores, axis=1)
+        chunk_index = tf.argmax(scores, axis=1, output_type=tf.int64) + start
+        better = chunk_best > best_score
+        return (start + size, tf.where(better, chunk_best, best_score),
+                tf.where(better, chunk_index, best_index))
+
+    _, _, best_index = tf.while_loop(
+        lambda start, *_: start < n, body,
+        (tf.constant(0, tf.int64), best_score, best_index),
+    )
+    return best_index
+
+
+def _as_ids(ids) -> tf.Tensor:
+    ids = tf.convert_to_tensor(ids)
+    return ids if ids.dtype == tf.string else tf.cast(ids, tf.int64)
+
+
+def hardest_negatives(
+    query_image,
+    query_text,
+    query_image_ids,
+    bank_image,
+    bank_image_ids,
+    bank_text,
+    bank_text_image_ids,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Hardest negatives of a batch of pairs in a bank (DESIGN.md contract).
+
+    Args:
+        query_image: [B, d] L2-normalized image embeddings of the batch pairs.
+        query_text: [B, d] L2-normalized caption embeddings (row b pairs with image row b).
+        query_image_ids: [B] image id of pair b (string or integer).
+        bank_image: [N_i, d] candidate negative images.
+        bank_image_ids: [N_i] their image ids.
+        bank_text: [N_c, d] candidate negative captions.
+        bank_text_image_ids: [N_c] the image id of each candidate caption.
+        chunk_size: bank rows scored per matmul (memory bound, see the module docstring).
+
+    Returns:
+        ``(neg_image_index [B], neg_text_index [B])`` int64: for caption b the bank image of
+        highest s(c_b, .) whose id differs from ``query_image_ids[b]``; for image b the bank
+        caption of highest s(i_b, .) whose image id differs. ``NO_NEGATIVE`` (-1) where every
+        bank row shares the query's image id.
+
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    query_ids = _as_ids(query_image_ids)
+    as_float = lambda x: tf.cast(tf.convert_to_tensor(x), tf.float32)  # noqa: E731
+    neg_image = _masked_argmax(as_float(query_text), query_ids, as_float(bank_image),
+                               _as_ids(bank_image_ids), chunk_size)
+    neg_text = _masked_argmax(as_float(query_image), query_ids, as_float(bank_text),
+                              _as_ids(bank_text_image_ids), chunk_size)
+    return neg_image, neg_text
+
+
+class EmbeddingBank(tf.Module):
+    """On-device embeddings of the whole training set, for global hard-negative mining.
+
+    Images are stored once per image (row = image index) and captions once per caption, with
+    the integer image index of each caption; mined indices therefore index the training set's
+    image and caption tables directly.
+    """
+
+    def __init__(self, text_image_index, num_images: int, dim: int,
+                 chunk_size: int = DEFAULT_CHUNK_SIZE):
+        """Creates an all-zero bank.
+
+        Args:
+            text_image_index: [N_c] int, the image index (0..num_images-1) of each caption.
+            num_images: N_i, number of distinct training images.
+            dim: embedding size d.
+            chunk_size: bank rows scored per matmul when mining.
+
+        """
+        super().__init__(name="embedding_bank")
+        self.chunk_size = chunk_size
+        self.image_ids = tf.range(num_images, dtype=tf.int64)
+        self.text_image_ids = tf.constant(text_image_index, tf.int64)
+        num_captions = int(self.text_image_ids.shape[0])
+        self.image = tf.Variable(tf.zeros([num_images, dim]), trainable=False, name="image")
+        self.text = tf.Variable(tf.zeros([num_captions, dim]), trainable=False, name="text")
+
+    def update(self, image_index, image_rows, text_index, text_rows) -> None:
+        """Overwrites bank rows: ``image[image_index] = image_rows`` (shapes [B], [B, d])."""
+        self.image.scatter_nd_update(tf.cast(image_index, tf.int64)[:, None], image_rows)
+        self.text.scatter_nd_update(tf.cast(text_index, tf.int64)[:, None], text_rows)
+
+    def mine(self, query_image, query_text, query_image_index) -> tuple[tf.Tensor, tf.Tensor]:
+        """``hardest_negatives`` of a batch against the whole bank.
+
+        Args:
+            query_image: [B, d] image embeddings.
+            query_text: [B, d] caption embeddings.
+            query_image_index: [B] int image index of each pair.
+
+        Returns:
+            ``(neg_image_index [B], neg_text_index [B])`` into the bank's image/caption rows.
+
+        """
+        return hardest_negatives(query_image, query_text, query_image_index, self.image,
+                                 self.image_ids, self.text, self.text_image_ids,
+                                 chunk_size=self.chunk_size)
