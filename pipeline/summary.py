@@ -1,0 +1,102 @@
+"""The end-of-run summary: artifacts, eval metrics vs baseline, blessing, pushed version."""
+
+from __future__ import annotations
+
+import os
+
+from pipeline.mlmd_summary import NodeRun, custom_property
+
+# The model-selection metrics shown first (others follow alphabetically).
+HEADLINE_METRICS = (
+    "rsum",
+    "i2t_r1",
+    "i2t_r5",
+    "i2t_r10",
+    "t2i_r1",
+    "t2i_r5",
+    "t2i_r10",
+)
+
+
+def format_summary(nodes: dict[str, NodeRun], pipeline_root: str) -> str:
+    """Renders the run summary that ``python -m pipeline run`` prints at the end."""
+    lines = ["", "=== Pipeline run summary ===", f"artifacts under: {pipeline_root}"]
+    for node in sorted(nodes.values(), key=lambda n: n.node_id):
+        timing = f"{node.seconds:6.1f}s" if node.state == "ran" else "      -"
+        lines.append(f"  {node.node_id:<26} {node.state:<7} {timing}")
+    lines += _evaluation_lines(nodes)
+    lines += _push_lines(nodes)
+    return "\n".join(lines)
+
+
+def _evaluation_lines(nodes: dict[str, NodeRun]) -> list[str]:
+    evaluator = _find(nodes, "Evaluator")
+    if evaluator is None:
+        return ["evaluation: not run"]
+    lines = []
+    evaluation = evaluator.outputs.get("evaluation", [])
+    if evaluation:
+        lines.append(f"evaluation: {evaluation[0].uri}")
+        lines += metrics_table(evaluation[0].uri)
+    blessing = evaluator.outputs.get("blessing", [])
+    if blessing:
+        blessed = custom_property(blessing[0], "blessed") == 1
+        reason = custom_property(blessing[0], "not_blessed_reason")
+        verdict = "BLESSED" if blessed else "NOT_BLESSED"
+        lines.append(f"blessing: {verdict}" + (f" ({reason})" if reason else ""))
+    report = _find(nodes, "EvalReport")
+    for artifacts in report.outputs.values() if report else []:
+        for artifact in artifacts:
+            lines.append(f"evaluation report: {os.path.join(artifact.uri, 'index.html')}")
+    return lines
+
+
+def _push_lines(nodes: dict[str, NodeRun]) -> list[str]:
+    pusher = _find(nodes, "Pusher")
+    if pusher is None:
+        return ["push: pusher did not run"]
+    for artifacts in pusher.outputs.values():
+        for artifact in artifacts:
+            if custom_property(artifact, "pushed") == 1:
+                version = custom_property(artifact, "pushed_version")
+                where = custom_property(artifact, "pushed_destination")
+                return [f"pushed: version {version} -> {where}"]
+    return ["pushed: nothing (model not blessed, or identical to the serving version)"]
+
+
+def metrics_table(evaluation_uri: str) -> list[str]:
+    """Candidate vs baseline metric lines read from an Evaluator artifact with TFMA."""
+    import tensorflow_model_analysis as tfma
+
+    rows: dict[str, dict[str, float]] = {}
+    for result in tfma.load_metrics(evaluation_uri):
+        for kind_metrics in result.metric_keys_and_values:
+            key = kind_metrics.key
+            value = kind_metrics.value.double_value.value
+            name = key.name
+            if key.HasField("is_diff") and key.is_diff:
+                rows.setdefault(name, {})["diff"] = value
+            elif key.model_name == "baseline":
+                rows.setdefault(name, {})["baseline"] = value
+            else:
+                rows.setdefault(name, {})["candidate"] = value
+    names = [m for m in HEADLINE_METRICS if m in rows] + sorted(
+        m for m in rows if m not in HEADLINE_METRICS
+    )
+    out = [f"  {'metric':<18} {'candidate':>10} {'baseline':>10} {'diff':>9}"]
+    for name in names:
+        row = rows[name]
+        out.append(
+            f"  {name:<18} {_fmt(row.get('candidate'))} {_fmt(row.get('baseline'))}"
+            f" {_fmt(row.get('diff'), width=9)}"
+        )
+    return out
+
+
+def _fmt(value: float | None, width: int = 10) -> str:
+    return f"{value:>{width}.2f}" if value is not None else f"{'-':>{width}}"
+
+
+def _find(nodes: dict[str, NodeRun], prefix: str) -> NodeRun | None:
+    matches = [n for node_id, n in nodes.items() if node_id.startswith(prefix)]
+    return matches[0] if matches else None
