@@ -4,8 +4,6 @@ TFX's ExampleValidator records anomalies (and a per-split ``blessed`` custom pro
 stop the run; DESIGN.md requires that schema violations stop it before Transform and Trainer.
 """
 
-from __future__ import annotations
-
 import os
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2
