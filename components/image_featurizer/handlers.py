@@ -1,0 +1,195 @@
+"""RunInference model handlers: a frozen backbone maps uint8 images [B, H, W, 3] to [B, D].
+
+``TFLiteFeatureHandler`` runs a TFLite flatbuffer and reads any tensor (inner ones too, through
+``experimental_preserve_all_tensors``), dequantizing uint8/int8 outputs. ``TFFeatureHandler``
+runs a tf_keras model (file, SavedModel or ``tf_keras.applications`` architecture + local
+weights) or a plain SavedModel signature. Models are read from paths only; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.ml.inference.base import ModelHandler, PredictionResult
+
+from components.image_featurizer.config import KERAS, SAVED_MODEL, TFLITE, BackboneConfig
+
+# A loaded backbone: uint8 images [B, H, W, 3] -> float32 features [B, D].
+FeatureFn = Callable[[np.ndarray], np.ndarray]
+METRICS_NAMESPACE = "ImageFeaturizer"
+
+
+class _FeatureHandler(ModelHandler[np.ndarray, PredictionResult, FeatureFn]):
+    """Shared batching and inference; subclasses only load the backbone."""
+
+    def __init__(self, config: BackboneConfig, max_batch_size: int = 32):
+        super().__init__()
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size={max_batch_size}: must be >= 1")
+        self._config = config
+        self._max_batch_size = max_batch_size
+
+    def run_inference(
+        self,
+        batch: Sequence[np.ndarray],
+        model: FeatureFn,
+        inference_args: dict[str, Any] | None = None,
+    ) -> Iterable[PredictionResult]:
+        """Featurizes a batch of uint8 [H, W, 3] images into float32 [D] rows."""
+        features = model(np.stack(batch))
+        return [PredictionResult(None, row) for row in features]
+
+    def batch_elements_kwargs(self) -> dict[str, int]:
+        """Lets Beam batch up to ``max_batch_size`` images per call."""
+        return {"min_batch_size": 1, "max_batch_size": self._max_batch_size}
+
+    def get_metrics_namespace(self) -> str:
+        """The namespace of RunInference's Beam metrics."""
+        return METRICS_NAMESPACE
+
+
+class TFLiteFeatureHandler(_FeatureHandler):
+    """A TFLite backbone taking [1, H, W, 3]; run_inference loops over the batch."""
+
+    def load_model(self) -> FeatureFn:
+        """Builds the interpreter and checks the input shape against ``image_size``."""
+        import tensorflow as tf
+
+        config = self._config
+        with FileSystems.open(config.model_path) as handle:
+            content = handle.read()
+        interpreter = tf.lite.Interpreter(
+            model_content=content,
+            experimental_preserve_all_tensors=True,
+            num_threads=config.num_threads or None,
+        )
+        interpreter.allocate_tensors()
+        source = interpreter.get_input_details()[0]
+        expected = [1, *config.image_size, 3]
+        if list(source["shape"]) != expected:
+            raise ValueError(
+                f"{config.model_path}: input shape {list(source['shape'])} != {expected} "
+                "(set BackboneConfig.image_size to the model's input size)"
+            )
+        target = _tflite_tensor(interpreter, config)
+        return _tflite_feature_fn(interpreter, source, target, config)
+
+
+def _tflite_tensor(interpreter: Any, config: BackboneConfig) -> dict[str, Any]:
+    """The details of the tensor named ``config.output`` (the model output when empty)."""
+    if not config.output:
+        return interpreter.get_output_details()[0]
+    details = interpreter.get_tensor_details()
+    for detail in details:
+        if detail["name"] == config.output:
+            return detail
+    names = [detail["name"] for detail in details if "Logits" in detail["name"]] or [
+        detail["name"] for detail in details[-10:]
+    ]
+    raise ValueError(f"{config.model_path}: no tensor {config.output!r}; e.g. {names}")
+
+
+def _tflite_feature_fn(
+    interpreter: Any, source: dict[str, Any], target: dict[str, Any], config: BackboneConfig
+) -> FeatureFn:
+    """Closes over the interpreter: uint8 [B, H, W, 3] -> dequantized float32 [B, D]."""
+    scale, zero_point = target["quantization"]
+    quantized = np.issubdtype(target["dtype"], np.integer) and scale > 0
+
+    def featurize(images: np.ndarray) -> np.ndarray:
+        rows = []
+        for image in images:
+            value = image[np.newaxis]
+            if source["dtype"] != np.uint8:
+                value = value.astype(np.float32) * config.input_scale + config.input_offset
+            interpreter.set_tensor(source["index"], value.astype(source["dtype"]))
+            interpreter.invoke()
+            output = interpreter.get_tensor(target["index"]).reshape(-1).astype(np.float32)
+            rows.append((output - zero_point) * scale if quantized else output)
+        return np.stack(rows)
+
+    return featurize
+
+
+class TFFeatureHandler(_FeatureHandler):
+    """A tf_keras model or a SavedModel signature, run on whole batches."""
+
+    def load_model(self) -> FeatureFn:
+        """Loads the backbone (no download) and returns its batched feature function."""
+        import tensorflow as tf
+
+        config = self._config
+        call = _load_keras(config) if config.kind == KERAS else _load_signature(config)
+
+        def featurize(images: np.ndarray) -> np.ndarray:
+            value = images.astype(np.float32) * config.input_scale + config.input_offset
+            output = np.asarray(call(tf.constant(value)), dtype=np.float32)
+            return output.reshape(len(images), -1)
+
+        return featurize
+
+
+def _load_keras(config: BackboneConfig) -> Callable[[Any], Any]:
+    """A tf_keras model (or one of its layers' output) from a local file/folder."""
+    import tf_keras as keras
+
+    if config.application:
+        constructor = getattr(keras.applications, config.application, None)
+        if constructor is None:
+            raise ValueError(f"tf_keras.applications has no {config.application!r}")
+        model = constructor(
+            include_top=False,
+            weights=None,
+            pooling="avg",
+            input_shape=(*config.image_size, 3),
+        )
+        model.load_weights(config.model_path)
+    else:
+        model = keras.models.load_model(config.model_path, compile=False)
+    if config.output:
+        model = keras.Model(model.inputs, model.get_layer(config.output).output)
+    return lambda images: model(images, training=False)
+
+
+def _load_signature(config: BackboneConfig) -> Callable[[Any], Any]:
+    """A SavedModel signature with one image input; returns the ``config.output`` tensor."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(config.model_path)
+    if config.signature not in loaded.signatures:
+        raise ValueError(
+            f"{config.model_path}: no signature {config.signature!r}; "
+            f"has {sorted(loaded.signatures)}"
+        )
+    function = loaded.signatures[config.signature]
+    inputs = sorted(function.structured_input_signature[1])
+    if len(inputs) != 1:
+        raise ValueError(
+            f"{config.model_path}: signature {config.signature!r} takes {inputs}; the "
+            "featurizer needs exactly one image input"
+        )
+    outputs = sorted(function.structured_outputs)
+    key = config.output or (outputs[0] if len(outputs) == 1 else "")
+    if key not in outputs:
+        raise ValueError(
+            f"{config.model_path}: signature {config.signature!r} outputs {outputs}; set "
+            f"BackboneConfig.output to one of them (got {config.output!r})"
+        )
+
+    def call(images: Any) -> Any:
+        # Reading the signature through ``loaded`` keeps the SavedModel's variables alive.
+        return loaded.signatures[config.signature](**{inputs[0]: images})[key]
+
+    return call
+
+
+def make_model_handler(config: BackboneConfig, max_batch_size: int = 32) -> _FeatureHandler:
+    """The RunInference handler for ``config.kind``."""
+    if config.kind == TFLITE:
+        return TFLiteFeatureHandler(config, max_batch_size)
+    if config.kind in (KERAS, SAVED_MODEL):
+        return TFFeatureHandler(config, max_batch_size)
+    raise ValueError(f"unknown backbone kind {config.kind!r}")
