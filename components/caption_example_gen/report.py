@@ -1,0 +1,97 @@
+"""The ingest report: per-split counts and every policy skip, counted in Beam and written as JSON.
+
+The Beam pipeline writes the counts to ``<examples uri>/ingest_report.json``; the executor then
+adds the static facts (format, span, files), logs the report and copies it onto the Examples
+artifact as custom properties.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import apache_beam as beam
+
+from components.caption_example_gen.records import IngestError
+from components.caption_example_gen.validation import read_file_bytes, split_lines
+
+REPORT_FILE = "ingest_report.json"
+FEATURE_ROWS = "image_feature_rows"
+IMAGES = "images"
+UNUSED_FEATURE_ROWS = "skipped_feature_rows_without_captions"
+
+
+def count_feature_rows(path: str) -> int:
+    """Returns the number of lines (feature rows) in a row-names file."""
+    return len(split_lines(read_file_bytes(path, "feature row names")))
+
+
+def _finalize(counts: Mapping[str, int], splits: Sequence[str]) -> str:
+    counts = dict(counts)
+    for split in splits:
+        counts.setdefault(f"examples_{split}", 0)
+        counts.setdefault(f"images_{split}", 0)
+    empty = [s for s in splits if counts[f"examples_{s}"] == 0]
+    if empty:
+        raise IngestError(f"output split(s) {empty} received no captions; check the split config")
+    counts[UNUSED_FEATURE_ROWS] = counts[FEATURE_ROWS] - counts[IMAGES]
+    return json.dumps(counts, sort_keys=True)
+
+
+def _keyed_total(pcoll: beam.PCollection, name: str) -> beam.PCollection:
+    return (
+        pcoll
+        | f"Count[{name}]" >> beam.combiners.Count.Globally()
+        | f"Key[{name}]" >> beam.Map(lambda n, key=name: (key, n))
+    )
+
+
+def write_counts(
+    joined: beam.PCollection,
+    skipped: Mapping[str, beam.PCollection],
+    names_path: str,
+    splits: Sequence[str],
+    report_path: str,
+) -> None:
+    """Counts examples and images per split, skips and feature rows, and writes them as JSON.
+
+    Args:
+      joined: PCollection[(split, image_id, serialized example)].
+      skipped: report name -> PCollection of skipped items (one element per skip).
+      names_path: the image-feature row names (counted; rows without captions are reported).
+      splits: the output splits (each must receive at least one caption).
+      report_path: the JSON file to write.
+
+    """
+    pipeline = joined.pipeline
+    per_split = (
+        joined
+        | "ExampleKeys" >> beam.Map(lambda t: (f"examples_{t[0]}", 1))
+        | "ExamplesPerSplit" >> beam.CombinePerKey(sum)
+    )
+    split_images = joined | "SplitImages" >> beam.Map(lambda t: (t[0], t[1])) | beam.Distinct()
+    images_per_split = (
+        split_images
+        | "ImageKeys" >> beam.Map(lambda kv: (f"images_{kv[0]}", 1))
+        | "ImagesPerSplit" >> beam.CombinePerKey(sum)
+    )
+    images = joined | "Images" >> beam.Map(lambda t: t[1]) | "DistinctImages" >> beam.Distinct()
+    rows = (
+        pipeline
+        | "NamesFile" >> beam.Create([names_path])
+        | "FeatureRows" >> beam.Map(lambda p: (FEATURE_ROWS, count_feature_rows(p)))
+    )
+    totals = [_keyed_total(pc, name) for name, pc in sorted(skipped.items())]
+    (
+        (per_split, images_per_split, rows, _keyed_total(images, IMAGES), *totals)
+        | "AllCounts" >> beam.Flatten()
+        | "ToDict" >> beam.combiners.ToDict()
+        | "Finalize" >> beam.Map(_finalize, list(splits))
+        | "Write" >> beam.io.WriteToText(report_path, shard_name_template="", num_shards=1)
+    )
+
+
+def read_counts(report_path: str) -> dict[str, Any]:
+    """Reads the counts written by ``write_counts``."""
+    return json.loads(read_file_bytes(report_path, "ingest report").decode("utf-8"))

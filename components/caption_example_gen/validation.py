@@ -1,0 +1,75 @@
+"""Record-level rules shared by every reader (caption text, UTF-8)."""
+
+from __future__ import annotations
+
+from components.caption_example_gen.records import IngestError
+
+
+def decode_utf8(raw: bytes, source: str) -> str:
+    """Decodes one line or field as UTF-8.
+
+    Args:
+      raw: the undecoded bytes.
+      source: ``<file>:<line>`` for the error message.
+
+    Raises:
+      IngestError: when ``raw`` is not valid UTF-8 (names the byte offset).
+
+    """
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise IngestError(
+            f"{source}: invalid UTF-8 at byte {err.start} ({raw[err.start:err.end]!r}); "
+            "captions must be UTF-8"
+        ) from err
+
+
+def check_caption(caption: str, source: str) -> str:
+    """Returns the caption stripped of surrounding whitespace after checking it has tokens.
+
+    Uses ``trainer.text.tokenize_py``, the Python twin of the Transform tokenizer, so that a
+    caption that Transform would turn into zero tokens is rejected here, with its location.
+
+    Raises:
+      IngestError: for an empty/whitespace-only caption or one empty after normalization.
+
+    """
+    from trainer.text import tokenize_py  # lazy: keeps the reader import light
+
+    stripped = caption.strip()
+    if not stripped:
+        raise IngestError(f"{source}: empty or whitespace-only caption; every caption needs text")
+    if not tokenize_py(stripped):
+        raise IngestError(
+            f"{source}: caption {stripped!r} has no tokens after normalization "
+            "(trainer.text.tokenize_py); every caption needs at least one token"
+        )
+    return stripped
+
+
+def read_file_bytes(path: str, role: str) -> bytes:
+    """Reads a whole input file (local path or any ``tf.io.gfile`` URI).
+
+    Args:
+      path: the file.
+      role: what the file is for (e.g. "caption file"), for the error message.
+
+    Raises:
+      IngestError: when the file does not exist.
+
+    """
+    import tensorflow as tf  # lazy: only Beam workers and the executor read files
+
+    if not tf.io.gfile.exists(path):
+        raise IngestError(f"{path}: {role} not found")
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return f.read()
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    r"""Splits file contents into lines without their ``\n`` / ``\r\n`` endings."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return [line[:-1] if line.endswith(b"\r") else line for line in lines]
