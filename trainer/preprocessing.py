@@ -1,0 +1,259 @@
+"""The Transform ``preprocessing_fn``: caption tokens + vocabulary, feature scaling.
+
+TFX runs it by module path (``trainer.preprocessing.preprocessing_fn``) with the pipeline's
+``custom_config`` (the fields of :class:`TransformConfig`). The same graph is saved with the
+transform output and runs inside the exported SavedModel, so serving applies exactly the
+tokenization, vocabulary and scaling constants that training saw.
+
+Outputs (names from ``trainer/features.py``), for a batch of N raw examples:
+
+- ``CAPTION_TOKENS_XF`` int64 [N, max_tokens]: vocabulary ids shifted by +1, so 0 is padding;
+  out-of-vocabulary tokens hash into ``num_oov_buckets`` buckets after the vocabulary.
+- ``CAPTION_LENGTH_XF`` int64 [N]: number of real tokens (``<= max_tokens``; 0 for a caption
+  without words, which only serving can see: ExampleGen rejects such captions).
+- ``IMAGE_FEATURES_XF`` float32 [N, D] and, when the raw data has them,
+  ``CAPTION_FEATURES_XF`` float32 [N, Dc]: scaled by the configured full-pass scaling.
+- ``IMAGE_ID_KEY``, ``CAPTION_ID_KEY``: string [N], unchanged.
+
+The vocabulary is written as the plain-text asset ``VOCAB_NAME`` (one token a line, most
+frequent first); ``token_vocab_size`` gives the Embedding ``input_dim``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from trainer import features, text
+
+VOCAB_NAME = "caption_tokens"
+PADDING_ID = 0
+
+NO_SCALING = "none"
+L2_ROW = "l2_row"
+Z_SCORE = "zscore"
+L2_COLUMN = "l2_column"
+SCALINGS = (NO_SCALING, L2_ROW, Z_SCORE, L2_COLUMN)
+
+_POSITIVE_INTS = ("max_tokens", "vocab_frequency_threshold", "num_oov_buckets")
+_SCALING_FIELDS = ("image_scaling", "caption_features_scaling")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformConfig:
+    """Transform hyperparameters (the Transform component's ``custom_config``).
+
+    Attributes:
+        max_tokens: caption length L after padding/truncation (tokens beyond L are dropped).
+        vocab_top_k: keep at most this many most frequent tokens; None keeps all.
+        vocab_frequency_threshold: keep tokens seen at least this often in the analyzed split.
+        num_oov_buckets: hash buckets for out-of-vocabulary tokens (>= 1, so that an unknown
+            token never collides with padding id 0).
+        image_scaling: one of ``SCALINGS``: ``none``; ``l2_row`` (each row to unit L2 norm);
+            ``zscore`` (per-dimension standardization over the analyzed split); ``l2_column``
+            (each dimension divided by its L2 norm over the analyzed split, as the paper's code).
+        caption_features_scaling: the same choice for the optional ``caption_features``.
+
+    """
+
+    max_tokens: int = 32
+    vocab_top_k: int | None = None
+    vocab_frequency_threshold: int = 2
+    num_oov_buckets: int = 1
+    image_scaling: str = Z_SCORE
+    caption_features_scaling: str = L2_ROW
+
+    def __post_init__(self) -> None:
+        for name in _POSITIVE_INTS:
+            value = getattr(self, name)
+            if not _is_int(value) or value < 1:
+                raise ValueError(f"TransformConfig.{name} must be an integer >= 1, got {value!r}")
+        if self.vocab_top_k is not None and (not _is_int(self.vocab_top_k) or self.vocab_top_k < 1):
+            raise ValueError(
+                f"TransformConfig.vocab_top_k must be None or an integer >= 1, "
+                f"got {self.vocab_top_k!r}"
+            )
+        for name in _SCALING_FIELDS:
+            if getattr(self, name) not in SCALINGS:
+                raise ValueError(
+                    f"TransformConfig.{name} must be one of {SCALINGS}, got {getattr(self, name)!r}"
+                )
+
+    @classmethod
+    def from_dict(cls, custom_config: Mapping[str, Any] | None) -> TransformConfig:
+        """Builds the config from the component's ``custom_config`` (None: all defaults).
+
+        Raises:
+            ValueError: an unknown key (all of them are named) or a bad value.
+
+        """
+        values = dict(custom_config or {})
+        unknown = sorted(set(values) - {field.name for field in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown TransformConfig keys {unknown}")
+        return cls(**values)
+
+
+def _scale_l2_column(x: tf.Tensor) -> tf.Tensor:
+    """Divides each column of ``x`` [N, D] by its L2 norm over the analyzed split."""
+    column_norm = tf.sqrt(tft.sum(tf.square(x), reduce_instance_dims=False))  # [D]
+    return x / tf.where(column_norm > 0.0, column_norm, tf.ones_like(column_norm))
+
+
+_SCALERS: dict[str, Callable[[tf.Tensor], tf.Tensor]] = {
+    NO_SCALING: tf.identity,
+    L2_ROW: lambda x: tf.math.l2_normalize(x, axis=1),
+    Z_SCORE: lambda x: tft.scale_to_z_score(x, elementwise=True),
+    L2_COLUMN: _scale_l2_column,
+}
+
+
+def scale_features(x: tf.Tensor, scaling: str) -> tf.Tensor:
+    """Applies one of ``SCALINGS`` to a float feature matrix.
+
+    ``zscore`` leaves a constant dimension centred but unscaled; ``l2_column`` leaves an
+    all-zero dimension at 0; ``l2_row`` maps an all-zero row to 0.
+
+    Args:
+        x: float tensor [N, D].
+        scaling: a member of ``SCALINGS``.
+
+    Returns:
+        float32 [N, D].
+
+    """
+    return _SCALERS[scaling](tf.cast(x, tf.float32))
+
+
+def caption_token_features(captions: tf.Tensor, config: TransformConfig) -> dict[str, tf.Tensor]:
+    """Tokenizes captions, applies the vocabulary and pads/truncates to ``max_tokens``.
+
+    The vocabulary is computed over all tokens (before truncation).
+
+    Args:
+        captions: string [N] raw captions.
+        config: the Transform configuration.
+
+    Returns:
+        ``{CAPTION_TOKENS_XF: int64 [N, max_tokens], CAPTION_LENGTH_XF: int64 [N]}``.
+
+    """
+    tokens = text.tokenize(captions)  # [N, (T)]
+    threshold = config.vocab_frequency_threshold
+    ids = tft.compute_and_apply_vocabulary(
+        tokens,
+        top_k=config.vocab_top_k,
+        frequency_threshold=threshold if threshold > 1 else None,  # 1 keeps all: TFT wants None
+        num_oov_buckets=config.num_oov_buckets,
+        vocab_filename=VOCAB_NAME,
+    )
+    shifted = tf.cast(ids, tf.int64) + 1  # [N, (T)], 1.. (0 is padding)
+    padded = shifted.to_tensor(default_value=PADDING_ID, shape=[None, config.max_tokens])
+    lengths = tf.minimum(shifted.row_lengths(), config.max_tokens)
+    return {features.CAPTION_TOKENS_XF: padded, features.CAPTION_LENGTH_XF: lengths}
+
+
+def _dense(inputs: Mapping[str, Any], key: str) -> tf.Tensor:
+    """The dense raw feature ``key``; composite tensors mean the schema lacks a fixed shape."""
+    if key not in inputs:
+        raise ValueError(f"preprocessing_fn: raw feature '{key}' is missing; got {sorted(inputs)}")
+    value = inputs[key]
+    if not isinstance(value, tf.Tensor):
+        raise ValueError(
+            f"preprocessing_fn: raw feature '{key}' arrived as {type(value).__name__}; the schema "
+            "must give it a fixed shape (FixedLenFeature), e.g. SchemaGen infer_feature_shape"
+        )
+    return value
+
+
+def _scalar_column(inputs: Mapping[str, Any], key: str) -> tf.Tensor:
+    """A single-valued raw feature, [N] or [N, 1], as [N]."""
+    value = _dense(inputs, key)
+    if value.shape.rank == 2 and value.shape[1] == 1:
+        return tf.squeeze(value, axis=1)
+    if value.shape.rank != 1:
+        raise ValueError(f"preprocessing_fn: '{key}' must be [N] or [N, 1], got {value.shape}")
+    return value
+
+
+def _matrix(inputs: Mapping[str, Any], key: str) -> tf.Tensor:
+    """A fixed-length float raw feature as [N, D] with a known D."""
+    value = _dense(inputs, key)
+    if value.shape.rank != 2 or value.shape[1] is None:
+        raise ValueError(
+            f"preprocessing_fn: '{key}' must be [N, D] with a fixed D, got {value.shape}"
+        )
+    return value
+
+
+def preprocessing_fn(
+    inputs: Mapping[str, Any], custom_config: Mapping[str, Any] | None = None
+) -> dict[str, tf.Tensor]:
+    """The Transform entry point (see the module docstring for the outputs).
+
+    Args:
+        inputs: raw features as parsed with the schema: ``IMAGE_ID_KEY``, ``CAPTION_ID_KEY``,
+            ``CAPTION_KEY`` string [N] or [N, 1]; ``IMAGE_FEATURES_KEY`` float [N, D];
+            optionally ``CAPTION_FEATURES_KEY`` float [N, Dc].
+        custom_config: ``TransformConfig`` fields; None or missing fields take the defaults.
+
+    Returns:
+        The transformed features, keyed by ``trainer/features.py`` names.
+
+    """
+    config = TransformConfig.from_dict(custom_config)
+    outputs = {key: _scalar_column(inputs, key) for key in features.ID_KEYS}
+    captions = _scalar_column(inputs, features.CAPTION_KEY)
+    image_features = _matrix(inputs, features.IMAGE_FEATURES_KEY)
+    has_caption_features = features.CAPTION_FEATURES_KEY in inputs
+    if has_caption_features:
+        caption_features = _matrix(inputs, features.CAPTION_FEATURES_KEY)
+    outputs.update(caption_token_features(captions, config))
+    outputs[features.IMAGE_FEATURES_XF] = scale_features(image_features, config.image_scaling)
+    if has_caption_features:
+        outputs[features.CAPTION_FEATURES_XF] = scale_features(
+            caption_features, config.caption_features_scaling
+        )
+    return outputs
+
+
+def token_vocab_size(
+    tf_transform_output: tft.TFTransformOutput, transform_config: TransformConfig
+) -> int:
+    """The Embedding ``input_dim`` for ``CAPTION_TOKENS_XF``: padding + vocabulary + OOV buckets."""
+    vocab_size = tf_transform_output.vocabulary_size_by_name(VOCAB_NAME)
+    return vocab_size + transform_config.num_oov_buckets + 1
+
+
+def conform_to_raw_spec(
+    raw: Mapping[str, tf.Tensor], raw_feature_spec: Mapping[str, tf.io.FixedLenFeature]
+) -> dict[str, tf.Tensor]:
+    """Reshapes serving inputs (e.g. caption string [N]) to the raw feature spec's layout.
+
+    The Transform layer checks its inputs against the schema's shapes: a caption schema of
+    shape [1] needs [N, 1]. Feed the result to ``tf_transform_output.transform_features_layer()``.
+
+    Args:
+        raw: raw features, each [N, ...] with N the batch (e.g. ``{CAPTION_KEY: [N]}``).
+        raw_feature_spec: ``tf_transform_output.raw_feature_spec()``.
+
+    Returns:
+        The same features, each reshaped to [N, *spec.shape].
+
+    """
+    unknown = sorted(set(raw) - set(raw_feature_spec))
+    if unknown:
+        raise ValueError(
+            f"features {unknown} are not in the raw feature spec {sorted(raw_feature_spec)}"
+        )
+    return {
+        key: tf.reshape(value, [-1, *raw_feature_spec[key].shape]) for key, value in raw.items()
+    }
