@@ -102,10 +102,17 @@ class ToyEncoder(tf.Module):
         }
 
 
-def _fixed_width_image_signature(encoder: ToyEncoder) -> tf.types.experimental.ConcreteFunction:
-    """The ``embed_image`` concrete function with the static width D in its input shape."""
-    spec = tf.TensorSpec([None, encoder.feature_dim], tf.float32, name="image_features")
-    return tf.function(encoder.embed_image.python_function).get_concrete_function(spec)
+def save_encoder(encoder: ToyEncoder, export_dir: str | os.PathLike) -> None:
+    """Saves ``encoder`` with the three contract signatures (``embed_image`` fixes D)."""
+    image_spec = tf.TensorSpec([None, encoder.feature_dim], tf.float32,
+                               name=features.IMAGE_FEATURES_KEY)
+    signatures = {
+        features.SERVING_DEFAULT_SIGNATURE: encoder.serve_examples.get_concrete_function(),
+        features.EMBED_TEXT_SIGNATURE: encoder.embed_text.get_concrete_function(),
+        features.EMBED_IMAGE_SIGNATURE: tf.function(
+            encoder.embed_image.python_function).get_concrete_function(image_spec),
+    }
+    tf.saved_model.save(encoder, str(export_dir), signatures=signatures)
 
 
 def write_toy_encoder(export_dir: str | os.PathLike, feature_dim: int = 16,
@@ -128,11 +135,6 @@ def write_toy_encoder(export_dir: str | os.PathLike, feature_dim: int = 16,
     with tempfile.TemporaryDirectory() as tmp:
         vocab_file = os.path.join(tmp, "vocabulary.txt")
         pathlib.Path(vocab_file).write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
-        encoder = ToyEncoder(vocab_file, len(vocabulary), feature_dim, embedding_dim, seed)
-        signatures = {
-            features.SERVING_DEFAULT_SIGNATURE: encoder.serve_examples.get_concrete_function(),
-            features.EMBED_TEXT_SIGNATURE: encoder.embed_text.get_concrete_function(),
-            features.EMBED_IMAGE_SIGNATURE: _fixed_width_image_signature(encoder),
-        }
-        tf.saved_model.save(encoder, str(export_dir), signatures=signatures)
+        save_encoder(ToyEncoder(vocab_file, len(vocabulary), feature_dim, embedding_dim, seed),
+                     export_dir)
     return export_dir
