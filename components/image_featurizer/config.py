@@ -46,9 +46,9 @@ class BackboneConfig:
 
     """
 
-    kind: str = TFLITE
-    model_path: str = DEFAULT_TFLITE_MODEL
-    output: str = MOBILENET_V2_POOL_TENSOR
+    kind: str
+    model_path: str
+    output: str = ""
     application: str = ""
     signature: str = "serving_default"
     image_size: tuple[int, int] = (224, 224)
@@ -97,3 +97,9 @@ class BackboneConfig:
         if "image_size" in values:
             values["image_size"] = tuple(values["image_size"])
         return cls.from_dict(values)
+
+
+# The default backbone: reproduces the recipe of flickr8k/features/mobilenet_v2.npy (1280-d).
+MOBILENET_V2_TFLITE = BackboneConfig(
+    kind=TFLITE, model_path=DEFAULT_TFLITE_MODEL, output=MOBILENET_V2_POOL_TENSOR
+)

@@ -95,10 +95,15 @@ def read_outputs(directory: str, features_name: str) -> tuple[list[str], np.ndar
     with FileSystems.open(paths["features"], compression_type=_RAW) as handle:
         matrix = np.load(io.BytesIO(handle.read()))
     names = _read(paths["names"]).decode().splitlines()
-    report = json.loads(_read(paths["report"]))
+    report = read_report(directory, features_name)
     if len(names) != matrix.shape[0]:
         raise ValueError(f"{paths['names']}: {len(names)} names for {matrix.shape[0]} rows")
     return names, matrix, report
+
+
+def read_report(directory: str, features_name: str) -> dict[str, Any]:
+    """Reads back the JSON report."""
+    return json.loads(_read(output_paths(directory, features_name)["report"]))
 
 
 def copy_outputs(source_dir: str, target_dir: str, features_name: str) -> dict[str, str]:
