@@ -27,6 +27,7 @@ from typing import Any
 
 import tensorflow as tf
 import tensorflow_transform as tft
+from tensorflow_transform import schema_inference
 
 from trainer import features, text
 
@@ -157,6 +158,11 @@ def caption_token_features(captions: tf.Tensor, config: TransformConfig) -> dict
     )
     shifted = tf.cast(ids, tf.int64) + 1  # [N, (T)], 1.. (0 is padding)
     padded = shifted.to_tensor(default_value=PADDING_ID, shape=[None, config.max_tokens])
+    # Record the id range in the transformed schema (int_domain 0..V+B): token_vocab_size reads it.
+    num_ids = tft.get_num_buckets_for_transformed_feature(ids.flat_values)  # V + B
+    schema_inference.set_tensor_schema_override(
+        padded, tf.constant(PADDING_ID, tf.int64), tf.cast(num_ids, tf.int64)
+    )
     lengths = tf.minimum(shifted.row_lengths(), config.max_tokens)
     return {features.CAPTION_TOKENS_XF: padded, features.CAPTION_LENGTH_XF: lengths}
 
@@ -226,11 +232,40 @@ def preprocessing_fn(
 
 
 def token_vocab_size(
-    tf_transform_output: tft.TFTransformOutput, transform_config: TransformConfig
+    tf_transform_output: tft.TFTransformOutput, transform_config: TransformConfig | None = None
 ) -> int:
-    """The Embedding ``input_dim`` for ``CAPTION_TOKENS_XF``: padding + vocabulary + OOV buckets."""
-    vocab_size = tf_transform_output.vocabulary_size_by_name(VOCAB_NAME)
-    return vocab_size + transform_config.num_oov_buckets + 1
+    """The Embedding ``input_dim`` for ``CAPTION_TOKENS_XF``: padding + vocabulary + OOV buckets.
+
+    Read from the transformed schema (``int_domain`` of ``CAPTION_TOKENS_XF``, written by
+    ``preprocessing_fn``), so the Trainer needs no copy of the Transform config.
+
+    Args:
+        tf_transform_output: the Transform component's output.
+        transform_config: optional cross-check: the config the Transform ran with.
+
+    Returns:
+        1 + vocabulary size + ``num_oov_buckets``.
+
+    Raises:
+        ValueError: the schema lacks the domain, or ``transform_config`` disagrees with it.
+
+    """
+    schema = tf_transform_output.transformed_metadata.schema
+    domains = {feature.name: feature for feature in schema.feature}
+    tokens = domains.get(features.CAPTION_TOKENS_XF)
+    if tokens is None or not tokens.HasField("int_domain"):
+        raise ValueError(f"transformed schema has no int_domain for {features.CAPTION_TOKENS_XF}")
+    size = int(tokens.int_domain.max) + 1
+    if transform_config is not None:
+        vocab_size = tf_transform_output.vocabulary_size_by_name(VOCAB_NAME)
+        expected = vocab_size + transform_config.num_oov_buckets + 1
+        if size != expected:
+            raise ValueError(
+                f"{features.CAPTION_TOKENS_XF} has {size} ids in the transformed schema but "
+                f"vocabulary {vocab_size} + num_oov_buckets {transform_config.num_oov_buckets} "
+                f"+ padding = {expected}: the config differs from the one Transform ran with"
+            )
+    return size
 
 
 def conform_to_raw_spec(

@@ -218,8 +218,14 @@ def test_vocabulary_file_is_readable_and_sizes_the_embedding(run_a, run_b):
     path = run_a.output.vocabulary_file_by_name(pp.VOCAB_NAME)
     with open(path, encoding="utf-8") as vocab_file:
         assert vocab_file.read().splitlines() == ["a", "dog", "runs"]
+    assert pp.token_vocab_size(run_a.output) == 3 + 1 + 1
     assert pp.token_vocab_size(run_a.output, pp.TransformConfig()) == 3 + 1 + 1
-    assert pp.token_vocab_size(run_b.output, pp.TransformConfig(num_oov_buckets=3)) == 2 + 3 + 1
+    assert pp.token_vocab_size(run_b.output) == 2 + 1 + 1
+
+
+def test_token_vocab_size_rejects_a_config_that_differs_from_the_transform(run_b):
+    with pytest.raises(ValueError, match="vocabulary 2 \\+ num_oov_buckets 3 \\+ padding = 6"):
+        pp.token_vocab_size(run_b.output, pp.TransformConfig(num_oov_buckets=3))
 
 
 # --- Training-serving consistency: the saved transform graph on the same raw inputs ---
