@@ -1,0 +1,1 @@
+"""ROUGE-L relevance matrix of the eval split (TERAN's "R"), as a Beam-parallel TFX component."""

@@ -1,0 +1,86 @@
+"""The Evaluator's ``EvalConfig``: retrieval metrics, rsum gates, optional per-metric bounds."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+
+import tensorflow_model_analysis as tfma
+
+from components.retrieval_metrics import metric
+from trainer import features
+from trainer import metrics as pure_metrics
+
+BOUND_KEYS = ("lower", "upper")
+
+
+def _bound_threshold(name: str, bounds: Mapping[str, float]) -> tfma.GenericValueThreshold:
+    """A value threshold from ``{"lower": x, "upper": y}`` (either optional), checked."""
+    unknown = set(bounds) - set(BOUND_KEYS)
+    if unknown or not bounds:
+        raise ValueError(f"metric_bounds[{name!r}]: keys must be among {BOUND_KEYS}; "
+                         f"got {sorted(bounds)}")
+    values = {key: float(bounds[key]) for key in bounds}
+    if any(math.isnan(v) for v in values.values()):
+        raise ValueError(f"metric_bounds[{name!r}]: bounds must be numbers, got {values}")
+    if values.get("lower", -math.inf) > values.get("upper", math.inf):
+        raise ValueError(f"metric_bounds[{name!r}]: lower {values['lower']} > upper "
+                         f"{values['upper']}")
+    threshold = tfma.GenericValueThreshold()
+    for key, value in values.items():
+        getattr(threshold, f"{key}_bound").value = value
+    return threshold
+
+
+def build_eval_config(rsum_lower_bound: float, rsum_change: float = 0.0,
+                      metric_bounds: Mapping[str, Mapping[str, float]] | None = None,
+                      relevance_dir: str = "", ks: Sequence[int] = pure_metrics.DEFAULT_KS,
+                      ndcg_k: int = pure_metrics.DEFAULT_NDCG_K,
+                      with_ndcg: bool = True) -> tfma.EvalConfig:
+    """The EvalConfig that blesses a candidate on corpus-level retrieval quality.
+
+    Args:
+      rsum_lower_bound: absolute floor of the candidate's rsum (sum of all recalls, percent).
+      rsum_change: the candidate's rsum minus the baseline's must be ≥ this (higher is better;
+        0 = no worse than the last blessed model, negative = a tolerated drop). TFX ignores it
+        when there is no blessed model yet.
+      metric_bounds: optional ``{metric name: {"lower": x, "upper": y}}`` for any metric of
+        ``metric.metric_names(ks, with_ndcg)`` (e.g. ``{"t2i_medr": {"upper": 20}}``).
+      relevance_dir: cache directory of ROUGE-L relevance matrices, shared with the Relevance
+        component ('' = compute in the Evaluator, no cache).
+      ks: recall cut-offs.
+      ndcg_k: nDCG cut-off.
+      with_ndcg: compute the four ROUGE-L nDCG metrics.
+
+    Returns:
+      A ``tfma.EvalConfig`` with one model spec (the TFX Evaluator adds the baseline), the
+      overall slice, the retrieval metrics and their thresholds.
+
+    Raises:
+      ValueError: an unknown metric name or a malformed bound, naming it.
+
+    """
+    names = metric.metric_names(ks, with_ndcg)
+    thresholds = {"rsum": tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": float(rsum_lower_bound)}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": float(rsum_change)}))}
+    for name, bounds in (metric_bounds or {}).items():
+        if name not in names:
+            raise ValueError(f"metric_bounds: unknown metric {name!r}; known: {', '.join(names)}")
+        if name in thresholds:
+            thresholds[name].value_threshold.CopyFrom(_bound_threshold(name, bounds))
+        else:
+            thresholds[name] = tfma.MetricThreshold(value_threshold=_bound_threshold(name, bounds))
+    config = json.dumps({"ks": list(ks), "ndcg_k": ndcg_k, "relevance_dir": relevance_dir,
+                         "with_ndcg": with_ndcg})
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name=features.SERVING_DEFAULT_SIGNATURE)],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[tfma.MetricsSpec(
+            metrics=[tfma.MetricConfig(class_name="ExampleCount"),
+                     tfma.MetricConfig(class_name=metric.RetrievalMetrics.__name__,
+                                       module=metric.__name__, config=config)],
+            thresholds=thresholds)])

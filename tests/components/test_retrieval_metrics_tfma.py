@@ -1,0 +1,187 @@
+"""The TFMA retrieval metric, run by the stock TFX Evaluator on a tiny exported model."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components.relevance import store
+from components.retrieval_metrics import build_eval_config, metric_names
+from trainer import features, metrics, rouge
+
+D_IN, D_OUT, BUCKETS = 4, 3, 11
+WORDS = ["dog", "cat", "runs", "red", "ball", "grass", "a", "the", "jumps"]
+
+
+class TinyModel(tf.Module):
+    """Two linear "towers": image features @ W and a bag of hashed words, L2-normalized."""
+
+    def __init__(self, seed: int):
+        rng = np.random.default_rng(seed)
+        self.image_w = tf.Variable(rng.normal(size=(D_IN, D_OUT)).astype(np.float32))
+        self.word_table = tf.Variable(rng.normal(size=(BUCKETS, D_OUT)).astype(np.float32))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+    def serve(self, examples):
+        parsed = tf.io.parse_example(examples, {
+            features.IMAGE_FEATURES_KEY: tf.io.FixedLenFeature([D_IN], tf.float32),
+            features.CAPTION_KEY: tf.io.FixedLenFeature([], tf.string)})
+        image = tf.math.l2_normalize(parsed[features.IMAGE_FEATURES_KEY] @ self.image_w, axis=1)
+        ids = tf.strings.to_hash_bucket_fast(tf.strings.split(parsed[features.CAPTION_KEY]),
+                                             BUCKETS)
+        text = tf.reduce_sum(tf.gather(self.word_table, ids), axis=1)
+        return {features.IMAGE_EMBEDDING_OUTPUT: image,
+                features.TEXT_EMBEDDING_OUTPUT: tf.math.l2_normalize(text, axis=1)}
+
+
+def _examples(n_images=6):
+    rng = np.random.default_rng(7)
+    rows = []
+    for i in range(n_images):
+        image = rng.normal(size=D_IN).astype(np.float32)
+        for c in range(1 + i % 3):
+            caption = " ".join(rng.choice(WORDS, size=3 + (i + c) % 3))
+            rows.append((f"img{i}.jpg", f"img{i}.jpg#{c}", caption, image))
+    return rows
+
+
+def _serialize(row):
+    image_id, caption_id, caption, image = row
+    feats = {features.IMAGE_ID_KEY: image_id, features.CAPTION_ID_KEY: caption_id,
+             features.CAPTION_KEY: caption}
+    example = tf.train.Example()
+    for key, value in feats.items():
+        example.features.feature[key].bytes_list.value.append(value.encode())
+    example.features.feature[features.IMAGE_FEATURES_KEY].float_list.value.extend(image)
+    return example.SerializeToString()
+
+
+def _export(seed, uri):
+    from tfx.utils import path_utils
+
+    module = TinyModel(seed)
+    tf.saved_model.save(module, path_utils.serving_model_dir(uri),
+                        signatures={features.SERVING_DEFAULT_SIGNATURE: module.serve})
+    return module
+
+
+def _expected(module, rows, with_ndcg=True):
+    """The pure functions on the same embeddings, relevance from the reference rouge_l."""
+    out = module.serve(tf.constant([_serialize(r) for r in rows]))
+    image = out[features.IMAGE_EMBEDDING_OUTPUT].numpy()
+    text = out[features.TEXT_EMBEDDING_OUTPUT].numpy()
+    image_ids = [r[0] for r in rows]
+    want = metrics.retrieval_metrics(image, image_ids, text, image_ids)
+    if with_ndcg:
+        gallery = list(dict.fromkeys(image_ids))
+        refs = {g: [r[2] for r in rows if r[0] == g] for g in gallery}
+        relevance = np.array([[rouge.rouge_l(r[2], refs[g]) for g in gallery] for r in rows])
+        want.update(metrics.semantic_ndcg(image, image_ids, text, image_ids, relevance))
+    return want
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tfma")
+    rows = _examples()
+    split_dir = root / "examples" / "Split-eval"
+    split_dir.mkdir(parents=True)
+    with tf.io.TFRecordWriter(str(split_dir / "data.gz"), options="GZIP") as writer:
+        for row in rows:
+            writer.write(_serialize(row))
+    good = _export(3, str(root / "good"))
+    other = _export(4, str(root / "other"))
+    return {"root": root, "rows": rows, "good": good, "other": other}
+
+
+def _run_evaluator(workspace, name, eval_config, baseline=None):
+    from tfx.components.evaluator import executor
+    from tfx.types import standard_artifacts
+
+    root = workspace["root"]
+    examples = standard_artifacts.Examples()
+    examples.uri = str(root / "examples")
+    examples.split_names = json.dumps(["eval"])
+    model = standard_artifacts.Model()
+    model.uri = str(root / "good")
+    inputs = {"examples": [examples], "model": [model]}
+    if baseline:
+        base = standard_artifacts.Model()
+        base.uri = str(root / baseline)
+        inputs["baseline_model"] = [base]
+    evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
+    evaluation.uri, blessing.uri = str(root / name / "evaluation"), str(root / name / "blessing")
+    for artifact in (evaluation, blessing):
+        os.makedirs(artifact.uri)
+    from google.protobuf import json_format
+
+    executor.Executor().Do(inputs, {"evaluation": [evaluation], "blessing": [blessing]},
+                           {"eval_config": json_format.MessageToJson(eval_config),
+                            "example_splits": json.dumps(["eval"])})
+    return evaluation.uri, os.path.exists(os.path.join(blessing.uri, "BLESSED"))
+
+
+def _metric_values(evaluation_uri):
+    import tensorflow_model_analysis as tfma
+
+    [slice_metrics] = list(tfma.load_metrics(evaluation_uri))
+    values = {}
+    for kv in slice_metrics.metric_keys_and_values:
+        key = kv.key
+        label = key.name + ("/diff" if key.is_diff else "") + f"@{key.model_name}"
+        values[label] = kv.value.double_value.value
+    return values
+
+
+def test_tfma_metrics_equal_pure_functions_and_gate(workspace):
+    rel_dir = workspace["root"] / "relevance_cache"
+    want = _expected(workspace["good"], workspace["rows"])
+    config = build_eval_config(rsum_lower_bound=want["rsum"] - 1.0, relevance_dir=str(rel_dir))
+    uri, blessed = _run_evaluator(workspace, "single", config)
+    got = _metric_values(uri)
+    for name in metric_names():
+        assert got[f"{name}@"] == pytest.approx(want[name], rel=1e-5), name
+    assert blessed
+    assert len(list(rel_dir.glob("*.npy"))) == 1  # computed on a miss and cached by content key
+
+    import tensorflow_model_analysis as tfma
+
+    assert tfma.load_validation_result(uri).validation_ok
+
+
+def test_baseline_diff_metrics_and_failing_change_threshold(workspace):
+    want = _expected(workspace["good"], workspace["rows"], with_ndcg=False)
+    base = _expected(workspace["other"], workspace["rows"], with_ndcg=False)
+    assert want["rsum"] != base["rsum"]
+    change = want["rsum"] - base["rsum"]
+    # Passing: the candidate must be no worse than (change - 1) against the baseline.
+    config = build_eval_config(rsum_lower_bound=0.0, rsum_change=change - 1.0, with_ndcg=False)
+    uri, blessed = _run_evaluator(workspace, "pass", config, baseline="other")
+    got = _metric_values(uri)
+    assert got["rsum@candidate"] == pytest.approx(want["rsum"])
+    assert got["rsum@baseline"] == pytest.approx(base["rsum"])
+    assert got["rsum/diff@candidate"] == pytest.approx(change)
+    assert got["t2i_medr/diff@candidate"] == pytest.approx(want["t2i_medr"] - base["t2i_medr"])
+    assert blessed
+    # Failing: demand one more rsum point than the candidate gained, and a bound it misses.
+    config = build_eval_config(rsum_lower_bound=0.0, rsum_change=change + 1.0, with_ndcg=False,
+                               metric_bounds={"t2i_meanr": {"upper": want["t2i_meanr"] - 0.5}})
+    uri, blessed = _run_evaluator(workspace, "fail", config, baseline="other")
+    assert not blessed
+    import tensorflow_model_analysis as tfma
+
+    result = tfma.load_validation_result(uri)
+    failed = {f.metric_key.name for s in result.metric_validations_per_slice for f in s.failures}
+    assert failed == {"rsum", "t2i_meanr"}
+
+
+def test_cached_relevance_is_used(workspace, tmp_path):
+    rows = workspace["rows"]
+    eval_set = store.EvalSet.from_triples([r[0] for r in rows], [r[1] for r in rows],
+                                          [r[2] for r in rows])
+    fake = np.zeros((len(eval_set.caption_ids), len(eval_set.gallery)), np.float32)
+    store.save(str(tmp_path), eval_set, fake)
+    loaded, cached = store.load_or_compute(str(tmp_path), eval_set)
+    assert cached and np.array_equal(loaded, fake)
