@@ -1,0 +1,144 @@
+"""The search SavedModel: pushed text/image encoder + gallery index → top-k, servable end to end.
+
+Signatures (``k`` fixed at export; outputs ``ids`` string, ``scores`` float32 and ``captions``
+string, each of the input's batch shape plus ``[k]``):
+
+| name | input | ``ids`` are |
+| --- | --- | --- |
+| ``search`` | ``caption`` string [] or [N] | image ids |
+| ``search_images`` | ``image_features`` float32 [N, D] | image ids |
+| ``search_captions`` | ``caption`` string [] or [N] | caption ids |
+
+``captions`` is the display text: an image's first caption, or the matched caption's text.
+``search_captions`` exists only when the index holds captions. The gallery lives in variables
+(not graph constants), and the index files travel in ``assets.extra/gallery`` for Python users.
+"""
+
+import os
+
+import tensorflow as tf
+
+from serving.gallery import GalleryIndex, save_index
+from serving.search import DEFAULT_CHUNK_SIZE, chunked_top_k
+from trainer import features
+
+SEARCH_SIGNATURE = "search"
+SEARCH_IMAGES_SIGNATURE = "search_images"
+SEARCH_CAPTIONS_SIGNATURE = "search_captions"
+IDS_OUTPUT = "ids"
+SCORES_OUTPUT = "scores"
+CAPTIONS_OUTPUT = "captions"
+INDEX_SUBDIR = os.path.join("assets.extra", "gallery")
+SEARCH_MODEL_SUFFIX = "_search"
+
+
+def search_model_name(model_name: str) -> str:
+    """The served name of ``model_name``'s search model (``<model_name>_search``)."""
+    return model_name + SEARCH_MODEL_SUFFIX
+
+
+class _Gallery(tf.Module):
+    """One searchable collection: unit rows [N, d], ids [N] and display texts [N]."""
+
+    def __init__(self, embeddings, ids, texts, name: str):
+        super().__init__(name=name)
+        self.embeddings = tf.Variable(embeddings, trainable=False, name="embeddings")
+        self.ids = tf.Variable(ids.astype(object), trainable=False, dtype=tf.string, name="ids")
+        self.texts = tf.Variable(texts.astype(object), trainable=False, dtype=tf.string,
+                                 name="texts")
+
+    def top_k(self, queries: tf.Tensor, batch_shape: tf.Tensor, k: int,
+              chunk_size: int) -> dict[str, tf.Tensor]:
+        """Searches queries [Q, d]; reshapes outputs to ``batch_shape + [k]``."""
+        scores, indices = chunked_top_k(queries, self.embeddings, k, chunk_size)
+        shape = tf.concat([batch_shape, [tf.shape(scores)[1]]], axis=0)
+        return {
+            IDS_OUTPUT: tf.reshape(tf.gather(self.ids, indices), shape),
+            SCORES_OUTPUT: tf.reshape(scores, shape),
+            CAPTIONS_OUTPUT: tf.reshape(tf.gather(self.texts, indices), shape),
+        }
+
+
+class SearchModule(tf.Module):
+    """Encoder + gallery; see the module docstring for the signatures.
+
+    Args:
+        encoder_dir: the pushed encoder SavedModel (contract signatures).
+        index: the gallery, embedded by that encoder.
+        k: results per query.
+        chunk_size: gallery rows scored at once.
+
+    """
+
+    def __init__(self, encoder_dir: str, index: GalleryIndex, k: int = 10,
+                 chunk_size: int = DEFAULT_CHUNK_SIZE):
+        super().__init__(name="gallery_search")
+        self.encoder = tf.saved_model.load(encoder_dir)
+        self.k, self.chunk_size = k, chunk_size
+        self.images = _Gallery(index.image_embeddings, index.image_ids, index.image_captions,
+                               "images")
+        self.captions = (_Gallery(index.caption_embeddings, index.caption_ids,
+                                  index.caption_texts, "captions")
+                         if len(index.caption_ids) else None)
+
+    def _embed_text(self, caption: tf.Tensor) -> tf.Tensor:
+        """Captions [N] → unit rows [N, d] with the pushed encoder."""
+        embed = self.encoder.signatures[features.EMBED_TEXT_SIGNATURE]
+        return embed(**{features.CAPTION_KEY: caption})[features.TEXT_EMBEDDING_OUTPUT]
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.string, name="caption")])
+    def search(self, caption: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Caption(s) [] or [N] → top-k images (outputs [k] or [N, k])."""
+        queries = self._embed_text(tf.reshape(caption, [-1]))
+        return self.images.top_k(queries, tf.shape(caption), self.k, self.chunk_size)
+
+    @tf.function(input_signature=[tf.TensorSpec(None, tf.string, name="caption")])
+    def search_captions(self, caption: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Caption(s) [] or [N] → top-k gallery captions (outputs [k] or [N, k])."""
+        queries = self._embed_text(tf.reshape(caption, [-1]))
+        return self.captions.top_k(queries, tf.shape(caption), self.k, self.chunk_size)
+
+    def search_images_function(self, feature_dim: int) -> tf.types.experimental.ConcreteFunction:
+        """The ``search_images`` concrete function for image features [N, ``feature_dim``]."""
+        embed = self.encoder.signatures[features.EMBED_IMAGE_SIGNATURE]
+
+        @tf.function(input_signature=[tf.TensorSpec([None, feature_dim], tf.float32,
+                                                     name=features.IMAGE_FEATURES_KEY)])
+        def search_images(image_features: tf.Tensor) -> dict[str, tf.Tensor]:
+            queries = embed(**{features.IMAGE_FEATURES_KEY: image_features})
+            return self.images.top_k(queries[features.IMAGE_EMBEDDING_OUTPUT],
+                                     tf.shape(image_features)[:1], self.k, self.chunk_size)
+
+        return search_images.get_concrete_function()
+
+
+def _image_feature_dim(encoder: tf.Module) -> int:
+    """D from the encoder's ``embed_image`` input spec."""
+    signature = encoder.signatures[features.EMBED_IMAGE_SIGNATURE]
+    dim = signature.structured_input_signature[1][features.IMAGE_FEATURES_KEY].shape[-1]
+    if dim is None:
+        raise ValueError("the encoder's embed_image signature does not fix the feature width D")
+    return int(dim)
+
+
+def write_search_model(encoder_dir: str, index: GalleryIndex, export_dir: str, k: int = 10,
+                       chunk_size: int = DEFAULT_CHUNK_SIZE) -> str:
+    """Exports the search SavedModel (and the index files) to ``export_dir``; returns it.
+
+    Raises:
+        ValueError: k < 1.
+
+    """
+    if k < 1:
+        raise ValueError(f"search k must be >= 1, got {k}")
+    module = SearchModule(encoder_dir, index, k, chunk_size)
+    signatures = {
+        SEARCH_SIGNATURE: module.search.get_concrete_function(),
+        SEARCH_IMAGES_SIGNATURE: module.search_images_function(
+            _image_feature_dim(module.encoder)),
+    }
+    if module.captions is not None:
+        signatures[SEARCH_CAPTIONS_SIGNATURE] = module.search_captions.get_concrete_function()
+    tf.saved_model.save(module, export_dir, signatures=signatures)
+    save_index(index, os.path.join(export_dir, INDEX_SUBDIR))
+    return export_dir

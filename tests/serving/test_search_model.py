@@ -1,0 +1,108 @@
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from serving import search_cli
+from serving.client import EmbeddingClient, LocalBackend
+from serving.gallery import build_index, load_index
+from serving.gallery_sources import GalleryRecords
+from serving.search import GallerySearcher
+from serving.search_model import INDEX_SUBDIR, write_search_model
+from serving.toy_model import write_toy_encoder
+from tests.serving.conftest import FEATURE_DIM
+
+SAVED_MODEL_CLI = pathlib.Path(sys.executable).parent / "saved_model_cli"
+IMAGE_IDS = [f"img{i}.jpg" for i in range(7)]
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """A search model under <serving>/toy_search/12/, its encoder deleted afterwards."""
+    root = tmp_path_factory.mktemp("search")
+    encoder = write_toy_encoder(root / "encoder", FEATURE_DIM, 8)
+    client = EmbeddingClient(LocalBackend(str(encoder)))
+    rng = np.random.default_rng(3)
+    records = GalleryRecords(
+        IMAGE_IDS, [f"caption of {i}" for i in IMAGE_IDS],
+        rng.uniform(0, 6, (7, FEATURE_DIM)).astype(np.float32),
+        ["img0.jpg#0", "img1.jpg#0", "img1.jpg#1"], ["a dog runs", "two girls", "a red ball"],
+        ["img0.jpg", "img1.jpg", "img1.jpg"], source="test")
+    index = build_index(records, client, "toy", 12)
+    searcher = GallerySearcher(index, client)
+    model_dir = root / "serving" / "toy_search" / "12"
+    write_search_model(str(encoder), index, str(model_dir), k=4, chunk_size=3)
+    shutil.rmtree(encoder)  # the search model must be self-contained
+    return root / "serving", model_dir, searcher, records
+
+
+def test_search_signature_scalar_and_batch_match_python_search(published):
+    _, model_dir, searcher, _ = published
+    signature = tf.saved_model.load(str(model_dir)).signatures["search"]
+    single = signature(caption=tf.constant("a dog runs on the beach"))
+    assert single["ids"].shape == (4,) and single["scores"].shape == (4,)
+    expected = searcher.text_to_images(["a dog runs on the beach", "snow"], k=4)
+    assert [i.decode() for i in single["ids"].numpy()] == [h.id for h in expected[0]]
+    np.testing.assert_allclose(single["scores"], [h.score for h in expected[0]], atol=1e-5)
+    assert [c.decode() for c in single["captions"].numpy()] == [h.text for h in expected[0]]
+    batch = signature(caption=tf.constant(["a dog runs on the beach", "snow"]))
+    assert batch["ids"].shape == (2, 4)
+    assert [i.decode() for i in batch["ids"].numpy()[1]] == [h.id for h in expected[1]]
+
+
+def test_image_and_caption_signatures(published):
+    _, model_dir, searcher, records = published
+    model = tf.saved_model.load(str(model_dir))
+    out = model.signatures["search_images"](image_features=tf.constant(records.image_features))
+    assert [i.decode() for i in out["ids"].numpy()[:, 0]] == IMAGE_IDS  # each finds itself
+    np.testing.assert_allclose(out["scores"].numpy()[:, 0], 1.0, atol=1e-5)
+    captions = model.signatures["search_captions"](caption=tf.constant(["a red ball"]))
+    assert captions["ids"].shape == (1, 3)  # k clamped to the 3 gallery captions
+    assert captions["ids"].numpy()[0, 0] == b"img1.jpg#1"
+    assert captions["captions"].numpy()[0, 0] == b"a red ball"
+
+
+def test_index_travels_with_the_search_model(published):
+    _, model_dir, searcher, _ = published
+    index = load_index(str(model_dir / INDEX_SUBDIR))
+    assert (index.model_name, index.model_version) == ("toy", 12)
+    np.testing.assert_allclose(index.image_embeddings, searcher.index.image_embeddings)
+
+
+def test_saved_model_cli_lists_search_signatures(published):
+    _, model_dir, _, _ = published
+    out = subprocess.run([str(SAVED_MODEL_CLI), "show", "--dir", str(model_dir),
+                          "--tag_set", "serve"], capture_output=True, text=True, check=True,
+                         timeout=120).stdout
+    for name in ("search", "search_images", "search_captions"):
+        assert f'SignatureDef key: "{name}"' in out
+
+
+def test_cli_prints_top_k_with_scores_and_captions(published, capsys):
+    serving_dir, _, searcher, _ = published
+    status = search_cli.main(["a dog runs", "--serving-dir", str(serving_dir),
+                              "--model-name", "toy", "--k", "3"])
+    out = capsys.readouterr().out.splitlines()
+    assert status == 0
+    assert out[0].startswith('query: "a dog runs"') and "7 images" in out[0]
+    expected = searcher.text_to_images(["a dog runs"], k=3)[0]
+    for line, hit in zip(out[1:4], expected, strict=True):
+        assert line.split(None, 3)[2:] == [hit.id, hit.text]
+        assert float(line.split()[1]) == pytest.approx(hit.score, abs=1e-4)
+    assert out[4].startswith("search: ")
+
+
+def test_cli_errors(published, tmp_path, capsys):
+    serving_dir, _, _, _ = published
+    assert search_cli.main(["q", "--serving-dir", str(tmp_path), "--model-name", "toy"]) == 2
+    assert "no search model any version" in capsys.readouterr().err
+    assert search_cli.main(["q", "--serving-dir", str(serving_dir), "--model-name", "toy",
+                            "--k", "5"]) == 2
+    assert "returns at most 4" in capsys.readouterr().err
+    assert search_cli.main(["q", "--serving-dir", str(serving_dir), "--model-name", "toy",
+                            "--version", "3"]) == 2
+    assert "version 3" in capsys.readouterr().err
