@@ -1,0 +1,288 @@
+"""Issue 11 items 1-2: our training step vs the paper's loop on Flickr8k, and hardware efficiency.
+
+Measured side by side in one run (``python -m benchmarks.bench_vs_paper [--quick]``):
+
+- seconds per epoch of the paper's loop (``benchmarks.paper_loop``), of our exact mode (global
+  mining, bank refreshed every step, float32) and of our fast mode (the pipeline's default
+  mining settings, ``TrainerConfig()``), with the speed-ups; all on linear towers, d = 1024,
+  batch 512, F-HN, as the paper;
+- whether the paper's loop and our exact mining pick identical negatives (same towers, same
+  batches, fixed seed);
+- the achieved FLOP/s of one exact global-mining step (bank refresh + mining) against a plain
+  4096^2 ``tf.matmul`` in float32 and in bfloat16;
+- eval rsum of exact vs fast mode after the same number of epochs, both trained with
+  ``trainer.training.train`` (the function ``run_fn`` uses).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # legacy Keras 2: set before TensorFlow loads
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+from benchmarks import harness  # noqa: E402
+from benchmarks.paper_loop import Negatives, PaperLoop, pick_negatives  # noqa: E402
+from trainer import towers, training  # noqa: E402
+from trainer.config import TrainerConfig  # noqa: E402
+from trainer.data import SplitTables  # noqa: E402
+
+BATCH = 512
+DIM = 1024
+
+
+def mining_step_flops(num_images: int, num_captions: int, image_dim: int, text_dim: int,
+                      dim: int, batch: int) -> int:
+    """FLOP of one exact global-mining step with linear towers (multiply-add = 2 FLOP).
+
+    Re-encoding the bank costs 2 d (N_i D + N_c D_c); scoring B captions against the N_i images
+    and B images against the N_c captions costs 2 B d (N_i + N_c).
+    """
+    encode = 2 * dim * (num_images * image_dim + num_captions * text_dim)
+    score = 2 * batch * dim * (num_images + num_captions)
+    return encode + score
+
+
+def exact_config(epochs: int) -> TrainerConfig:
+    """Exact mode: global mining, bank refreshed every step, the paper's towers and sizes."""
+    return TrainerConfig(loss="fhn", mining="global", refresh_steps=1, image_tower="linear",
+                         text_tower="linear", embedding_dim=DIM, batch_size=BATCH, epochs=epochs,
+                         dropout=0.0, early_stopping_patience=None)
+
+
+def fast_config(exact: TrainerConfig) -> TrainerConfig:
+    """Exact mode with the pipeline's default mining settings (those of ``TrainerConfig()``)."""
+    defaults = TrainerConfig()
+    return dataclasses.replace(exact, mining=defaults.mining, refresh_steps=defaults.refresh_steps,
+                               mining_chunk_size=defaults.mining_chunk_size)
+
+
+def mining_label(config: TrainerConfig) -> str:
+    if config.mining != "global":
+        return f"mining={config.mining}"
+    return f"mining=global refresh_steps={config.refresh_steps} chunk={config.mining_chunk_size}"
+
+
+def build_towers(config: TrainerConfig, train: SplitTables):
+    """Seeded towers, so that every mode starts from the same weights."""
+    keras.utils.set_random_seed(config.seed)
+    caption_dim = next(iter(train.text.values())).shape[-1]
+    return towers.build_towers(config, 0, train.image_features.shape[-1], caption_dim)
+
+
+def epoch_batches(num_captions: int, batch: int, seed: int) -> list[np.ndarray]:
+    """One epoch of caption-row batches [batch] in a seeded shuffle (remainder dropped)."""
+    order = np.random.default_rng(seed).permutation(num_captions)
+    return [order[i:i + batch] for i in range(0, num_captions - batch + 1, batch)]
+
+
+def time_paper(paper: PaperLoop, batches: list[np.ndarray]) -> float:
+    """Seconds per step of the paper's loop (one untimed warm-up step traces the graphs)."""
+    paper.train_step(batches[0])
+    start = time.perf_counter()
+    for caption_index in batches[1:]:
+        paper.train_step(caption_index)
+    return (time.perf_counter() - start) / (len(batches) - 1)
+
+
+def time_ours(trainer: training.PairTrainer, batches: list[np.ndarray]) -> float:
+    """Seconds per step of our training step (bank refreshed every ``refresh_steps`` steps)."""
+    refresh = trainer.bank is not None
+    for step, caption_index in enumerate(batches):
+        if step == 1:
+            start = time.perf_counter()
+        if refresh and int(trainer.optimizer.iterations) % trainer.config.refresh_steps == 0:
+            trainer.refresh_bank()
+        float(trainer.train_step(tf.constant(caption_index))["loss"])
+    return (time.perf_counter() - start) / (len(batches) - 1)
+
+
+def our_negatives(trainer: training.PairTrainer, caption_index: np.ndarray) -> Negatives:
+    """Our exact global mining of a batch: refresh the bank, write the batch rows, mine."""
+    trainer.refresh_bank()
+    caption_index = tf.constant(caption_index)
+    image_index = tf.gather(trainer.text_image_index, caption_index)
+    image = trainer.embed_images(image_index, training=True)
+    text = trainer.embed_text(caption_index, training=True)
+    trainer.bank.update(image_index, image, caption_index, text)
+    neg_image, neg_text = trainer.bank.mine(image, text, image_index)
+    is_pair = tf.equal(neg_image, tf.gather(trainer.text_image_index, neg_text))
+    return Negatives(neg_image.numpy(), neg_text.numpy(), is_pair.numpy())
+
+
+def compare_negatives(paper: PaperLoop, trainer: training.PairTrainer,
+                      batches: list[np.ndarray]) -> dict[str, float]:
+    """Negatives of the paper's loop vs ours on the same towers and batches.
+
+    Returns:
+        ``queries`` (2 per pair: caption->image and image->caption), ``identical`` (how many
+        negatives agree), ``pair_flags_identical`` and ``max_gap`` (largest score difference
+        between the two picks where they disagree; 0 when all agree).
+
+    """
+    totals = {"queries": 0, "identical": 0, "pair_flags_identical": 0, "max_gap": 0.0}
+    for caption_index in batches:
+        to_images, to_captions = (s.numpy() for s in paper.scores(tf.constant(caption_index)))
+        batch_ids = [paper.ids.caption_image_ids[row] for row in caption_index]
+        theirs = pick_negatives(to_images, to_captions, batch_ids, paper.ids)
+        ours = our_negatives(trainer, caption_index)
+        rows = np.arange(len(caption_index))
+        for scores, a, b in ((to_images, theirs.image_index, ours.image_index),
+                             (to_captions, theirs.text_index, ours.text_index)):
+            totals["identical"] += int(np.sum(a == b))
+            gap = np.abs(scores[rows, a] - scores[rows, b])
+            totals["max_gap"] = max(totals["max_gap"], float(np.max(gap, initial=0.0)))
+        totals["queries"] += 2 * len(caption_index)
+        totals["pair_flags_identical"] += int(np.sum(theirs.is_pair == ours.is_pair))
+    return totals
+
+
+def mining_gflops(trainer: training.PairTrainer, caption_index: np.ndarray, flops: int,
+                  repeats: int) -> dict[str, float]:
+    """Achieved GFLOP/s of one exact mining step (bank refresh + mining of a batch)."""
+    index = tf.constant(caption_index)
+    image_index = tf.gather(trainer.text_image_index, index)
+    image, text = trainer.embed_images(image_index), trainer.embed_text(index)
+    refresh = harness.median_seconds(trainer.refresh_bank, repeats)
+    mine = harness.median_seconds(
+        lambda: trainer.bank.mine(image, text, image_index)[0].numpy(), repeats)
+    return {"refresh_s": refresh, "mine_s": mine, "step_s": refresh + mine,
+            "gflops": flops / (refresh + mine) / 1e9}
+
+
+def train_modes(configs: dict[str, TrainerConfig], train: SplitTables, eval_split: SplitTables,
+                max_steps: int | None) -> dict[str, training.TrainResult]:
+    """Trains each mode from the same initial towers with ``trainer.training.train``."""
+    results = {}
+    for name, config in configs.items():
+        image_tower, text_tower = build_towers(config, train)
+        with tempfile.TemporaryDirectory() as work_dir:
+            results[name] = training.train(config, image_tower, text_tower, train, eval_split,
+                                           work_dir, max_steps=max_steps, verbose=0)
+    return results
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few steps of each (< ~1 min)")
+    parser.add_argument("--data", help="Flickr8k folder (default ../shared/data/flickr8k)")
+    parser.add_argument("--epochs", type=int, help="epochs of the rsum comparison (default 3)")
+    parser.add_argument("--paper-steps", type=int,
+                        help="timed steps of the paper's loop (default one epoch)")
+    parser.add_argument("--check-batches", type=int, help="batches compared for identical "
+                        "negatives (default 3)")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args(argv)
+    quick = {"epochs": 1, "paper_steps": 3, "check_batches": 1}
+    full = {"epochs": 3, "paper_steps": 0, "check_batches": 3}
+    for name, value in (quick if args.quick else full).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    return args
+
+
+def _time_modes(args, train: SplitTables, configs: dict[str, TrainerConfig],
+                batches: list[np.ndarray], steps_per_epoch: int) -> tuple[dict, PaperLoop]:
+    """Seconds per epoch of the paper's loop and of each of our modes (extrapolated per step)."""
+    paper_steps = args.paper_steps or steps_per_epoch
+    paper = PaperLoop(*build_towers(configs["exact"], train), train)
+    seconds = {"paper": time_paper(paper, batches[:paper_steps + 1]) * steps_per_epoch}
+    print(f"paper loop: {seconds['paper']:.1f} s/epoch ({paper_steps} steps timed)", flush=True)
+    for name, config in configs.items():
+        steps = 8 if args.quick else steps_per_epoch
+        steps = -(-steps // config.refresh_steps) * config.refresh_steps
+        trainer = training.PairTrainer(config, *build_towers(config, train), train,
+                                       steps_per_epoch)
+        seconds[name] = time_ours(trainer, batches[:steps + 1]) * steps_per_epoch
+        print(f"ours {name} ({mining_label(config)}): {seconds[name]:.1f} s/epoch "
+              f"({steps} steps timed), speed-up {seconds['paper'] / seconds[name]:.1f}x",
+              flush=True)
+    return seconds, paper
+
+
+def _efficiency(args, train: SplitTables, paper: PaperLoop, config: TrainerConfig,
+                batches: list[np.ndarray], steps_per_epoch: int) -> dict:
+    """Identical-negatives check and mining FLOP/s vs plain matmul, on the paper's towers."""
+    trainer = training.PairTrainer(config, paper.image_tower, paper.text_tower, train,
+                                   steps_per_epoch)
+    same = compare_negatives(paper, trainer, batches[:args.check_batches])
+    print(f"negatives identical: {same['identical']}/{same['queries']}, pair flags "
+          f"{same['pair_flags_identical']}/{same['queries'] // 2}, max score gap of "
+          f"disagreements {same['max_gap']:.2g}", flush=True)
+    flops = mining_step_flops(len(train.image_features), train.num_captions,
+                              train.image_features.shape[-1],
+                              next(iter(train.text.values())).shape[-1], DIM, BATCH)
+    step = mining_gflops(trainer, batches[0], flops, repeats=2 if args.quick else 5)
+    roof = {str(dtype.name): harness.matmul_gflops(dtype) for dtype in (tf.float32, tf.bfloat16)}
+    print(f"mining step: {flops / 1e9:.1f} GFLOP in {step['step_s']:.3f} s (refresh "
+          f"{step['refresh_s']:.3f} s + mine {step['mine_s']:.3f} s) = {step['gflops']:.0f} "
+          f"GFLOP/s; plain 4096^2 matmul: float32 {roof['float32']:.0f}, bfloat16 "
+          f"{roof['bfloat16']:.0f} GFLOP/s", flush=True)
+    return {"negatives": same, "mining": {**step, "gflop": flops / 1e9}, "matmul_gflops": roof}
+
+
+def _rsum(args, train: SplitTables, eval_split: SplitTables,
+          configs: dict[str, TrainerConfig]) -> dict:
+    """Eval rsum of each mode after ``args.epochs`` epochs (quick: 10 steps)."""
+    max_steps = 10 if args.quick else None
+    results = train_modes(configs, train, eval_split, max_steps)
+    summary = {}
+    for name, result in results.items():
+        last = result.history[-1]["rsum"]
+        summary[name] = {"rsum_last": last, "rsum_best": result.best_metrics["rsum"],
+                         "epoch_seconds": result.epoch_seconds}
+        print(f"{name}: eval rsum after {len(result.history)} epoch(s) {last:.1f} (best "
+              f"{summary[name]['rsum_best']:.1f}); train() epoch seconds "
+              f"{[round(s, 1) for s in result.epoch_seconds]}", flush=True)
+    return summary
+
+
+def _print_summary(report: dict) -> None:
+    seconds, mining, roof = report["seconds_per_epoch"], report["mining"], report["matmul_gflops"]
+    same, rsum = report["negatives"], report["rsum"]
+    print("== summary: bench_vs_paper (Flickr8k, linear towers, d=1024, batch 512, F-HN) ==")
+    print(f"paper loop {seconds['paper']:.1f} s/epoch | exact {seconds['exact']:.1f} s/epoch "
+          f"({seconds['paper'] / seconds['exact']:.1f}x, target >= 4x) | fast "
+          f"{seconds['fast']:.1f} s/epoch ({seconds['paper'] / seconds['fast']:.1f}x, "
+          "target >= 20x)")
+    print(f"fast mode = {report['fast_mode']}")
+    print(f"identical negatives: {same['identical']}/{same['queries']}")
+    print(f"mining step {mining['gflops']:.0f} GFLOP/s = "
+          f"{mining['gflops'] / roof['float32']:.0%} of float32 matmul {roof['float32']:.0f} "
+          f"(target >= 60%); bfloat16 matmul {roof['bfloat16']:.0f} GFLOP/s")
+    print(f"eval rsum after {report['epochs']} epoch(s): exact {rsum['exact']['rsum_last']:.1f}, "
+          f"fast {rsum['fast']['rsum_last']:.1f} (fast - exact = "
+          f"{rsum['fast']['rsum_last'] - rsum['exact']['rsum_last']:+.1f}, target >= -2)")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = _parse(argv)
+    train, eval_split = harness.flickr8k_tables(args.data)
+    configs = {"exact": exact_config(args.epochs)}
+    configs["fast"] = fast_config(configs["exact"])
+    steps_per_epoch = train.num_captions // BATCH
+    batches = [batch for seed in (0, 1) for batch in
+               epoch_batches(train.num_captions, BATCH, configs["exact"].seed + seed)]
+    seconds, paper = _time_modes(args, train, configs, batches, steps_per_epoch)
+    report = {"seconds_per_epoch": seconds, "epochs": args.epochs,
+              "fast_mode": mining_label(configs["fast"]), "steps_per_epoch": steps_per_epoch,
+              **_efficiency(args, train, paper, configs["exact"], batches, steps_per_epoch),
+              "rsum": _rsum(args, train, eval_split, configs)}
+    _print_summary(report)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(report, handle, indent=2)
+    return report
+
+
+if __name__ == "__main__":
+    main()

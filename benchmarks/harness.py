@@ -1,0 +1,167 @@
+"""Shared pieces of the performance benchmarks: Flickr8k tables, timing, peak memory, matmul roof.
+
+The benchmarks compare figures measured side by side in one run (the machine is shared and
+noisy), so everything here measures; nothing here stores or compares to a remembered number.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # legacy Keras 2: set before TensorFlow loads
+
+import contextlib  # noqa: E402
+import pathlib  # noqa: E402
+import statistics  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
+
+import numpy as np  # noqa: E402
+import psutil  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from trainer import features, preprocessing  # noqa: E402
+from trainer.data import SplitTables  # noqa: E402
+
+DEFAULT_FLICKR8K = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"
+GIB = 2.0**30
+
+
+def flickr8k_dir(path: str | None) -> pathlib.Path:
+    """The Flickr8k folder (``$FLICKR8K_DIR``, else ``../shared/data/flickr8k``), checked."""
+    folder = pathlib.Path(path or os.environ.get("FLICKR8K_DIR") or DEFAULT_FLICKR8K)
+    if not (folder / "features" / "mobilenet_v2.npy").is_file():
+        raise FileNotFoundError(f"Flickr8k features not found under {folder} (features/*.npy)")
+    return folder
+
+
+def _lines(path: pathlib.Path) -> list[str]:
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _matrix(folder: pathlib.Path, stem: str, names_suffix: str) -> tuple[np.ndarray, list[str]]:
+    matrix = np.load(folder / "features" / f"{stem}.npy").astype(np.float32)
+    names_path = folder / "features" / f"{stem}.{names_suffix}"
+    names = _lines(names_path)
+    if len(names) != len(matrix):
+        raise ValueError(f"{names_path}: {len(names)} names for {len(matrix)} rows of {stem}.npy")
+    return matrix, names
+
+
+def _split_tables(image_rows: np.ndarray, image_ids: list[str], caption_rows: np.ndarray,
+                  caption_ids: list[str]) -> SplitTables:
+    """One split: captions grouped under their image ids (``IMAGE#N``)."""
+    position = {image_id: row for row, image_id in enumerate(image_ids)}
+    caption_image = [caption_id.rsplit("#", 1)[0] for caption_id in caption_ids]
+    return SplitTables(
+        image_features=image_rows,
+        image_ids=np.array([name.encode() for name in image_ids], dtype=object),
+        text={features.CAPTION_FEATURES_XF: caption_rows},
+        text_image_index=np.array([position[name] for name in caption_image], np.int64),
+        caption_ids=np.array([name.encode() for name in caption_ids], dtype=object),
+    )
+
+
+def _check_default_scalings() -> None:
+    """The NumPy scalings below mirror the Transform defaults; fail loudly if those change."""
+    config = preprocessing.TransformConfig()
+    expected = (preprocessing.Z_SCORE, preprocessing.L2_ROW)
+    if (config.image_scaling, config.caption_features_scaling) != expected:
+        raise RuntimeError(f"Transform default scalings are now {config.image_scaling!r}/"
+                           f"{config.caption_features_scaling!r}; update benchmarks/harness.py")
+
+
+def flickr8k_tables(path: str | None = None) -> tuple[SplitTables, SplitTables]:
+    """Flickr8k train (6000 images, 30000 captions) and dev (1000, 5000) as ``SplitTables``.
+
+    Image features are MobileNetV2 [N, 1280] z-scored with the train statistics and caption
+    features are MiniLM [N, 384] rows scaled to unit norm: the Transform defaults
+    (``TransformConfig``), applied in NumPy so the benchmark needs no TFX run.
+
+    Args:
+        path: the dataset folder, or None for the default.
+
+    Returns:
+        ``(train, eval)`` tables with text key ``CAPTION_FEATURES_XF``.
+
+    """
+    _check_default_scalings()
+    folder = flickr8k_dir(path)
+    images, image_names = _matrix(folder, "mobilenet_v2", "names.txt")
+    captions, caption_names = _matrix(folder, "minilm_l6_v2", "ids.txt")
+    captions /= np.maximum(np.linalg.norm(captions, axis=1, keepdims=True), 1e-12)
+    image_row = {name: row for row, name in enumerate(image_names)}
+    caption_rows: dict[str, list[int]] = {}
+    for row, caption_id in enumerate(caption_names):
+        caption_rows.setdefault(caption_id.rsplit("#", 1)[0], []).append(row)
+    splits = []
+    for list_name in ("Flickr_8k.trainImages.txt", "Flickr_8k.devImages.txt"):
+        names = _lines(folder / list_name)
+        missing = [name for name in names if name not in image_row or name not in caption_rows]
+        if missing:
+            raise ValueError(f"{folder / list_name}: {len(missing)} images without features, "
+                             f"first {missing[0]!r}")
+        rows = [row for name in names for row in caption_rows[name]]
+        splits.append((images[[image_row[name] for name in names]], names, captions[rows],
+                       [caption_names[row] for row in rows]))
+    mean, std = splits[0][0].mean(axis=0), splits[0][0].std(axis=0)
+    scale = np.where(std > 0, std, 1.0)
+    return tuple(_split_tables((image - mean) / scale, names, text, ids)
+                 for image, names, text, ids in splits)
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` calls after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_gflops(dtype: tf.DType, size: int = 4096, repeats: int = 3) -> float:
+    """Achieved GFLOP/s of a plain ``tf.matmul`` of two [size, size] matrices (2 size^3 FLOP)."""
+    a = tf.random.normal([size, size], dtype=tf.float32, seed=1)
+    b = tf.random.normal([size, size], dtype=tf.float32, seed=2)
+    a, b = tf.cast(a, dtype), tf.cast(b, dtype)
+    product = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, b)[:1, :1], tf.float32)))
+    seconds = median_seconds(lambda: product().numpy(), repeats)
+    return 2.0 * size**3 / seconds / 1e9
+
+
+class PeakRss:
+    """Samples this process's resident memory in a thread; ``peak`` is the maximum seen (bytes)."""
+
+    def __init__(self, interval_s: float = 0.002):
+        self.interval_s = interval_s
+        self.process = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(self.interval_s)
+
+    @contextlib.contextmanager
+    def measure(self) -> Iterator[PeakRss]:
+        """Samples while the block runs; afterwards ``peak`` holds the block's maximum RSS."""
+        self.peak = self.process.memory_info().rss
+        self._stop.clear()
+        thread = threading.Thread(target=self._run, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            thread.join()
+            self.peak = max(self.peak, self.process.memory_info().rss)
+
+
+def rss_bytes() -> int:
+    """Current resident memory of this process (bytes)."""
+    return psutil.Process().memory_info().rss
