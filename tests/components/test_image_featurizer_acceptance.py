@@ -1,0 +1,122 @@
+"""Issue 9 acceptance: TFLite MobileNetV2 features of real Flickr8k JPEGs vs mobilenet_v2.npy.
+
+Measured on all 300 images (see the slow tests): our features are bit-identical to the README
+recipe run directly on the interpreter, every image's nearest reference row (of 7000) is its own,
+cosine >= 0.994, the median |difference| is one quantization step (0.0235) and 62% of the
+elements are within one step, but the largest element difference is 0.71 (30 steps). The
+reference matrix cannot be matched element-wise to one step from these JPEGs: on identical
+pixels TFLite's own two kernel sets (optimized vs BUILTIN_REF) already differ by up to 0.33, and
+re-encoding one of these JPEGs at quality 95 moves features by up to 0.5.
+"""
+
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from components.image_featurizer import outputs
+from components.image_featurizer.config import MOBILENET_V2_TFLITE
+
+STEP = 0.023528477177023888  # the AvgPool tensor's quantization scale
+# One step, plus the float16 rounding of the reference (half an ulp below 8 = 0.00195).
+ONE_STEP = STEP + 0.002
+MIN_COSINE = 0.99
+MIN_FRACTION_WITHIN_ONE_STEP = 0.40  # per image; measured minimum 0.443
+
+
+def _featurize(images_dir, out_dir):
+    import apache_beam as beam
+
+    from components.image_featurizer.beam_pipeline import build_featurizer_pipeline
+
+    with beam.Pipeline() as pipeline:
+        build_featurizer_pipeline(
+            pipeline, str(images_dir), str(out_dir), "mobilenet_v2", MOBILENET_V2_TFLITE
+        )
+    names, matrix, report = outputs.read_outputs(str(out_dir), "mobilenet_v2")
+    assert report["num_skipped"] == 0
+    return names, matrix
+
+
+def _recipe(paths):
+    """The README recipe, written out independently: uint8 [1,224,224,3] in, AvgPool dequantized."""
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(
+        model_path=MOBILENET_V2_TFLITE.model_path, experimental_preserve_all_tensors=True
+    )
+    interpreter.allocate_tensors()
+    index = interpreter.get_input_details()[0]["index"]
+    (pool,) = [
+        t for t in interpreter.get_tensor_details() if t["name"] == MOBILENET_V2_TFLITE.output
+    ]
+    rows = []
+    for path in paths:
+        pixels = np.asarray(Image.open(path).convert("RGB").resize((224, 224)))
+        interpreter.set_tensor(index, pixels[np.newaxis])
+        interpreter.invoke()
+        scale, zero_point = pool["quantization"]
+        rows.append((interpreter.get_tensor(pool["index"]).reshape(-1) - zero_point) * scale)
+    return np.asarray(rows, np.float32)
+
+
+def _reference(flickr8k_dir):
+    features = flickr8k_dir / "features"
+    names = (features / "mobilenet_v2.names.txt").read_text().split()
+    return names, np.load(features / "mobilenet_v2.npy").astype(np.float32)
+
+
+def _check_against_reference(names, matrix, flickr8k_dir):
+    ref_names, ref = _reference(flickr8k_dir)
+    rows = ref[[ref_names.index(name) for name in names]]
+    diff = np.abs(matrix - rows)
+    assert np.median(diff) <= ONE_STEP
+    assert diff.mean() <= 2 * STEP
+    assert (diff <= ONE_STEP).mean(axis=1).min() >= MIN_FRACTION_WITHIN_ONE_STEP
+
+    def unit(x):
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    assert (unit(matrix) * unit(rows)).sum(axis=1).min() >= MIN_COSINE
+    nearest = (unit(matrix) @ unit(ref).T).argmax(axis=1)
+    assert [ref_names[i] for i in nearest] == names
+    return diff
+
+
+def test_ten_images_follow_the_recipe_and_match_the_reference(flickr8k_dir, tmp_path):
+    sources = sorted((flickr8k_dir / "images").glob("*.jpg"))[::30][:10]
+    images = tmp_path / "images"
+    images.mkdir()
+    for source in sources:
+        shutil.copy(source, images / source.name)
+    names, matrix = _featurize(images, tmp_path / "out")
+    assert names == [source.name for source in sources]
+    assert matrix.shape == (10, 1280)
+    np.testing.assert_array_equal(matrix, _recipe(sources))
+    _check_against_reference(names, matrix, flickr8k_dir)
+
+
+@pytest.fixture(scope="module")
+def all_300(flickr8k_dir, tmp_path_factory):
+    return _featurize(flickr8k_dir / "images", tmp_path_factory.mktemp("out300"))
+
+
+@pytest.mark.slow
+def test_all_300_images_match_the_reference(all_300, flickr8k_dir):
+    names, matrix = all_300
+    assert len(names) == 300
+    _check_against_reference(names, matrix, flickr8k_dir)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="element-wise max |diff| <= one step is not reachable from these JPEGs: measured max "
+    "0.706 over 300 images (module docstring); kept strict so that it reports if it ever passes",
+)
+def test_all_300_images_within_one_quantization_step_elementwise(all_300, flickr8k_dir):
+    names, matrix = all_300
+    ref_names, ref = _reference(flickr8k_dir)
+    rows = ref[[ref_names.index(name) for name in names]]
+    assert np.abs(matrix - rows).max() <= 0.0236
