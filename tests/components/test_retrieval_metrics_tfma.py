@@ -1,7 +1,5 @@
 """The TFMA retrieval metric, run by the stock TFX Evaluator on a tiny exported model."""
 
-import json
-import os
 
 import numpy as np
 import pytest
@@ -9,67 +7,13 @@ import tensorflow as tf
 
 from components.relevance import store
 from components.retrieval_metrics import build_eval_config, metric_names
+from tests.components import tiny_retrieval_model as tiny
 from trainer import features, metrics, rouge
-
-D_IN, D_OUT, BUCKETS = 4, 3, 11
-WORDS = ["dog", "cat", "runs", "red", "ball", "grass", "a", "the", "jumps"]
-
-
-class TinyModel(tf.Module):
-    """Two linear "towers": image features @ W and a bag of hashed words, L2-normalized."""
-
-    def __init__(self, seed: int):
-        rng = np.random.default_rng(seed)
-        self.image_w = tf.Variable(rng.normal(size=(D_IN, D_OUT)).astype(np.float32))
-        self.word_table = tf.Variable(rng.normal(size=(BUCKETS, D_OUT)).astype(np.float32))
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
-    def serve(self, examples):
-        parsed = tf.io.parse_example(examples, {
-            features.IMAGE_FEATURES_KEY: tf.io.FixedLenFeature([D_IN], tf.float32),
-            features.CAPTION_KEY: tf.io.FixedLenFeature([], tf.string)})
-        image = tf.math.l2_normalize(parsed[features.IMAGE_FEATURES_KEY] @ self.image_w, axis=1)
-        ids = tf.strings.to_hash_bucket_fast(tf.strings.split(parsed[features.CAPTION_KEY]),
-                                             BUCKETS)
-        text = tf.reduce_sum(tf.gather(self.word_table, ids), axis=1)
-        return {features.IMAGE_EMBEDDING_OUTPUT: image,
-                features.TEXT_EMBEDDING_OUTPUT: tf.math.l2_normalize(text, axis=1)}
-
-
-def _examples(n_images=6):
-    rng = np.random.default_rng(7)
-    rows = []
-    for i in range(n_images):
-        image = rng.normal(size=D_IN).astype(np.float32)
-        for c in range(1 + i % 3):
-            caption = " ".join(rng.choice(WORDS, size=3 + (i + c) % 3))
-            rows.append((f"img{i}.jpg", f"img{i}.jpg#{c}", caption, image))
-    return rows
-
-
-def _serialize(row):
-    image_id, caption_id, caption, image = row
-    feats = {features.IMAGE_ID_KEY: image_id, features.CAPTION_ID_KEY: caption_id,
-             features.CAPTION_KEY: caption}
-    example = tf.train.Example()
-    for key, value in feats.items():
-        example.features.feature[key].bytes_list.value.append(value.encode())
-    example.features.feature[features.IMAGE_FEATURES_KEY].float_list.value.extend(image)
-    return example.SerializeToString()
-
-
-def _export(seed, uri):
-    from tfx.utils import path_utils
-
-    module = TinyModel(seed)
-    tf.saved_model.save(module, path_utils.serving_model_dir(uri),
-                        signatures={features.SERVING_DEFAULT_SIGNATURE: module.serve})
-    return module
 
 
 def _expected(module, rows, with_ndcg=True):
     """The pure functions on the same embeddings, relevance from the reference rouge_l."""
-    out = module.serve(tf.constant([_serialize(r) for r in rows]))
+    out = module.serve(tf.constant([tiny.serialize(r) for r in rows]))
     image = out[features.IMAGE_EMBEDDING_OUTPUT].numpy()
     text = out[features.TEXT_EMBEDDING_OUTPUT].numpy()
     image_ids = [r[0] for r in rows]
@@ -84,43 +28,11 @@ def _expected(module, rows, with_ndcg=True):
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    root = tmp_path_factory.mktemp("tfma")
-    rows = _examples()
-    split_dir = root / "examples" / "Split-eval"
-    split_dir.mkdir(parents=True)
-    with tf.io.TFRecordWriter(str(split_dir / "data.gz"), options="GZIP") as writer:
-        for row in rows:
-            writer.write(_serialize(row))
-    good = _export(3, str(root / "good"))
-    other = _export(4, str(root / "other"))
-    return {"root": root, "rows": rows, "good": good, "other": other}
+    return tiny.make_workspace(tmp_path_factory.mktemp("tfma"))
 
 
 def _run_evaluator(workspace, name, eval_config, baseline=None):
-    from tfx.components.evaluator import executor
-    from tfx.types import standard_artifacts
-
-    root = workspace["root"]
-    examples = standard_artifacts.Examples()
-    examples.uri = str(root / "examples")
-    examples.split_names = json.dumps(["eval"])
-    model = standard_artifacts.Model()
-    model.uri = str(root / "good")
-    inputs = {"examples": [examples], "model": [model]}
-    if baseline:
-        base = standard_artifacts.Model()
-        base.uri = str(root / baseline)
-        inputs["baseline_model"] = [base]
-    evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
-    evaluation.uri, blessing.uri = str(root / name / "evaluation"), str(root / name / "blessing")
-    for artifact in (evaluation, blessing):
-        os.makedirs(artifact.uri)
-    from google.protobuf import json_format
-
-    executor.Executor().Do(inputs, {"evaluation": [evaluation], "blessing": [blessing]},
-                           {"eval_config": json_format.MessageToJson(eval_config),
-                            "example_splits": json.dumps(["eval"])})
-    return evaluation.uri, os.path.exists(os.path.join(blessing.uri, "BLESSED"))
+    return tiny.run_evaluator(workspace["root"], name, eval_config, baseline)
 
 
 def _metric_values(evaluation_uri):
