@@ -1,0 +1,1 @@
+"""TFServingPusher: pushes the blessed encoder and its gallery search model to TF Serving."""

@@ -1,0 +1,116 @@
+"""The push itself, free of TFX: publish an encoder and its search model in TF Serving's layout.
+
+Layout written under ``serving_dir``::
+
+    models.config                      ModelServerConfig for both models below
+    <model_name>/<version>/            the Trainer's encoder SavedModel (copied as is)
+    <model_name>_search/<version>/     search SavedModel + assets.extra/gallery index
+
+Both versions are the same integer. The search model is published before the encoder, each by
+an atomic rename, so an encoder version never exists without its search model.
+"""
+
+import dataclasses
+import logging
+import os
+import tempfile
+
+from serving.client import EmbeddingClient, LocalBackend
+from serving.contract import check_encoder_contract
+from serving.gallery import build_index
+from serving.gallery_sources import read_examples
+from serving.models_config import VersionPolicy, write_models_config
+from serving.publish import latest_matches, list_versions, next_version, publish_directory
+from serving.search import DEFAULT_CHUNK_SIZE
+from serving.search_model import search_model_name, write_search_model
+
+DEFAULT_SERVING_BASE_PATH = "/models"
+
+
+@dataclasses.dataclass(frozen=True)
+class PushConfig:
+    """Where and how to push.
+
+    Attributes:
+        serving_dir: the serving directory (created when absent).
+        model_name: served name of the encoder; the search model is ``<model_name>_search``.
+        serving_base_path: ``serving_dir`` as the model server sees it (``models.config``).
+        num_versions: TF Serving serves the latest ``num_versions`` versions.
+        search_k: results per query of the search model.
+        chunk_size: gallery rows scored at once by the search model.
+
+    """
+
+    serving_dir: str
+    model_name: str
+    serving_base_path: str = DEFAULT_SERVING_BASE_PATH
+    num_versions: int = 1
+    search_k: int = 10
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+
+    def __post_init__(self):
+        if not self.serving_dir:
+            raise ValueError("PushConfig.serving_dir must be set")
+        if not self.model_name or "/" in self.model_name or self.model_name.startswith("."):
+            raise ValueError(f"PushConfig.model_name {self.model_name!r} must be a plain name")
+        for field in ("num_versions", "search_k", "chunk_size"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"PushConfig.{field} must be >= 1, got {getattr(self, field)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PushResult:
+    """What happened: a new version, or a skip because the latest version is identical."""
+
+    pushed: bool
+    version: int
+    destination: str
+    search_destination: str
+    num_gallery_images: int = 0
+
+
+def _write_config(config: PushConfig) -> None:
+    write_models_config(config.serving_dir,
+                        [config.model_name, search_model_name(config.model_name)],
+                        config.serving_base_path, VersionPolicy("latest", config.num_versions))
+
+
+def push_model(model_dir: str, gallery_examples: str, config: PushConfig,
+               now: float | None = None) -> PushResult:
+    """Publishes ``model_dir`` and a search model over ``gallery_examples``, unless unchanged.
+
+    Args:
+        model_dir: the encoder SavedModel (export contract of DESIGN.md).
+        gallery_examples: TFRecord glob of the raw examples whose images form the gallery.
+        config: destination and options.
+        now: the Unix time used for the version (default: the clock).
+
+    Returns:
+        The outcome; ``models.config`` is (re)written in both cases.
+
+    Raises:
+        serving.contract.ContractError: the encoder breaks the serving contract (nothing pushed).
+
+    """
+    base = os.path.join(config.serving_dir, config.model_name)
+    search_base = os.path.join(config.serving_dir, search_model_name(config.model_name))
+    os.makedirs(config.serving_dir, exist_ok=True)
+    same = latest_matches(model_dir, base)
+    if same is not None and os.path.isdir(os.path.join(search_base, str(same))):
+        logging.info("%s is identical to pushed version %d: not pushed again", model_dir, same)
+        _write_config(config)
+        return PushResult(False, same, os.path.join(base, str(same)),
+                          os.path.join(search_base, str(same)))
+    spec = check_encoder_contract(model_dir)
+    version = next_version(list_versions(base) + list_versions(search_base), now)
+    client = EmbeddingClient(LocalBackend(model_dir), feature_dim=spec.feature_dim)
+    index = build_index(read_examples(gallery_examples), client, config.model_name, version)
+    with tempfile.TemporaryDirectory(prefix=".build-", dir=config.serving_dir) as staging:
+        search_dir = write_search_model(model_dir, index, os.path.join(staging, "search"),
+                                        config.search_k, config.chunk_size)
+        search_destination = publish_directory(search_dir, search_base, version)
+    destination = publish_directory(model_dir, base, version)
+    _write_config(config)
+    logging.info("pushed %s as version %d (%d gallery images)", model_dir, version,
+                 len(index.image_ids))
+    return PushResult(True, version, destination, search_destination, len(index.image_ids))
