@@ -72,12 +72,7 @@ def decode_image(
       ImageSkipped: for non-images, corrupt data and images over ``max_pixels``.
 
     """
-    try:
-        image = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError as err:
-        raise ImageSkipped(name, NOT_AN_IMAGE, "PIL cannot identify the file as an image") from err
-    except Image.DecompressionBombError as err:
-        raise ImageSkipped(name, TOO_LARGE, str(err)) from err
+    image = _open(data, name)
     width, height = image.size
     if width * height > max_pixels:
         raise ImageSkipped(
@@ -97,6 +92,18 @@ def decode_image(
         converted_from="" if image.mode == "RGB" else image.mode,
         original_size=(width, height),
     )
+
+
+def _open(data: bytes, name: str) -> Image.Image:
+    """Reads the header only (lazy PIL open); classifies what cannot be opened."""
+    try:
+        return Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as err:
+        raise ImageSkipped(name, NOT_AN_IMAGE, "PIL cannot identify the file as an image") from err
+    except Image.DecompressionBombError as err:
+        raise ImageSkipped(name, TOO_LARGE, str(err)) from err
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageSkipped(name, CORRUPT, f"bad header: {type(err).__name__}: {err}") from err
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -83,6 +83,13 @@ def test_truncated_jpeg_is_skipped_as_corrupt():
     assert caught.value.reason == decoding.CORRUPT
 
 
+def test_broken_jpeg_header_is_skipped_as_corrupt():
+    with pytest.raises(decoding.ImageSkipped) as caught:
+        decoding.decode_image(b"\xff\xd8\xff\xe0 not really a jpeg", "head.jpg", SIZE)
+    assert caught.value.reason == decoding.CORRUPT
+    assert "Truncated File Read" in caught.value.detail
+
+
 def test_image_over_max_pixels_is_skipped_before_decoding():
     data = _encode(Image.new("RGB", (11, 10)))
     with pytest.raises(decoding.ImageSkipped) as caught:
