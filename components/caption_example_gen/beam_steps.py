@@ -141,10 +141,6 @@ def check_unique(item: tuple[str, Iterable[str]]) -> Iterator[str]:
     yield caption_id
 
 
-def _bytes_feature(value: str) -> tf.train.Feature:
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8")]))
-
-
 def to_example(record: CaptionRecord, image: np.ndarray, caption: np.ndarray | None) -> bytes:
     """Serializes one caption as a tf.Example with the contract's features.
 
@@ -154,16 +150,15 @@ def to_example(record: CaptionRecord, image: np.ndarray, caption: np.ndarray | N
       caption: float32 [Dc] caption features, or None.
 
     """
-    feature = {
-        IMAGE_ID_KEY: _bytes_feature(record.image_id),
-        CAPTION_ID_KEY: _bytes_feature(record.caption_id),
-        CAPTION_KEY: _bytes_feature(record.caption),
-        IMAGE_FEATURES_KEY: tf.train.Feature(float_list=tf.train.FloatList(value=image.tolist())),
-    }
+    example = tf.train.Example()
+    feature = example.features.feature  # filled in place: no copies of the float lists
+    feature[IMAGE_ID_KEY].bytes_list.value.append(record.image_id.encode("utf-8"))
+    feature[CAPTION_ID_KEY].bytes_list.value.append(record.caption_id.encode("utf-8"))
+    feature[CAPTION_KEY].bytes_list.value.append(record.caption.encode("utf-8"))
+    feature[IMAGE_FEATURES_KEY].float_list.value.extend(image.tolist())
     if caption is not None:
-        values = tf.train.FloatList(value=caption.tolist())
-        feature[CAPTION_FEATURES_KEY] = tf.train.Feature(float_list=values)
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+        feature[CAPTION_FEATURES_KEY].float_list.value.extend(caption.tolist())
+    return example.SerializeToString()
 
 
 class JoinFeatures(beam.DoFn):
