@@ -183,7 +183,14 @@ class MiniLMEncoder(keras.layers.Layer):
         ]
 
     def call(self, ids: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-        """Encodes ``ids`` / ``mask`` int [B, L]; L2-normalized float32 [B, hidden]."""
+        """Encodes ``ids`` / ``mask`` int [B, L]; L2-normalized float32 [B, hidden].
+
+        Columns after the batch's longest caption are padding only; they are cut off before
+        the transformer (same output, far less work on fixed-length Transform features).
+
+        """
+        longest = tf.reduce_max(tf.reduce_sum(tf.cast(mask, tf.int32), axis=1))
+        ids, mask = ids[:, :longest], mask[:, :longest]
         float_mask = tf.cast(mask, tf.float32)
         hidden = self.embeddings(ids)
         for block in self.blocks:
