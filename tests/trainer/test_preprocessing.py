@@ -276,3 +276,44 @@ def test_serving_empty_and_unseen_captions(run_a):
 def test_conform_to_raw_spec_rejects_unknown_features(run_a):
     with pytest.raises(ValueError, match=r"\['captions'\] are not in the raw feature spec"):
         pp.conform_to_raw_spec({"captions": tf.constant(["a"])}, run_a.output.raw_feature_spec())
+
+
+# --- Analyzer cache: an unchanged span is not re-analyzed ---
+
+
+def _analyze_span(rows, metadata, temp_dir, cache_dir, read_cache: bool) -> list[str]:
+    """Analyzes ``rows`` as span 0 (reading the span's cache when asked); returns the vocabulary."""
+    import apache_beam as beam
+    from tensorflow_transform.beam import analyzer_cache
+
+    span = analyzer_cache.DatasetKey("span-0")
+    fn = functools.partial(pp.preprocessing_fn, custom_config={"vocab_frequency_threshold": 2})
+    out_dir = os.path.join(temp_dir, "out")
+    with tft_beam.Context(temp_dir=os.path.join(temp_dir, "tmp")), beam.Pipeline() as pipeline:
+        cache = {}
+        if read_cache:
+            cache = pipeline | analyzer_cache.ReadAnalysisCacheFromFS(cache_dir, [span])
+        data = {span: pipeline | beam.Create(rows, reshuffle=False)}
+        transform_fn, output_cache = (data, cache, metadata) | tft_beam.AnalyzeDatasetWithCache(fn)
+        _ = output_cache | analyzer_cache.WriteAnalysisCacheToFS(pipeline, cache_dir)
+        _ = transform_fn | tft_beam.WriteTransformFn(out_dir)
+    path = tft.TFTransformOutput(out_dir).vocabulary_file_by_name(pp.VOCAB_NAME)
+    with open(path, encoding="utf-8") as vocab_file:
+        return vocab_file.read().splitlines()
+
+
+@pytest.mark.slow
+def test_analyzer_cache_serves_an_unchanged_span_without_reanalysis(tmp_path):
+    raw = _raw_batch(image=[[1.0], [2.0], [3.0], [4.0]], caption_features=None)
+    spec = _feature_spec(raw, [])
+    metadata = dataset_metadata.DatasetMetadata.from_feature_spec(spec)
+    rows = [{key: raw[key][i].tolist() for key in spec} for i in range(len(CAPTIONS))]
+    # Different data under the same span key: a cache hit must ignore it.
+    changed = [dict(row, **{F.CAPTION_KEY: b"zebra zebra"}) for row in rows]
+    cache_dir = str(tmp_path / "cache")
+    first = _analyze_span(rows, metadata, str(tmp_path / "first"), cache_dir, read_cache=False)
+    cached = _analyze_span(changed, metadata, str(tmp_path / "cached"), cache_dir, read_cache=True)
+    fresh = _analyze_span(changed, metadata, str(tmp_path / "fresh"), cache_dir + "_new", False)
+    assert first == ["a", "dog", "runs"]
+    assert cached == first
+    assert fresh == ["zebra"]
