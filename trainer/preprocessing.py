@@ -15,6 +15,11 @@ Outputs (names from ``trainer/features.py``), for a batch of N raw examples:
   ``CAPTION_FEATURES_XF`` float32 [N, Dc]: scaled by the configured full-pass scaling.
 - ``IMAGE_ID_KEY``, ``CAPTION_ID_KEY``: string [N], unchanged.
 
+Full-pass statistics (vocabulary, z-score moments, column norms) come from the analyzed split,
+one row per caption: an image with k captions counts k times. With Flickr8k's 5 captions per
+image, ``l2_column`` is the paper's per-image column norm times sqrt(5) (a constant factor) and
+``zscore`` equals per-image standardization.
+
 The vocabulary is written as the plain-text asset ``VOCAB_NAME`` (one token a line, most
 frequent first); ``token_vocab_size`` gives the Embedding ``input_dim``.
 """
