@@ -86,17 +86,15 @@ class SearchModule(tf.Module):
         embed = self.encoder.signatures[features.EMBED_TEXT_SIGNATURE]
         return embed(**{features.CAPTION_KEY: caption})[features.TEXT_EMBEDDING_OUTPUT]
 
-    @tf.function(input_signature=[tf.TensorSpec(None, tf.string, name="caption")])
-    def search(self, caption: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Caption(s) [] or [N] → top-k images (outputs [k] or [N, k])."""
-        queries = self._embed_text(tf.reshape(caption, [-1]))
-        return self.images.top_k(queries, tf.shape(caption), self.k, self.chunk_size)
+    def text_search_function(self, gallery: _Gallery) -> tf.types.experimental.ConcreteFunction:
+        """A concrete function: caption(s) [] or [N] → top-k of ``gallery`` ([k] or [N, k])."""
 
-    @tf.function(input_signature=[tf.TensorSpec(None, tf.string, name="caption")])
-    def search_captions(self, caption: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Caption(s) [] or [N] → top-k gallery captions (outputs [k] or [N, k])."""
-        queries = self._embed_text(tf.reshape(caption, [-1]))
-        return self.captions.top_k(queries, tf.shape(caption), self.k, self.chunk_size)
+        @tf.function(input_signature=[tf.TensorSpec(None, tf.string, name=features.CAPTION_KEY)])
+        def search(caption: tf.Tensor) -> dict[str, tf.Tensor]:
+            queries = self._embed_text(tf.reshape(caption, [-1]))
+            return gallery.top_k(queries, tf.shape(caption), self.k, self.chunk_size)
+
+        return search.get_concrete_function()
 
     def search_images_function(self, feature_dim: int) -> tf.types.experimental.ConcreteFunction:
         """The ``search_images`` concrete function for image features [N, ``feature_dim``]."""
@@ -133,12 +131,12 @@ def write_search_model(encoder_dir: str, index: GalleryIndex, export_dir: str, k
         raise ValueError(f"search k must be >= 1, got {k}")
     module = SearchModule(encoder_dir, index, k, chunk_size)
     signatures = {
-        SEARCH_SIGNATURE: module.search.get_concrete_function(),
+        SEARCH_SIGNATURE: module.text_search_function(module.images),
         SEARCH_IMAGES_SIGNATURE: module.search_images_function(
             _image_feature_dim(module.encoder)),
     }
     if module.captions is not None:
-        signatures[SEARCH_CAPTIONS_SIGNATURE] = module.search_captions.get_concrete_function()
+        signatures[SEARCH_CAPTIONS_SIGNATURE] = module.text_search_function(module.captions)
     tf.saved_model.save(module, export_dir, signatures=signatures)
     save_index(index, os.path.join(export_dir, INDEX_SUBDIR))
     return export_dir

@@ -106,3 +106,16 @@ def test_cli_errors(published, tmp_path, capsys):
     assert search_cli.main(["q", "--serving-dir", str(serving_dir), "--model-name", "toy",
                             "--version", "3"]) == 2
     assert "version 3" in capsys.readouterr().err
+
+
+def test_index_without_captions_has_no_caption_signature(tmp_path):
+    encoder = write_toy_encoder(tmp_path / "encoder", FEATURE_DIM, 8)
+    client = EmbeddingClient(LocalBackend(str(encoder)))
+    records = GalleryRecords(["x.jpg"], [""], np.ones((1, FEATURE_DIM), np.float32), [], [], [],
+                             source="test")
+    export = write_search_model(str(encoder), build_index(records, client, "toy", 1),
+                                str(tmp_path / "search"), k=3)
+    model = tf.saved_model.load(export)
+    assert sorted(model.signatures) == ["search", "search_images"]
+    assert model.signatures["search"](caption=tf.constant("x"))["ids"].numpy().tolist() == \
+        [b"x.jpg"]
