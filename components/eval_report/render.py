@@ -39,6 +39,7 @@ def recall_plot_png(curves: Mapping[str, Mapping[str, np.ndarray]]) -> bytes:
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib import ticker
 
     figure, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     titles = {"t2i": "text → image", "i2t": "image → text"}
@@ -47,6 +48,7 @@ def recall_plot_png(curves: Mapping[str, Mapping[str, np.ndarray]]) -> bytes:
             ks = np.arange(1, len(model_curves[way]) + 1)
             axis.plot(ks, model_curves[way], marker=".", label=label)
         axis.set(title=titles[way], xlabel="K", xscale="log", ylim=(0, 100))
+        axis.xaxis.set_major_formatter(ticker.ScalarFormatter())
         axis.grid(True, alpha=0.3)
     axes[0].set_ylabel("R@K (%)")
     axes[0].legend()
