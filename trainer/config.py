@@ -1,0 +1,151 @@
+"""Trainer hyperparameters: a frozen, validated dataclass built from the Trainer's custom_config."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+from trainer.losses import LOSS_KINDS
+
+MINING_KINDS = ("in_batch", "global")
+IMAGE_TOWERS = ("linear", "mlp")
+TEXT_TOWERS = ("gru", "mean", "linear")  # "linear" reads caption_features
+_CHOICES = {
+    "loss": LOSS_KINDS,
+    "mining": MINING_KINDS,
+    "image_tower": IMAGE_TOWERS,
+    "text_tower": TEXT_TOWERS,
+}
+_POSITIVE = ("embedding_dim", "word_dim", "gru_units", "mlp_hidden", "epochs", "batch_size",
+             "learning_rate", "refresh_steps", "mining_chunk_size", "eval_batch_size",
+             "log_every_steps")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+    """Hyperparameters of ``run_fn`` (defaults train Flickr8k in a few CPU minutes).
+
+    Attributes:
+        loss: triplet loss kind (``trainer.losses.LOSS_KINDS``); ``fhn`` is the paper's.
+        margin: cross-modal margin m (paper: 0.4).
+        intra_margin: intra-modal margin m2 of ``fhn`` (paper: 0.4).
+        mining: ``in_batch`` or ``global`` (hardest negatives over the whole training set).
+        refresh_steps: global mining re-encodes the whole bank every this many steps (1 =
+            exact); the rows of each batch are refreshed at every step in any case.
+        mining_chunk_size: bank rows scored per matmul (bounds mining memory).
+        image_tower: ``linear`` (bias-free Dense, the paper's best) or ``mlp``.
+        text_tower: ``gru`` (bidirectional GRU over tokens), ``mean`` (masked mean of token
+            embeddings) or ``linear`` (over precomputed ``caption_features``).
+        embedding_dim: joint embedding size d (paper: 1024).
+        word_dim: token embedding size.
+        gru_units: GRU units per direction.
+        mlp_hidden: hidden width of the ``mlp`` image tower.
+        dropout: dropout rate on tower inputs during training.
+        epochs: training epochs.
+        batch_size: pairs per step.
+        learning_rate: Adam learning rate (paper: 2e-4).
+        lr_decay_epoch: epoch after which the rate is multiplied by ``lr_decay_factor``;
+            ``None`` = half the epochs, as in the paper.
+        lr_decay_factor: the decay factor (paper: 0.1).
+        clip_norm: global gradient-norm clipping; ``None`` disables it.
+        early_stopping_patience: stop after this many epochs without a better eval rsum;
+            ``None`` disables it.
+        warm_start: initialize the towers from ``fn_args.base_model`` when one is given.
+        seed: seed of TensorFlow, NumPy and Python randomness.
+        eval_batch_size: batch size when embedding the eval split and refreshing the bank.
+        log_every_steps: steps between TensorBoard scalar writes.
+
+    """
+
+    loss: str = "fhn"
+    margin: float = 0.4
+    intra_margin: float = 0.4
+    mining: str = "in_batch"
+    refresh_steps: int = 1
+    mining_chunk_size: int = 8192
+    image_tower: str = "linear"
+    text_tower: str = "gru"
+    embedding_dim: int = 1024
+    word_dim: int = 300
+    gru_units: int = 512
+    mlp_hidden: int = 2048
+    dropout: float = 0.0
+    epochs: int = 10
+    batch_size: int = 128
+    learning_rate: float = 2e-4
+    lr_decay_epoch: int | None = None
+    lr_decay_factor: float = 0.1
+    clip_norm: float | None = 2.0
+    early_stopping_patience: int | None = None
+    warm_start: bool = True
+    seed: int = 0
+    eval_batch_size: int = 1024
+    log_every_steps: int = 20
+
+    def __post_init__(self):
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"TrainerConfig.{name}={getattr(self, name)!r}: must be one "
+                                 f"of {choices}")
+        for name in _POSITIVE:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"TrainerConfig.{name}={getattr(self, name)!r}: must be > 0")
+        checks = {
+            "margin": self.margin >= 0,
+            "intra_margin": self.intra_margin >= 0,
+            "dropout": 0 <= self.dropout < 1,
+            "lr_decay_factor": 0 < self.lr_decay_factor <= 1,
+            "lr_decay_epoch": self.lr_decay_epoch is None or self.lr_decay_epoch >= 0,
+            "clip_norm": self.clip_norm is None or self.clip_norm > 0,
+            "early_stopping_patience": (self.early_stopping_patience is None
+                                        or self.early_stopping_patience >= 1),
+            "batch_size": self.batch_size >= 2,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"TrainerConfig.{name}={getattr(self, name)!r} is out of range")
+
+    @property
+    def decay_epoch(self) -> int:
+        """Epoch index from which the decayed learning rate applies."""
+        return self.epochs // 2 if self.lr_decay_epoch is None else self.lr_decay_epoch
+
+    @classmethod
+    def from_dict(cls, custom_config: Mapping[str, Any] | None) -> TrainerConfig:
+        """Builds a config from a (JSON-like) mapping, validating names and types.
+
+        Args:
+            custom_config: field name -> value; ``None`` or missing fields take defaults.
+
+        Returns:
+            The validated config.
+
+        Raises:
+            ValueError: unknown keys, a value of the wrong type, or an out-of-range value.
+
+        """
+        values = dict(custom_config or {})
+        hints = typing.get_type_hints(cls)
+        unknown = sorted(set(values) - set(hints))
+        if unknown:
+            raise ValueError(f"unknown TrainerConfig keys {unknown}; known: {sorted(hints)}")
+        return cls(**{name: _coerce(name, value, hints[name]) for name, value in values.items()})
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Checks ``value`` against the field type (ints are accepted for floats)."""
+    allowed = typing.get_args(hint) or (hint,)
+    if value is None and type(None) in allowed:
+        return None
+    for kind in allowed:
+        if kind is bool and isinstance(value, bool):
+            return value
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if kind is str and isinstance(value, str):
+            return value
+    raise ValueError(f"TrainerConfig.{name}={value!r}: expected {hint}")

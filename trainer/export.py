@@ -1,0 +1,95 @@
+"""Export: a ``tf.Module`` with the Transform graph and both towers, and the three signatures.
+
+Signatures (DESIGN.md): ``serving_default`` (serialized raw tf.Examples -> both embeddings),
+``embed_text`` (raw caption strings -> text embeddings; with the ``linear`` text tower the input
+is the raw ``caption_features`` instead) and ``embed_image`` (raw image features -> image
+embeddings). All outputs are L2-normalized [N, d]. The towers stay attributes ``image_tower`` and
+``text_tower`` so that a later run can warm-start from ``<saved_model>/variables/variables``.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+
+from trainer import features
+from trainer.preprocessing import conform_to_raw_spec
+
+
+class RetrievalModule(tf.Module):
+    """Raw inputs in, L2-normalized embeddings out (Transform layer inside)."""
+
+    def __init__(self, image_tower: keras.Model, text_tower: keras.Model,
+                 tf_transform_output: tft.TFTransformOutput, text_raw_key: str):
+        super().__init__(name="retrieval_module")
+        self.image_tower = image_tower
+        self.text_tower = text_tower
+        self.tft_layer = tf_transform_output.transform_features_layer()
+        spec = tf_transform_output.raw_feature_spec()
+        self._text_raw_key = text_raw_key
+        self._raw_spec = {key: spec[key] for key in (features.IMAGE_FEATURES_KEY, text_raw_key)}
+
+    def _transform(self, raw: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        return self.tft_layer(conform_to_raw_spec(raw, self._raw_spec))
+
+    def embed_images(self, image_features: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Raw image features [N, D] -> {IMAGE_EMBEDDING_OUTPUT: [N, d]}."""
+        transformed = self._transform({features.IMAGE_FEATURES_KEY: image_features})
+        embedding = self.image_tower(transformed[features.IMAGE_FEATURES_XF], training=False)
+        return {features.IMAGE_EMBEDDING_OUTPUT: embedding}
+
+    def embed_texts(self, text_input: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Raw captions [N] (or caption features [N, D_c]) -> {TEXT_EMBEDDING_OUTPUT: [N, d]}."""
+        transformed = self._transform({self._text_raw_key: text_input})
+        return {features.TEXT_EMBEDDING_OUTPUT: self.text_tower(transformed, training=False)}
+
+    def serve_examples(self, examples: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Serialized raw tf.Examples [N] -> both embeddings [N, d]."""
+        parsed = tf.io.parse_example(examples, self._raw_spec)
+        text_input = parsed[self._text_raw_key]
+        if self._text_raw_key == features.CAPTION_KEY:
+            text_input = tf.reshape(text_input, [-1])
+        return {**self.embed_images(parsed[features.IMAGE_FEATURES_KEY]),
+                **self.embed_texts(text_input)}
+
+    def signatures(self) -> dict[str, tf.types.experimental.ConcreteFunction]:
+        """The three serving signatures, keyed by their names."""
+        image_dim = self._raw_spec[features.IMAGE_FEATURES_KEY].shape[-1]
+        if self._text_raw_key == features.CAPTION_KEY:
+            text_spec = tf.TensorSpec([None], tf.string, name=features.CAPTION_KEY)
+        else:
+            text_dim = self._raw_spec[self._text_raw_key].shape[-1]
+            text_spec = tf.TensorSpec([None, text_dim], tf.float32, name=self._text_raw_key)
+        examples_spec = tf.TensorSpec([None], tf.string, name=features.EXAMPLES_INPUT)
+        image_spec = tf.TensorSpec([None, image_dim], tf.float32, name=features.IMAGE_FEATURES_KEY)
+        return {
+            features.SERVING_DEFAULT_SIGNATURE:
+                tf.function(self.serve_examples).get_concrete_function(examples_spec),
+            features.EMBED_TEXT_SIGNATURE:
+                tf.function(self.embed_texts).get_concrete_function(text_spec),
+            features.EMBED_IMAGE_SIGNATURE:
+                tf.function(self.embed_images).get_concrete_function(image_spec),
+        }
+
+
+def export_model(image_tower: keras.Model, text_tower: keras.Model,
+                 tf_transform_output: tft.TFTransformOutput, text_raw_key: str,
+                 export_dir: str) -> RetrievalModule:
+    """Saves the towers with the Transform graph as a SavedModel with the three signatures.
+
+    Args:
+        image_tower: trained image tower.
+        text_tower: trained text tower.
+        tf_transform_output: the Transform output whose graph goes inside.
+        text_raw_key: raw feature the text tower reads (``CAPTION_KEY``, or
+            ``CAPTION_FEATURES_KEY`` for the ``linear`` text tower).
+        export_dir: destination (``fn_args.serving_model_dir``).
+
+    Returns:
+        The saved module.
+
+    """
+    module = RetrievalModule(image_tower, text_tower, tf_transform_output, text_raw_key)
+    tf.saved_model.save(module, export_dir, signatures=module.signatures())
+    return module

@@ -1,0 +1,111 @@
+"""The TFX Trainer entry point ``run_fn`` (``Trainer(run_fn="trainer.task.run_fn")``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import tensorflow as tf
+import tensorflow_transform as tft
+import tf_keras as keras
+
+from trainer import data, export, features, preprocessing, towers, training
+from trainer.config import TrainerConfig
+
+
+def assert_legacy_keras() -> None:
+    """Fails unless TensorFlow runs with legacy Keras 2 (``tf_keras``), the project's choice.
+
+    Raises:
+        RuntimeError: ``TF_USE_LEGACY_KERAS`` is not "1" or ``tf.keras`` is not ``tf_keras``.
+
+    """
+    legacy = os.environ.get("TF_USE_LEGACY_KERAS") == "1"
+    if not legacy or not tf.keras.__name__.startswith("tf_keras"):
+        raise RuntimeError(
+            "the trainer needs legacy Keras 2: set TF_USE_LEGACY_KERAS=1 before TensorFlow is "
+            f"imported (import the trainer package first); tf.keras is {tf.keras.__name__}")
+
+
+def warm_start(image_tower: keras.Model, text_tower: keras.Model, saved_model_dir: str) -> None:
+    """Loads tower weights from a previously exported model (same architecture required).
+
+    Raises:
+        ValueError: the previous model's towers do not match the configured ones.
+
+    """
+    path = os.path.join(saved_model_dir, "variables", "variables")
+    status = tf.train.Checkpoint(image_tower=image_tower, text_tower=text_tower).read(path)
+    try:
+        status.assert_existing_objects_matched().expect_partial()
+    except AssertionError as error:
+        raise ValueError(f"cannot warm-start from {saved_model_dir}: its towers differ from "
+                         f"the configured ones ({error})") from error
+    logging.info("warm-started the towers from %s", saved_model_dir)
+
+
+def _build(config: TrainerConfig, tf_transform_output: tft.TFTransformOutput, train_split):
+    caption_dim = None
+    if features.CAPTION_FEATURES_XF in train_split.text:
+        caption_dim = train_split.text[features.CAPTION_FEATURES_XF].shape[-1]
+    vocab_size = 0
+    if features.CAPTION_TOKENS_XF in train_split.text:
+        vocab_size = preprocessing.token_vocab_size(tf_transform_output)
+    return towers.build_towers(config, vocab_size, train_split.image_features.shape[-1],
+                               caption_dim)
+
+
+def train_and_export(config: TrainerConfig, tf_transform_output: tft.TFTransformOutput,
+                     train_files, eval_files, work_dir: str, export_dir: str,
+                     base_model: str | None = None, max_steps: int | None = None,
+                     verbose: int = 1) -> training.TrainResult:
+    """Reads the transformed splits, trains (optionally warm-started) and exports.
+
+    Args:
+        config: the trainer hyperparameters.
+        tf_transform_output: Transform output (feature spec, vocabulary, Transform graph).
+        train_files: glob pattern(s) of the transformed train split.
+        eval_files: glob pattern(s) of the transformed eval split.
+        work_dir: logs and checkpoints (``fn_args.model_run_dir``).
+        export_dir: SavedModel destination (``fn_args.serving_model_dir``).
+        base_model: previous SavedModel to warm-start from, or None.
+        max_steps: optional cap on optimizer steps.
+        verbose: progress-bar verbosity.
+
+    Returns:
+        The ``TrainResult`` (eval metrics of the exported towers).
+
+    """
+    text_keys = towers.text_inputs(config)
+    train_split = data.load_split(train_files, tf_transform_output, text_keys)
+    eval_split = data.load_split(eval_files, tf_transform_output, text_keys)
+    image_tower, text_tower = _build(config, tf_transform_output, train_split)
+    if config.warm_start and base_model:
+        warm_start(image_tower, text_tower, base_model)
+    result = training.train(config, image_tower, text_tower, train_split, eval_split,
+                            work_dir, max_steps=max_steps, verbose=verbose)
+    logging.info("best eval (epoch %d): %s", result.best_epoch, result.best_metrics)
+    text_raw_key = (features.CAPTION_FEATURES_KEY if config.text_tower == "linear"
+                    else features.CAPTION_KEY)
+    export.export_model(image_tower, text_tower, tf_transform_output, text_raw_key, export_dir)
+    return result
+
+
+# TFX Trainer will call this function.
+def run_fn(fn_args) -> None:
+    """Trains the towers and exports the serving SavedModel.
+
+    Args:
+        fn_args: ``tfx.components.FnArgs``: ``custom_config`` (``TrainerConfig`` fields),
+            ``transform_output``, ``train_files``, ``eval_files``, ``model_run_dir``,
+            ``serving_model_dir``, ``base_model`` (None or a previous serving model dir) and
+            ``train_steps`` (None/0 = the configured epochs).
+
+    """
+    assert_legacy_keras()
+    config = TrainerConfig.from_dict(fn_args.custom_config)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    train_and_export(config, tf_transform_output, fn_args.train_files, fn_args.eval_files,
+                     fn_args.model_run_dir, fn_args.serving_model_dir,
+                     base_model=getattr(fn_args, "base_model", None),
+                     max_steps=getattr(fn_args, "train_steps", None) or None, verbose=2)

@@ -1,0 +1,246 @@
+"""The training loop: Adam with the paper's step schedule, hard-negative mining, best-on-rsum.
+
+One epoch visits every training caption once (with its image) in a seeded shuffle. Each step
+embeds the batch, mines the hardest negatives (in the batch, or over the ``EmbeddingBank`` of the
+whole training set), re-encodes global negatives through the towers so that gradients reach
+them, and applies the triplet loss. After every epoch the eval split is embedded and scored with
+``trainer.metrics.retrieval_metrics``; the towers of the best eval rsum are kept.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from trainer import losses, metrics, mining
+from trainer.config import TrainerConfig
+from trainer.data import SplitTables
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What ``train`` returns.
+
+    Attributes:
+        best_metrics: eval retrieval metrics of the kept (best-rsum) towers.
+        best_epoch: 1-based epoch of those towers.
+        history: per epoch, the mean loss terms and the eval metrics.
+        epoch_seconds: wall-clock training seconds of each epoch (evaluation excluded).
+
+    """
+
+    best_metrics: dict[str, float]
+    best_epoch: int
+    history: list[dict[str, float]]
+    epoch_seconds: list[float]
+
+
+def _encode_into(variable: tf.Variable, encode, n: int, batch: int) -> None:
+    """Writes ``encode(rows)`` into ``variable[rows]`` for all n rows, ``batch`` rows at a time."""
+    n = tf.constant(n, tf.int64)
+
+    def body(start):
+        index = tf.range(start, tf.minimum(start + batch, n))
+        variable.scatter_nd_update(index[:, None], encode(index))
+        return (start + batch,)
+
+    tf.while_loop(lambda start: start < n, body, (tf.constant(0, tf.int64),))
+
+
+class PairTrainer(tf.Module):
+    """Optimizer, device-resident training tables, optional embedding bank, and the train step."""
+
+    def __init__(self, config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Model,
+                 train: SplitTables, steps_per_epoch: int):
+        super().__init__(name="pair_trainer")
+        self.config, self.image_tower, self.text_tower = config, image_tower, text_tower
+        rate = keras.optimizers.schedules.PiecewiseConstantDecay(
+            [config.decay_epoch * steps_per_epoch],
+            [config.learning_rate, config.learning_rate * config.lr_decay_factor])
+        self.optimizer = keras.optimizers.Adam(rate, global_clipnorm=config.clip_norm)
+        self.images = tf.constant(train.image_features)
+        self.text = {key: tf.constant(value) for key, value in train.text.items()}
+        self.text_image_index = tf.constant(train.text_image_index)
+        self.num_images, self.num_captions = len(train.image_features), train.num_captions
+        self.bank = None
+        if config.mining == "global" and config.loss != "sh":
+            self.bank = mining.EmbeddingBank(train.text_image_index, self.num_images,
+                                             config.embedding_dim, config.mining_chunk_size)
+
+    def embed_images(self, index: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """[B] image rows -> [B, d] embeddings."""
+        return self.image_tower(tf.gather(self.images, index), training=training)
+
+    def embed_text(self, index: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """[B] caption rows -> [B, d] embeddings."""
+        inputs = {key: tf.gather(value, index) for key, value in self.text.items()}
+        return self.text_tower(inputs, training=training)
+
+    @tf.function
+    def refresh_bank(self) -> None:
+        """Re-encodes the whole training set into the bank (batched, inside one graph)."""
+        batch = self.config.eval_batch_size
+        _encode_into(self.bank.image, self.embed_images, self.num_images, batch)
+        _encode_into(self.bank.text, self.embed_text, self.num_captions, batch)
+
+    def _negatives(self, image, text, image_index, caption_index):
+        """Hard negatives [B, d], [B, d] and neg_is_pair [B] (in-batch or global)."""
+        if self.bank is None:
+            neg_i, neg_t = mining.hardest_negatives(image, text, image_index, image, image_index,
+                                                    text, image_index)
+            self._check_found(neg_i, neg_t)
+            is_pair = tf.equal(tf.gather(image_index, neg_i), tf.gather(image_index, neg_t))
+            return tf.gather(image, neg_i), tf.gather(text, neg_t), is_pair
+        self.bank.update(image_index, tf.stop_gradient(image), caption_index,
+                         tf.stop_gradient(text))
+        neg_i, neg_t = self.bank.mine(image, text, image_index)
+        self._check_found(neg_i, neg_t)
+        is_pair = tf.equal(neg_i, tf.gather(self.text_image_index, neg_t))
+        return (self.embed_images(neg_i, training=True), self.embed_text(neg_t, training=True),
+                is_pair)
+
+    @staticmethod
+    def _check_found(neg_image_index: tf.Tensor, neg_text_index: tf.Tensor) -> None:
+        message = ("a batch has no caption/image of another image to use as a negative; "
+                   "use a larger batch_size")
+        tf.debugging.assert_non_negative(neg_image_index, message=message)
+        tf.debugging.assert_non_negative(neg_text_index, message=message)
+
+    @tf.function
+    def train_step(self, caption_index: tf.Tensor) -> dict[str, tf.Tensor]:
+        """One optimizer step on the captions ``caption_index`` [B]; returns the loss terms."""
+        config = self.config
+        image_index = tf.gather(self.text_image_index, caption_index)
+        with tf.GradientTape() as tape:
+            image = self.embed_images(image_index, training=True)
+            text = self.embed_text(caption_index, training=True)
+            if config.loss == "sh":
+                terms = losses.loss_terms("sh", image, text, margin=config.margin,
+                                          image_ids=image_index)
+            else:
+                negatives = self._negatives(image, text, image_index, caption_index)
+                terms = losses.loss_terms(config.loss, image, text, *negatives, config.margin,
+                                          config.intra_margin)
+            loss = tf.add_n(list(terms.values()))
+        variables = self.image_tower.trainable_variables + self.text_tower.trainable_variables
+        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        return {"loss": loss, **terms}
+
+
+def _encode_rows(encode, inputs, n: int, batch: int) -> np.ndarray:
+    """Applies ``encode`` to rows [i, i + batch) of ``inputs`` (array or dict) -> [n, d]."""
+    return np.concatenate([
+        encode(tf.nest.map_structure(lambda x, i=i: x[i:i + batch], inputs)).numpy()
+        for i in range(0, n, batch)])
+
+
+def evaluate(image_tower: keras.Model, text_tower: keras.Model, split: SplitTables,
+             batch_size: int = 1024) -> dict[str, float]:
+    """Embeds a split (each image once) and returns ``trainer.metrics.retrieval_metrics``."""
+    image = _encode_rows(tf.function(lambda x: image_tower(x, training=False)),
+                         split.image_features, len(split.image_features), batch_size)
+    text = _encode_rows(tf.function(lambda x: text_tower(x, training=False)), split.text,
+                        split.num_captions, batch_size)
+    return metrics.retrieval_metrics(image, split.image_ids, text,
+                                     split.image_ids[split.text_image_index])
+
+
+def _train_epoch(trainer: PairTrainer, dataset: tf.data.Dataset, writer, steps: int,
+                 verbose: int) -> dict[str, float]:
+    """Runs one epoch; logs terms to TensorBoard and a Keras progress bar; returns their means."""
+    config, bank = trainer.config, trainer.bank
+    progress = keras.utils.Progbar(steps, verbose=verbose)
+    sums: dict[str, float] = {}
+    for step, caption_index in enumerate(dataset.take(steps)):
+        if bank is not None and int(trainer.optimizer.iterations) % config.refresh_steps == 0:
+            trainer.refresh_bank()
+        terms = {name: float(value) for name, value in trainer.train_step(caption_index).items()}
+        iteration = int(trainer.optimizer.iterations)
+        if iteration % config.log_every_steps == 0:
+            with writer.as_default(step=iteration):
+                for name, value in terms.items():
+                    tf.summary.scalar(f"train/{name}", value)
+                tf.summary.scalar("train/learning_rate",
+                                  float(trainer.optimizer.learning_rate))
+        sums = {name: sums.get(name, 0.0) + value for name, value in terms.items()}
+        progress.update(step + 1, values=list(terms.items()))
+    return {name: value / steps for name, value in sums.items()}
+
+
+def _epoch_batches(num_captions: int, batch: int, seed: int) -> tf.data.Dataset:
+    """Caption indices [batch] of one epoch, shuffled with a per-epoch seed."""
+    return (tf.data.Dataset.range(num_captions).shuffle(num_captions, seed=seed)
+            .batch(batch, drop_remainder=True))
+
+
+def _keep_if_best(result: TrainResult, epoch: int, scores: dict[str, float],
+                  checkpoint: tf.train.Checkpoint, prefix: str) -> bool:
+    """Records ``scores``; writes the towers when rsum improved. Returns whether it did."""
+    if result.best_metrics and scores["rsum"] <= result.best_metrics["rsum"]:
+        return False
+    result.best_metrics, result.best_epoch = scores, epoch
+    checkpoint.write(prefix)
+    return True
+
+
+def train(config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Model,
+          train_split: SplitTables, eval_split: SplitTables, work_dir: str,
+          max_steps: int | None = None, verbose: int = 1) -> TrainResult:
+    """Trains the towers in place and leaves them at their best eval rsum.
+
+    Args:
+        config: hyperparameters.
+        image_tower: image tower (variables built).
+        text_tower: text tower (variables built).
+        train_split: training tables.
+        eval_split: eval tables (checkpoint selection and early stopping).
+        work_dir: TensorBoard logs (``logs/``) and the best checkpoint (``best/``) go here.
+        max_steps: optional cap on the total number of optimizer steps.
+        verbose: Keras progress-bar verbosity (0 silent, 1 bar, 2 one line per epoch).
+
+    Returns:
+        The ``TrainResult``.
+
+    """
+    keras.utils.set_random_seed(config.seed)
+    batch = min(config.batch_size, train_split.num_captions)
+    steps = train_split.num_captions // batch
+    trainer = PairTrainer(config, image_tower, text_tower, train_split, steps)
+    writer = tf.summary.create_file_writer(os.path.join(work_dir, "logs"))
+    checkpoint = tf.train.Checkpoint(image_tower=image_tower, text_tower=text_tower)
+    prefix = os.path.join(work_dir, "best", "towers")
+    result = TrainResult({}, 0, [], [])
+    for epoch in range(1, config.epochs + 1):
+        epoch_steps = steps if max_steps is None else min(steps, max_steps - (epoch - 1) * steps)
+        if epoch_steps <= 0:
+            break
+        start = time.perf_counter()
+        batches = _epoch_batches(train_split.num_captions, batch, config.seed + epoch)
+        mean_terms = _train_epoch(trainer, batches, writer, epoch_steps, verbose)
+        result.epoch_seconds.append(time.perf_counter() - start)
+        scores = evaluate(image_tower, text_tower, eval_split, config.eval_batch_size)
+        _log_epoch(writer, epoch, scores, verbose)
+        result.history.append({**mean_terms, **scores})
+        patience = config.early_stopping_patience
+        if (not _keep_if_best(result, epoch, scores, checkpoint, prefix)
+                and patience is not None and epoch - result.best_epoch >= patience):
+            break
+    if result.best_epoch:
+        checkpoint.read(prefix).assert_consumed()
+    writer.flush()
+    return result
+
+
+def _log_epoch(writer, epoch: int, scores: dict[str, float], verbose: int) -> None:
+    with writer.as_default(step=epoch):
+        for name, value in scores.items():
+            tf.summary.scalar(f"eval/{name}", value)
+    if verbose:
+        recalls = " ".join(f"{k}={scores[k]:.1f}" for k in
+                           ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"))
+        print(f"epoch {epoch} eval: {recalls}", flush=True)
