@@ -8,10 +8,12 @@ weights) or a plain SavedModel signature. Models are read from paths only; nothi
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
@@ -55,27 +57,70 @@ class TFLiteFeatureHandler(_FeatureHandler):
     """A TFLite backbone taking [1, H, W, 3]; run_inference loops over the batch."""
 
     def load_model(self) -> FeatureFn:
-        """Builds the interpreter and checks the input shape against ``image_size``."""
-        import tensorflow as tf
+        """Reads the flatbuffer and checks it; each calling thread gets its own interpreter."""
+        with FileSystems.open(
+            self._config.model_path, compression_type=CompressionTypes.UNCOMPRESSED
+        ) as handle:
+            model = _ThreadLocalTFLite(handle.read(), self._config)
+        model.interpreter()  # validates the input shape and output tensor now, on load
+        return model
 
-        config = self._config
-        with FileSystems.open(config.model_path) as handle:
-            content = handle.read()
-        interpreter = tf.lite.Interpreter(
-            model_content=content,
-            experimental_preserve_all_tensors=True,
-            num_threads=config.num_threads or None,
+
+class _ThreadLocalTFLite:
+    """uint8 [B, H, W, 3] -> dequantized float32 [B, D] with one interpreter per thread.
+
+    A TFLite interpreter is not thread-safe, and Beam shares one loaded model between the
+    threads of a worker, so each thread builds its own interpreter from the shared bytes.
+    """
+
+    def __init__(self, content: bytes, config: BackboneConfig):
+        self._content = content
+        self._config = config
+        self._local = threading.local()
+
+    def interpreter(self) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+        """The calling thread's (interpreter, input details, output tensor details), built once."""
+        if not hasattr(self._local, "state"):
+            self._local.state = _build_interpreter(self._content, self._config)
+        return self._local.state
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        interpreter, source, target = self.interpreter()
+        scale, zero_point = target["quantization"]
+        quantized = np.issubdtype(target["dtype"], np.integer) and scale > 0
+        rows = []
+        for image in images:
+            value = image[np.newaxis]
+            if source["dtype"] != np.uint8:
+                value = value.astype(np.float32) * self._config.input_scale
+                value += self._config.input_offset
+            interpreter.set_tensor(source["index"], value.astype(source["dtype"]))
+            interpreter.invoke()
+            output = interpreter.get_tensor(target["index"]).reshape(-1).astype(np.float32)
+            rows.append((output - zero_point) * scale if quantized else output)
+        return np.stack(rows)
+
+
+def _build_interpreter(
+    content: bytes, config: BackboneConfig
+) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """An allocated interpreter, its input details and the details of the tensor to read."""
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(
+        model_content=content,
+        experimental_preserve_all_tensors=True,
+        num_threads=config.num_threads or None,
+    )
+    interpreter.allocate_tensors()
+    source = interpreter.get_input_details()[0]
+    expected = [1, *config.image_size, 3]
+    if list(source["shape"]) != expected:
+        raise ValueError(
+            f"{config.model_path}: input shape {list(source['shape'])} != {expected} "
+            "(set BackboneConfig.image_size to the model's input size)"
         )
-        interpreter.allocate_tensors()
-        source = interpreter.get_input_details()[0]
-        expected = [1, *config.image_size, 3]
-        if list(source["shape"]) != expected:
-            raise ValueError(
-                f"{config.model_path}: input shape {list(source['shape'])} != {expected} "
-                "(set BackboneConfig.image_size to the model's input size)"
-            )
-        target = _tflite_tensor(interpreter, config)
-        return _tflite_feature_fn(interpreter, source, target, config)
+    return interpreter, source, _tflite_tensor(interpreter, config)
 
 
 def _tflite_tensor(interpreter: Any, config: BackboneConfig) -> dict[str, Any]:
@@ -90,28 +135,6 @@ def _tflite_tensor(interpreter: Any, config: BackboneConfig) -> dict[str, Any]:
         detail["name"] for detail in details[-10:]
     ]
     raise ValueError(f"{config.model_path}: no tensor {config.output!r}; e.g. {names}")
-
-
-def _tflite_feature_fn(
-    interpreter: Any, source: dict[str, Any], target: dict[str, Any], config: BackboneConfig
-) -> FeatureFn:
-    """Closes over the interpreter: uint8 [B, H, W, 3] -> dequantized float32 [B, D]."""
-    scale, zero_point = target["quantization"]
-    quantized = np.issubdtype(target["dtype"], np.integer) and scale > 0
-
-    def featurize(images: np.ndarray) -> np.ndarray:
-        rows = []
-        for image in images:
-            value = image[np.newaxis]
-            if source["dtype"] != np.uint8:
-                value = value.astype(np.float32) * config.input_scale + config.input_offset
-            interpreter.set_tensor(source["index"], value.astype(source["dtype"]))
-            interpreter.invoke()
-            output = interpreter.get_tensor(target["index"]).reshape(-1).astype(np.float32)
-            rows.append((output - zero_point) * scale if quantized else output)
-        return np.stack(rows)
-
-    return featurize
 
 
 class TFFeatureHandler(_FeatureHandler):

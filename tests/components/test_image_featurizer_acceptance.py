@@ -120,3 +120,18 @@ def test_all_300_images_within_one_quantization_step_elementwise(all_300, flickr
     ref_names, ref = _reference(flickr8k_dir)
     rows = ref[[ref_names.index(name) for name in names]]
     assert np.abs(matrix - rows).max() <= 0.0236
+
+
+def test_tflite_handler_is_safe_to_share_between_threads(flickr8k_dir):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from components.image_featurizer.handlers import make_model_handler
+
+    paths = sorted((flickr8k_dir / "images").glob("*.jpg"))[:4]
+    images = np.stack([np.asarray(Image.open(path).convert("RGB")) for path in paths])
+    model = make_model_handler(MOBILENET_V2_TFLITE).load_model()
+    expected = model(images)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda _: model(images), range(8)))
+    for result in results:
+        np.testing.assert_array_equal(result, expected)
