@@ -175,15 +175,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few steps of each (< ~1 min)")
     parser.add_argument("--data", help="Flickr8k folder (default ../shared/data/flickr8k)")
-    parser.add_argument("--epochs", type=int, help="epochs of the rsum comparison (default 3)")
-    parser.add_argument("--paper-steps", type=int,
-                        help="timed steps of the paper's loop (default one epoch)")
+    parser.add_argument("--epochs", type=int, help="epochs of the rsum comparison (default 2)")
+    parser.add_argument("--steps", type=int, help="timed steps of each loop, extrapolated to "
+                        "seconds per epoch (default 20)")
     parser.add_argument("--check-batches", type=int, help="batches compared for identical "
                         "negatives (default 3)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
-    quick = {"epochs": 1, "paper_steps": 3, "check_batches": 1}
-    full = {"epochs": 3, "paper_steps": 0, "check_batches": 3}
+    quick = {"epochs": 1, "steps": 3, "check_batches": 1}
+    full = {"epochs": 2, "steps": 20, "check_batches": 2}
     for name, value in (quick if args.quick else full).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -193,13 +193,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def _time_modes(args, train: SplitTables, configs: dict[str, TrainerConfig],
                 batches: list[np.ndarray], steps_per_epoch: int) -> tuple[dict, PaperLoop]:
     """Seconds per epoch of the paper's loop and of each of our modes (extrapolated per step)."""
-    paper_steps = args.paper_steps or steps_per_epoch
     paper = PaperLoop(*build_towers(configs["exact"], train), train)
-    seconds = {"paper": time_paper(paper, batches[:paper_steps + 1]) * steps_per_epoch}
-    print(f"paper loop: {seconds['paper']:.1f} s/epoch ({paper_steps} steps timed)", flush=True)
+    seconds = {"paper": time_paper(paper, batches[:args.steps + 1]) * steps_per_epoch}
+    print(f"paper loop: {seconds['paper']:.1f} s/epoch ({args.steps} steps timed)", flush=True)
     for name, config in configs.items():
-        steps = 8 if args.quick else steps_per_epoch
-        steps = -(-steps // config.refresh_steps) * config.refresh_steps
+        steps = -(-args.steps // config.refresh_steps) * config.refresh_steps
         trainer = training.PairTrainer(config, *build_towers(config, train), train,
                                        steps_per_epoch)
         seconds[name] = time_ours(trainer, batches[:steps + 1]) * steps_per_epoch
@@ -221,7 +219,7 @@ def _efficiency(args, train: SplitTables, paper: PaperLoop, config: TrainerConfi
     flops = mining_step_flops(len(train.image_features), train.num_captions,
                               train.image_features.shape[-1],
                               next(iter(train.text.values())).shape[-1], DIM, BATCH)
-    step = mining_gflops(trainer, batches[0], flops, repeats=2 if args.quick else 5)
+    step = mining_gflops(trainer, batches[0], flops, repeats=2 if args.quick else 4)
     roof = {str(dtype.name): harness.matmul_gflops(dtype) for dtype in (tf.float32, tf.bfloat16)}
     print(f"mining step: {flops / 1e9:.1f} GFLOP in {step['step_s']:.3f} s (refresh "
           f"{step['refresh_s']:.3f} s + mine {step['mine_s']:.3f} s) = {step['gflops']:.0f} "
@@ -232,8 +230,8 @@ def _efficiency(args, train: SplitTables, paper: PaperLoop, config: TrainerConfi
 
 def _rsum(args, train: SplitTables, eval_split: SplitTables,
           configs: dict[str, TrainerConfig]) -> dict:
-    """Eval rsum of each mode after ``args.epochs`` epochs (quick: 10 steps)."""
-    max_steps = 10 if args.quick else None
+    """Eval rsum of each mode after ``args.epochs`` epochs (quick: 5 steps)."""
+    max_steps = 5 if args.quick else None
     results = train_modes(configs, train, eval_split, max_steps)
     summary = {}
     for name, result in results.items():

@@ -10,15 +10,12 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # legacy Keras 2: set before TensorFlow loads
 
-import contextlib  # noqa: E402
 import pathlib  # noqa: E402
 import statistics  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable, Iterator  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
-import psutil  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from trainer import features, preprocessing  # noqa: E402
@@ -133,35 +130,14 @@ def matmul_gflops(dtype: tf.DType, size: int = 4096, repeats: int = 3) -> float:
     return 2.0 * size**3 / seconds / 1e9
 
 
-class PeakRss:
-    """Samples this process's resident memory in a thread; ``peak`` is the maximum seen (bytes)."""
+def allocator_peak_extra(fn: Callable[[], object], device: str = "CPU:0") -> int:
+    """Peak bytes that TensorFlow's allocator holds during ``fn()`` above what it held before.
 
-    def __init__(self, interval_s: float = 0.002):
-        self.interval_s = interval_s
-        self.process = psutil.Process()
-        self.peak = 0
-        self._stop = threading.Event()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(self.interval_s)
-
-    @contextlib.contextmanager
-    def measure(self) -> Iterator[PeakRss]:
-        """Samples while the block runs; afterwards ``peak`` holds the block's maximum RSS."""
-        self.peak = self.process.memory_info().rss
-        self._stop.clear()
-        thread = threading.Thread(target=self._run, daemon=True)
-        thread.start()
-        try:
-            yield self
-        finally:
-            self._stop.set()
-            thread.join()
-            self.peak = max(self.peak, self.process.memory_info().rss)
-
-
-def rss_bytes() -> int:
-    """Current resident memory of this process (bytes)."""
-    return psutil.Process().memory_info().rss
+    Reads the allocator's own statistics (``tf.config.experimental.get_memory_info``), which
+    count every tensor buffer exactly, unlike process RSS (the oneDNN CPU allocator keeps freed
+    blocks in a pool, so RSS only shows the lifetime high-water mark).
+    """
+    tf.config.experimental.reset_memory_stats(device)
+    before = tf.config.experimental.get_memory_info(device)["current"]
+    fn()
+    return max(tf.config.experimental.get_memory_info(device)["peak"] - before, 0)
