@@ -1,0 +1,126 @@
+"""Runs every benchmark (``benchmarks/bench_*.py`` and ``report_*.py``) and prints a summary.
+
+``python -m benchmarks.run_all [--quick] [--only NAME ...] [--skip NAME ...]`` is what
+``make bench`` calls. Each module runs as ``python -m benchmarks.<name>`` in its own process (its
+``main()``), so that its memory figures and TensorFlow state are its own and a crash or a
+timeout stops only that module. Output is streamed with a ``[name]`` prefix; TensorFlow's C++
+start-up log lines are hidden (and counted). The summary lists each module's status and wall time
+and its closing figures: the lines after its last ``== summary`` line, else its last lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import dataclasses
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+BENCH_DIR = pathlib.Path(__file__).resolve().parent
+PATTERNS = ("bench_*.py", "report_*.py")
+TAIL_LINES = 8
+TF_LOG = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] |To enable the following "
+                    r"instructions|WARNING: All log messages before absl)")
+ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
+       "PYTHONWARNINGS": "ignore::FutureWarning,ignore::DeprecationWarning"}
+
+
+@dataclasses.dataclass
+class Outcome:
+    """One module's run: status (``ok``, ``failed (rc N)``, ``timeout``), seconds, output tail."""
+
+    name: str
+    status: str = "not run"
+    seconds: float = 0.0
+    hidden_lines: int = 0
+    lines: list[str] = dataclasses.field(default_factory=list)
+
+    def closing_figures(self) -> list[str]:
+        """The lines after the last ``== summary`` line, else the last ``TAIL_LINES`` lines."""
+        marks = [i for i, line in enumerate(self.lines) if line.startswith("== summary")]
+        return self.lines[marks[-1]:] if marks else self.lines[-TAIL_LINES:]
+
+
+def discover(only: list[str] | None, skip: list[str]) -> list[str]:
+    """Module names of the benchmarks, sorted; ``only`` / ``skip`` filter by name.
+
+    Raises:
+        ValueError: a name in ``only`` or ``skip`` is not a benchmark module.
+
+    """
+    names = sorted({path.stem for pattern in PATTERNS for path in BENCH_DIR.glob(pattern)})
+    unknown = sorted((set(only or []) | set(skip)) - set(names))
+    if unknown:
+        raise ValueError(f"unknown benchmark module(s) {unknown}; available: {names}")
+    return [name for name in names if (not only or name in only) and name not in skip]
+
+
+def _pump(process: subprocess.Popen, outcome: Outcome, keep: collections.deque) -> None:
+    for line in process.stdout:
+        line = line.rstrip("\n")
+        if TF_LOG.match(line):
+            outcome.hidden_lines += 1
+            continue
+        keep.append(line)
+        print(f"[{outcome.name}] {line}", flush=True)
+
+
+def run_module(name: str, quick: bool, timeout_s: float) -> Outcome:
+    """Runs ``python -m benchmarks.<name> [--quick]``, streaming its output."""
+    outcome, keep = Outcome(name), collections.deque(maxlen=200)
+    command = [sys.executable, "-m", f"benchmarks.{name}", *(["--quick"] if quick else [])]
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=BENCH_DIR.parent, env={**os.environ, **ENV},
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    reader = threading.Thread(target=_pump, args=(process, outcome, keep), daemon=True)
+    reader.start()
+    try:
+        code = process.wait(timeout=timeout_s)
+        outcome.status = "ok" if code == 0 else f"failed (rc {code})"
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # the module's own process group
+        process.wait()
+        outcome.status = f"timeout ({timeout_s:.0f} s)"
+    reader.join()
+    outcome.seconds = time.perf_counter() - start
+    outcome.lines = list(keep)
+    return outcome
+
+
+def print_summary(outcomes: list[Outcome], total_s: float) -> None:
+    """The combined summary: a status table, then each module's closing figures."""
+    print(f"\n==== benchmark summary ({total_s / 60:.1f} min in all) ====")
+    width = max(len(outcome.name) for outcome in outcomes)
+    for outcome in outcomes:
+        hidden = f", {outcome.hidden_lines} TF log lines hidden" if outcome.hidden_lines else ""
+        print(f"{outcome.name:<{width}}  {outcome.status:<16} {outcome.seconds:7.1f} s{hidden}")
+    for outcome in outcomes:
+        print(f"\n--- {outcome.name} ({outcome.status}) ---")
+        for line in outcome.closing_figures():
+            print(line)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="pass --quick to every module")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these modules")
+    parser.add_argument("--skip", nargs="+", metavar="NAME", default=[], help="skip modules")
+    parser.add_argument("--timeout", type=float, help="seconds per module (default 900, "
+                        "quick 240)")
+    args = parser.parse_args(argv)
+    timeout_s = args.timeout or (240.0 if args.quick else 900.0)
+    start = time.perf_counter()
+    outcomes = [run_module(name, args.quick, timeout_s) for name in discover(args.only, args.skip)]
+    print_summary(outcomes, time.perf_counter() - start)
+    return 0 if all(outcome.status == "ok" for outcome in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
