@@ -35,7 +35,8 @@ def detect(data_dir: str, include_caption_features: bool = False, **overrides: A
     Args:
       data_dir: a local dataset folder (the ExampleGen's ``input_base``).
       include_caption_features: also ingest caption features when the folder has them.
-      **overrides: DatasetSpec fields that replace what detection found.
+      **overrides: DatasetSpec fields that replace what detection found (with ``image_features``
+        given, the folder needs no features of its own, e.g. when images are featurized first).
 
     Returns:
       The DatasetSpec, with ``image_feature_dim`` read from the ``.npy`` header.
@@ -53,9 +54,12 @@ def detect(data_dir: str, include_caption_features: bool = False, **overrides: A
             f"{root}: no caption dataset found (expected a *.token.txt with split lists, a "
             f"dataset_*.json or captions_*.json); found {sorted(files)[:20]}"
         )
-    layout.update(_features(root, files, include_caption_features))
+    given = "image_features" in overrides
+    layout.update(_features(root, files, include_caption_features, required=not given))
     values = _prefixed(layout, prefix)
     values.update(overrides)
+    if given and "image_feature_dim" not in overrides:
+        values["image_feature_dim"] = _width_if_present(data_dir, overrides["image_features"])
     return DatasetSpec.from_dict(values)
 
 
@@ -113,7 +117,7 @@ def _coco(files: list[str]) -> dict[str, Any] | None:
     }
 
 
-def _features(root: str, files: list[str], include_captions: bool) -> dict[str, Any]:
+def _features(root: str, files: list[str], include_captions: bool, required: bool) -> dict:
     found: dict[str, Any] = {}
     for matrix in (f for f in files if f.endswith(".npy")):
         stem = matrix[: -len(".npy")]
@@ -123,7 +127,7 @@ def _features(root: str, files: list[str], include_captions: bool) -> dict[str, 
         elif f"{stem}.ids.txt" in files and include_captions and "caption_features" not in found:
             found.update(caption_features=matrix, caption_feature_ids=f"{stem}.ids.txt")
             found["caption_feature_dim"] = _width(os.path.join(root, matrix))
-    if "image_features" not in found:
+    if required and "image_features" not in found:
         raise ValueError(f"{root}: no image features (<name>.npy + <name>.names.txt) found")
     return found
 
@@ -133,6 +137,12 @@ def _width(path: str) -> int:
     if len(shape) != 2:
         raise ValueError(f"{path}: features must be a 2-D matrix [N, D], got shape {shape}")
     return int(shape[1])
+
+
+def _width_if_present(data_dir: str, rel: str) -> int:
+    """The width of an overriding features file when it exists already (0: not known yet)."""
+    path = os.path.join(data_dir, rel)  # an absolute ``rel`` stays as it is
+    return _width(path) if "{SPAN}" not in rel and os.path.isfile(path) else 0
 
 
 def _prefixed(layout: dict[str, Any], prefix: str) -> dict[str, Any]:

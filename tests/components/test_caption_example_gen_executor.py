@@ -1,0 +1,277 @@
+"""The caption ExampleGen executor, run directly (as TFX's own ExampleGen tests do) on fixtures."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tfx.dsl.components.base import base_beam_executor
+from tfx.proto import example_gen_pb2
+from tfx.types import standard_artifacts
+from tfx.types import standard_component_specs as specs
+from tfx.utils import proto_utils
+
+from components.caption_example_gen import DatasetSpec, IngestError
+from components.caption_example_gen.executor import Executor, custom_config_proto
+from trainer.features import (
+    CAPTION_FEATURES_KEY,
+    CAPTION_ID_KEY,
+    CAPTION_KEY,
+    IMAGE_FEATURES_KEY,
+    IMAGE_ID_KEY,
+)
+
+IMAGE_ROWS = {  # float16 image features; "d.jpg" has no captions (a counted skip)
+    "a.jpg": [0.5, -1.25, 3.0],
+    "b.jpg": [0.1, 0.2, 0.3],
+    "c.jpg": [6.0, 0.0, -0.75],
+    "d.jpg": [1.0, 1.0, 1.0],
+    "e.jpg": [2.0, 2.0, 2.0],
+}
+FLICKR_CAPTIONS = [
+    "a.jpg#0\tA dog runs .",
+    "a.jpg#1\tThe dog jumps",
+    "b.jpg#0\tTwo cats sleep",
+    "c.jpg#0\tA red car",
+    "c.jpg#1\tCars on a road",
+    "e.jpg#0\tIn no split list",
+]
+
+
+def _write_lines(path, lines):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+
+
+def _write_features(root, rows, stem="img", names_suffix=".names.txt"):
+    (root / "features").mkdir(parents=True, exist_ok=True)
+    np.save(root / "features" / f"{stem}.npy", np.array(list(rows.values()), np.float16))
+    _write_lines(root / "features" / f"{stem}{names_suffix}", list(rows))
+
+
+def flickr_fixture(root, captions=FLICKR_CAPTIONS, lists=None, rows=None):
+    """Writes a tiny Flickr-layout dataset; returns its DatasetSpec."""
+    lists = lists or {"train": ["a.jpg", "b.jpg"], "eval": ["c.jpg"]}
+    _write_lines(root / "cap.token.txt", captions)
+    for split, names in lists.items():
+        _write_lines(root / f"{split}.txt", names)
+    _write_features(root, rows or IMAGE_ROWS)
+    return DatasetSpec(
+        format="flickr",
+        captions=("cap.token.txt",),
+        image_features="features/img.npy",
+        image_feature_names="features/img.names.txt",
+        image_feature_dim=3,
+        split_lists=tuple((split, f"{split}.txt") for split in lists),
+    )
+
+
+def run_executor(input_base, spec, out_dir, span=None, beam_args=None):
+    """Runs Executor.Do; returns (Examples artifact, {split: [tf.train.Example]}, report)."""
+    examples = standard_artifacts.Examples()
+    examples.uri = str(out_dir)
+    splits = example_gen_pb2.SplitConfig(
+        splits=[example_gen_pb2.SplitConfig.Split(name=s, hash_buckets=1) for s in spec.splits]
+    )
+    exec_properties = {
+        specs.INPUT_BASE_KEY: str(input_base),
+        specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(
+            example_gen_pb2.Input(splits=[{"name": "captions", "pattern": spec.input_pattern()}])
+        ),
+        specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(
+            example_gen_pb2.Output(split_config=splits)
+        ),
+        specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
+        specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+        specs.CUSTOM_CONFIG_KEY: proto_utils.proto_to_json(custom_config_proto(spec)),
+    }
+    if span is not None:
+        exec_properties["span"] = span
+    context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=beam_args)
+    Executor(context).Do({}, {specs.EXAMPLES_KEY: [examples]}, exec_properties)
+    with open(os.path.join(out_dir, "ingest_report.json"), encoding="utf-8") as f:
+        report = json.load(f)
+    return examples, read_splits(out_dir, spec.splits), report
+
+
+def read_splits(out_dir, splits):
+    result = {}
+    for split in splits:
+        files = tf.io.gfile.glob(os.path.join(out_dir, f"Split-{split}", "*.gz"))
+        data = tf.data.TFRecordDataset(files, compression_type="GZIP")
+        result[split] = [tf.train.Example.FromString(r.numpy()) for r in data]
+    return result
+
+
+def flat(example):
+    """An Example as {key: str or list of floats}, sorted for comparison."""
+    out = {}
+    for key, feature in example.features.feature.items():
+        if feature.HasField("bytes_list"):
+            out[key] = feature.bytes_list.value[0].decode("utf-8")
+        else:
+            out[key] = list(feature.float_list.value)
+    return out
+
+
+def by_caption(examples):
+    return {flat(e)[CAPTION_ID_KEY]: flat(e) for e in examples}
+
+
+def f16(values):
+    return np.array(values, np.float16).astype(np.float32).tolist()
+
+
+def test_flickr_round_trip_values_counts_and_report(tmp_path):
+    spec = flickr_fixture(tmp_path / "data")
+    artifact, splits, report = run_executor(tmp_path / "data", spec, tmp_path / "out")
+    train, evals = by_caption(splits["train"]), by_caption(splits["eval"])
+    assert sorted(train) == ["a.jpg#0", "a.jpg#1", "b.jpg#0"]
+    assert sorted(evals) == ["c.jpg#0", "c.jpg#1"]
+    assert train["a.jpg#1"] == {
+        IMAGE_ID_KEY: "a.jpg",
+        CAPTION_ID_KEY: "a.jpg#1",
+        CAPTION_KEY: "The dog jumps",
+        IMAGE_FEATURES_KEY: f16(IMAGE_ROWS["a.jpg"]),
+    }
+    assert evals["c.jpg#0"][IMAGE_FEATURES_KEY] == f16(IMAGE_ROWS["c.jpg"])
+    counts = report["counts"]
+    assert counts == {
+        "examples_train": 3, "examples_eval": 2, "images_train": 2, "images_eval": 1,
+        "images": 3, "image_feature_rows": 5,
+        "skipped_captions_of_unlisted_images": 1,  # e.jpg#0
+        "skipped_feature_rows_without_captions": 2,  # d.jpg and e.jpg (whose caption was skipped)
+        "skipped_listed_images_without_captions": 0,
+        "skipped_captions_by_split_policy": 0,
+    }
+    assert report["dataset"] == spec.to_custom_config()
+    assert artifact.get_int_custom_property("ingest_skipped_captions_of_unlisted_images") == 1
+    assert artifact.get_int_custom_property("ingest_examples_train") == 3
+    assert artifact.split_names == '["train", "eval"]'
+
+
+def test_karpathy_round_trip_with_caption_features_and_restval_policy(tmp_path):
+    root = tmp_path / "data"
+    images = [
+        {"filename": "a.jpg", "split": "train", "sentences": [{"raw": "A dog"}, {"raw": "Dog !"}]},
+        {"filename": "b.jpg", "split": "restval", "sentences": [{"raw": "Two cats"}]},
+        {"filename": "c.jpg", "split": "val", "sentences": [{"raw": "A red car"}]},
+        {"filename": "e.jpg", "split": "test", "sentences": [{"raw": "A test image"}]},
+    ]
+    root.mkdir()
+    (root / "dataset_x.json").write_text(json.dumps({"images": images}), encoding="utf-8")
+    _write_features(root, IMAGE_ROWS)
+    caption_rows = {"a.jpg#0": [1, 0], "a.jpg#1": [0, 1], "c.jpg#0": [0.5, 0.5], "e.jpg#0": [2, 3]}
+    _write_features(root, caption_rows, stem="cap", names_suffix=".ids.txt")
+    spec = DatasetSpec(
+        format="karpathy", captions=("dataset_x.json",), image_features="features/img.npy",
+        image_feature_names="features/img.names.txt", splits=("train", "eval", "test"),
+        caption_features="features/cap.npy", caption_feature_ids="features/cap.ids.txt",
+        caption_feature_dim=2, restval_split="skip",
+    )
+    _, splits, report = run_executor(root, spec, tmp_path / "out")
+    train = by_caption(splits["train"])
+    assert sorted(train) == ["a.jpg#0", "a.jpg#1"]
+    assert train["a.jpg#1"][CAPTION_KEY] == "Dog !"
+    assert train["a.jpg#1"][CAPTION_FEATURES_KEY] == [0.0, 1.0]
+    assert by_caption(splits["test"])["e.jpg#0"][CAPTION_FEATURES_KEY] == [2.0, 3.0]
+    assert list(by_caption(splits["eval"])) == ["c.jpg#0"]
+    assert report["counts"]["skipped_captions_by_split_policy"] == 1
+    assert report["counts"]["examples_test"] == 1
+
+
+def _coco_file(path, images, annotations):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {"images": [{"id": i, "file_name": n} for i, n in images],
+                "annotations": [{"image_id": i, "id": a, "caption": c} for i, a, c in annotations]}
+    path.write_text(json.dumps(document), encoding="utf-8")
+
+
+@pytest.mark.parametrize("split_by", ["file", pytest.param("id_lists", marks=pytest.mark.slow)])
+def test_coco_round_trip(tmp_path, split_by):
+    root = tmp_path / "data"
+    _coco_file(root / "ann" / "captions_train.json", [(1, "a.jpg"), (2, "b.jpg")],
+               [(1, 10, "A dog"), (2, 11, "Two cats"), (1, 12, "Dog again")])
+    _coco_file(root / "ann" / "captions_val.json", [(3, "c.jpg")], [(3, 13, "A car")])
+    _write_features(root, IMAGE_ROWS)
+    files = {"captions": ("ann/captions_train.json", "ann/captions_val.json"),
+             "image_features": "features/img.npy", "image_feature_names": "features/img.names.txt"}
+    if split_by == "file":
+        spec = DatasetSpec(format="coco", caption_splits=("train", "eval"), **files)
+    else:  # image ids decide: b.jpg (id 2) moves to eval
+        _write_lines(root / "train_ids.txt", ["1"])
+        _write_lines(root / "eval_ids.txt", ["2", "3"])
+        lists = (("train", "train_ids.txt"), ("eval", "eval_ids.txt"))
+        spec = DatasetSpec(format="coco", split_lists=lists, **files)
+    _, splits, _ = run_executor(root, spec, tmp_path / "out")
+    train, evals = by_caption(splits["train"]), by_caption(splits["eval"])
+    if split_by == "file":
+        assert sorted(train) == ["10", "11", "12"] and sorted(evals) == ["13"]
+    else:
+        assert sorted(train) == ["10", "12"] and sorted(evals) == ["11", "13"]
+    assert evals["13"] == {IMAGE_ID_KEY: "c.jpg", CAPTION_ID_KEY: "13", CAPTION_KEY: "A car",
+                           IMAGE_FEATURES_KEY: f16(IMAGE_ROWS["c.jpg"])}
+
+
+def test_spans_read_the_resolved_span(tmp_path):
+    for span, caption in ((1, "Old caption"), (2, "New caption")):
+        flickr_fixture(tmp_path / "data" / f"span-{span}",
+                       captions=[f"a.jpg#0\t{caption}", "c.jpg#0\tA car"], lists=None)
+        _write_lines(tmp_path / "data" / f"span-{span}" / "train.txt", ["a.jpg"])
+    spec = DatasetSpec(
+        format="flickr", captions=("span-{SPAN}/cap.token.txt",),
+        image_features="span-{SPAN}/features/img.npy",
+        image_feature_names="span-{SPAN}/features/img.names.txt",
+        split_lists=(("train", "span-{SPAN}/train.txt"), ("eval", "span-{SPAN}/eval.txt")),
+    )
+    _, splits, report = run_executor(tmp_path / "data", spec, tmp_path / "out", span=2)
+    assert by_caption(splits["train"])["a.jpg#0"][CAPTION_KEY] == "New caption"
+    assert report["span"] == 2
+
+
+BAD_INPUTS = {
+    "duplicate_caption_id": (
+        {"captions": [*FLICKR_CAPTIONS[:3], "a.jpg#1\tSame id again", *FLICKR_CAPTIONS[3:]]},
+        r"cap\.token\.txt:4: duplicate caption id 'a\.jpg#1' \(also at .*cap\.token\.txt:2\)",
+    ),
+    "caption_image_without_features": (
+        {"rows": {k: v for k, v in IMAGE_ROWS.items() if k != "b.jpg"}},
+        r"cap\.token\.txt:3: 'b\.jpg' has no features row in .*img\.names\.txt",
+    ),
+    "listed_image_without_captions": (
+        {"lists": {"train": ["a.jpg", "b.jpg", "z.jpg"], "eval": ["c.jpg"]}},
+        r"train\.txt:3: split list names image 'z\.jpg', which has no captions",
+    ),
+    "image_in_two_split_lists": (
+        {"lists": {"train": ["a.jpg", "b.jpg"], "eval": ["c.jpg", "a.jpg"]}},
+        r"image 'a\.jpg' is listed again",
+    ),
+    "nan_features": (
+        {"rows": {**IMAGE_ROWS, "b.jpg": [0.0, float("nan"), 1.0]}},
+        r"img\.npy: row 1 \('b\.jpg'\) has NaN/Inf",
+    ),
+    "malformed_line": (
+        {"captions": [*FLICKR_CAPTIONS, "c.jpg#2 no tab"]},
+        r"cap\.token\.txt:7: malformed line",
+    ),
+}
+
+
+# Every rule also has a fast unit test (readers/steps tests); through Beam, the checks that need the
+# whole dataset run by default and the per-record ones are marked slow.
+_WHOLE_DATASET_RULES = ("caption_image_without_features", "duplicate_caption_id",
+                        "listed_image_without_captions")
+
+
+@pytest.mark.parametrize(
+    "case",
+    [c if c in _WHOLE_DATASET_RULES else pytest.param(c, marks=pytest.mark.slow)
+     for c in sorted(BAD_INPUTS)],
+)
+def test_bad_input_fails_naming_file_line_and_rule(tmp_path, case):
+    fixture, message = BAD_INPUTS[case]
+    spec = flickr_fixture(tmp_path / "data", **fixture)
+    with pytest.raises(Exception, match=message) as caught:  # Beam may wrap the IngestError
+        run_executor(tmp_path / "data", spec, tmp_path / "out")
+    assert "IngestError" in repr(caught.value) or isinstance(caught.value, IngestError)

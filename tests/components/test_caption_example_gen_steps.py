@@ -1,0 +1,72 @@
+"""The caption ExampleGen's whole-dataset rules as plain functions (fast, no Beam pipeline)."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from components.caption_example_gen import beam_steps, report
+from components.caption_example_gen.readers import SKIP_SPLIT
+from components.caption_example_gen.records import CaptionRecord, IngestError, ListEntry
+from trainer.features import CAPTION_FEATURES_KEY, CAPTION_KEY, IMAGE_FEATURES_KEY
+
+
+def _record(image="a.jpg", split="", caption_id="a.jpg#0"):
+    return CaptionRecord(image, caption_id, "A dog", split, image, "cap.txt:1")
+
+
+LISTED = {"a.jpg": ListEntry("a.jpg", "eval", "eval.txt:1")}
+
+
+def test_assign_splits_from_record_then_list_then_policy():
+    assign = beam_steps.AssignSplits("skip")
+    assert list(assign.process(_record(split="test"), LISTED)) == [_record(split="test")]
+    assert list(assign.process(_record(), LISTED)) == [_record(split="eval")]
+    (unlisted,) = assign.process(_record(image="b.jpg", caption_id="b.jpg#3"), LISTED)
+    assert unlisted.tag == beam_steps.SKIPPED_UNLISTED and unlisted.value == "b.jpg#3"
+    (policy,) = assign.process(_record(split=SKIP_SPLIT), LISTED)
+    assert policy.tag == beam_steps.SKIPPED_BY_SPLIT_POLICY
+
+
+def test_assign_splits_error_policy_names_the_caption_line():
+    with pytest.raises(IngestError, match=r"cap\.txt:1: image 'b\.jpg' is in no split list"):
+        list(beam_steps.AssignSplits("error").process(_record(image="b.jpg"), LISTED))
+
+
+def test_uncaptioned_listed_images_skip_or_error():
+    entry = ListEntry("z.jpg", "train", "train.txt:4")
+    groups = {"listed": [entry], "captioned": []}
+    assert list(beam_steps.uncaptioned_listed(("z.jpg", groups), "skip")) == ["z.jpg"]
+    with pytest.raises(IngestError, match=r"train\.txt:4: split list names image 'z\.jpg'"):
+        list(beam_steps.uncaptioned_listed(("z.jpg", groups), "error"))
+    captioned = {"listed": [entry], "captioned": [1, 1]}
+    assert list(beam_steps.uncaptioned_listed(("z.jpg", captioned), "error")) == []
+
+
+def test_check_unique_and_single_listing():
+    assert list(beam_steps.check_unique(("a#0", ["f:1"]))) == ["a#0"]
+    with pytest.raises(IngestError, match=r"f:9: duplicate caption id 'a#0' \(also at f:1\)"):
+        list(beam_steps.check_unique(("a#0", ["f:9", "f:1"])))
+    first, again = ListEntry("a", "train", "t.txt:1"), ListEntry("a", "eval", "e.txt:2")
+    with pytest.raises(IngestError, match=r"t\.txt:1: image 'a' is listed again .*first at e"):
+        beam_steps._single_listing(("a", [first, again]))
+
+
+def test_to_example_values():
+    image = np.array([0.5, -2.0], np.float32)
+    serialized = beam_steps.to_example(_record(), image, np.array([1.5], np.float32))
+    feature = tf.train.Example.FromString(serialized).features.feature
+    assert list(feature[IMAGE_FEATURES_KEY].float_list.value) == [0.5, -2.0]
+    assert list(feature[CAPTION_FEATURES_KEY].float_list.value) == [1.5]
+    assert feature[CAPTION_KEY].bytes_list.value == [b"A dog"]
+
+
+def test_report_fills_zeros_counts_unused_rows_and_rejects_empty_splits():
+    counts = {"examples_train": 4, "images_train": 2, "images": 2, "image_feature_rows": 5,
+              "examples_eval": 1, "images_eval": 1}
+    assert json.loads(report._finalize(counts, ["train", "eval"]))[
+        report.UNUSED_FEATURE_ROWS] == 3
+    with pytest.raises(IngestError, match=r"output split\(s\) \['test'\] received no captions"):
+        report._finalize(counts, ["train", "eval", "test"])
+
