@@ -6,7 +6,12 @@ signature does: ``minilm`` = in-graph WordPiece + the 6-layer MiniLM encoder + p
 Trainer's bidirectional-GRU ``TokenTextTower`` (``TrainerConfig`` default sizes). Figures: latency
 p50/p99 for one caption and throughput (captions/s) at batch 256, and the minilm/gru ratios.
 
-Run: ``python -m benchmarks.bench_minilm [--quick] [--data ../shared/data/flickr8k]``.
+``--quality`` adds the raw-text check on the Flickr8k dev split: the in-graph encoder's
+embeddings of the 5,000 dev captions vs the precomputed ``minilm_l6_v2.npy`` rows (cosine), and
+the rsum of one closed-form ridge model (train image features -> MiniLM space) evaluated with
+either set of dev caption embeddings (features mode vs raw text in).
+
+Run: ``python -m benchmarks.bench_minilm [--quick] [--quality] [--data ../shared/data/flickr8k]``.
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ from collections.abc import Callable  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from trainer import features, minilm, text, wordpiece  # noqa: E402
+from trainer import features, metrics, minilm, text, wordpiece  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
 from trainer.towers import TokenTextTower  # noqa: E402
 
 DEFAULT_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"
 BATCH = 256
 GRU_MAX_TOKENS = 32
+RIDGE_LAMBDA = 100.0
 
 EmbedText = Callable[[tf.Tensor], tf.Tensor]
 
@@ -101,12 +107,71 @@ def throughput(embed: EmbedText, captions: list[str], repeats: int) -> float:
     return BATCH / best
 
 
+def _lines(path: pathlib.Path) -> list[str]:
+    return path.read_text(encoding="utf-8").split()
+
+
+def ridge_image_map(data: pathlib.Path, captions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Closed-form ridge from z-scored train image features to mean train caption features.
+
+    Returns:
+        ``(W [1280, 384], dev image embeddings [1000, 384])`` with L2-normalized rows.
+
+    """
+    image = np.load(data / "features" / "mobilenet_v2.npy").astype(np.float32)
+    row = {name: i for i, name in enumerate(_lines(data / "features" / "mobilenet_v2.names.txt"))}
+    caption_row = {c: i for i, c in enumerate(_lines(data / "features" / "minilm_l6_v2.ids.txt"))}
+    train = [row[n] for n in _lines(data / "Flickr_8k.trainImages.txt")]
+    dev = [row[n] for n in _lines(data / "Flickr_8k.devImages.txt")]
+    mean, std = image[train].mean(0), image[train].std(0) + 1e-6
+    x = (image[train] - mean) / std
+    names = _lines(data / "Flickr_8k.trainImages.txt")
+    target = np.stack(
+        [captions[[caption_row[f"{n}#{k}"] for k in range(5)]].mean(0) for n in names]
+    )
+    w = np.linalg.solve(x.T @ x + RIDGE_LAMBDA * np.eye(x.shape[1]), x.T @ target)
+    dev_image = (image[dev] - mean) / std @ w
+    return w, dev_image / np.linalg.norm(dev_image, axis=1, keepdims=True)
+
+
+def quality(data: pathlib.Path, captions_by_id: dict[str, str]) -> None:
+    """Dev-split parity and ridge rsum: precomputed features vs the in-graph encoder."""
+    precomputed = np.load(data / "features" / "minilm_l6_v2.npy").astype(np.float32)
+    caption_row = {c: i for i, c in enumerate(_lines(data / "features" / "minilm_l6_v2.ids.txt"))}
+    dev_names = _lines(data / "Flickr_8k.devImages.txt")
+    dev_ids = [f"{n}#{k}" for n in dev_names for k in range(5)]
+    tokenizer = wordpiece.WordPieceEncoder(wordpiece.load_vocab())
+    encoder = minilm.load_pretrained_encoder()
+    ordered = sorted(dev_ids, key=lambda c: len(captions_by_id[c]))  # similar lengths per batch
+    encoded = {}
+    for start in range(0, len(ordered), BATCH):
+        chunk = ordered[start : start + BATCH]
+        ids, mask = tokenizer(tf.constant([captions_by_id[c] for c in chunk]))
+        encoded.update(zip(chunk, encoder(ids, mask).numpy(), strict=True))
+    ours = np.stack([encoded[c] for c in dev_ids])
+    theirs = precomputed[[caption_row[c] for c in dev_ids]]
+    theirs /= np.linalg.norm(theirs, axis=1, keepdims=True)
+    cosine = np.sum(ours * theirs, axis=1)
+    print(f"dev captions {len(dev_ids)}: cosine(in-graph, precomputed) min {cosine.min():.5f} "
+          f"mean {cosine.mean():.6f}")  # fmt: skip
+    _, dev_image = ridge_image_map(data, precomputed)
+    text_image_ids = [c.rsplit("#", 1)[0] for c in dev_ids]
+    for name, text_embeddings in (("features mode (npy)", theirs), ("raw text, in-graph", ours)):
+        scores = metrics.retrieval_metrics(dev_image, dev_names, text_embeddings, text_image_ids)
+        print(f"ridge, {name:20}: rsum {scores['rsum']:.2f}  i2t R@1 {scores['i2t_r1']:.2f}  "
+              f"t2i R@1 {scores['t2i_r1']:.2f}")  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> None:
     """Measures both towers in one run and prints the figures and the ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (under a minute)")
     parser.add_argument("--data", type=pathlib.Path, default=DEFAULT_DATA)
+    parser.add_argument("--quality", action="store_true", help="dev-split parity and rsum")
     args = parser.parse_args(argv)
+    if args.quality:
+        lines = (args.data / "Flickr8k.token.txt").read_text(encoding="utf-8").splitlines()
+        quality(args.data, dict(line.split("\t", 1) for line in lines))
     latency_repeats, batch_repeats = (10, 1) if args.quick else (300, 8)
     captions = load_captions(args.data)
     config = TrainerConfig()

@@ -291,8 +291,8 @@ def load_pretrained_encoder(model_dir: str | pathlib.Path | None = None) -> Mini
 def build_minilm_text_tower(
     d: int,
     trainable_layers: int = 0,
-    max_tokens: int = wordpiece.DEFAULT_MAX_TOKENS,
     model_dir: str | pathlib.Path | None = None,
+    name: str = "text_tower",
 ) -> keras.Model:
     """The ``minilm`` text tower: pretrained MiniLM sentence encoder + linear projection to d.
 
@@ -301,26 +301,26 @@ def build_minilm_text_tower(
         trainable_layers: how many top transformer layers are fine-tuned (0 = frozen encoder;
             the embeddings stay frozen in every case). Train them with a lower learning rate
             by giving :func:`encoder_variables` to their own optimizer.
-        max_tokens: the fixed WordPiece length L of the inputs.
         model_dir: pretrained model directory (defaults to the installed package).
+        name: the Keras model name.
 
     Returns:
         A Keras model mapping ``{WORDPIECE_IDS_XF: int64 [B, L], WORDPIECE_MASK_XF: int64
-        [B, L]}`` to L2-normalized float32 [B, d]; its ``encoder`` attribute is the
-        :class:`MiniLMEncoder`.
+        [B, L]}`` (any L up to 512) to L2-normalized float32 [B, d]; its ``encoder``
+        attribute is the :class:`MiniLMEncoder`.
 
     """
     encoder = load_pretrained_encoder(model_dir)
     encoder.freeze(trainable_layers)
-    ids = keras.Input([max_tokens], dtype=tf.int64, name=wordpiece.WORDPIECE_IDS_XF)
-    mask = keras.Input([max_tokens], dtype=tf.int64, name=wordpiece.WORDPIECE_MASK_XF)
+    ids = keras.Input([None], dtype=tf.int64, name=wordpiece.WORDPIECE_IDS_XF)
+    mask = keras.Input([None], dtype=tf.int64, name=wordpiece.WORDPIECE_MASK_XF)
     sentence = encoder(ids, mask)
     projected = keras.layers.Dense(d, name="projection")(sentence)
     outputs = keras.layers.UnitNormalization(name="l2_normalize")(projected)
     tower = keras.Model(
         {wordpiece.WORDPIECE_IDS_XF: ids, wordpiece.WORDPIECE_MASK_XF: mask},
         outputs,
-        name="minilm_text_tower",
+        name=name,
     )
     tower.encoder = encoder
     return tower

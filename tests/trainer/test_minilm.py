@@ -143,14 +143,17 @@ def test_sentence_embeddings_match_original_model_on_20_real_captions(flickr8k_d
 
 
 def test_text_tower_projects_to_unit_d_and_freezes_the_encoder():
-    tower = minilm.build_minilm_text_tower(d=16, trainable_layers=1, max_tokens=8)
+    tower = minilm.build_minilm_text_tower(d=16, trainable_layers=1)
     tokens = wordpiece.wordpiece_features(tf.constant(["a dog runs", "two men"]), max_tokens=8)
     out = tower(tokens).numpy()
     assert out.shape == (2, 16)
+    one_token = tf.ones([1, 1], tf.int64)  # any length L: a builder's dummy call works
+    one = {wordpiece.WORDPIECE_IDS_XF: one_token, wordpiece.WORDPIECE_MASK_XF: one_token}
+    assert tower(one).shape == (1, 16)
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), [1.0, 1.0], rtol=1e-5)
     assert len(minilm.encoder_variables(tower)) == 16
     assert len(tower.trainable_variables) == 16 + 2  # top layer + projection kernel and bias
-    frozen = minilm.build_minilm_text_tower(d=16, trainable_layers=0, max_tokens=8)
+    frozen = minilm.build_minilm_text_tower(d=16, trainable_layers=0)
     assert [v.name.split("/")[0] for v in frozen.trainable_variables] == ["projection"] * 2
 
 
@@ -169,7 +172,7 @@ class _EmbedText(tf.Module):
 
 @pytest.mark.slow  # ~100 s on 2 shared cores: Keras traces every layer's call for the SavedModel
 def test_raw_text_saved_model_round_trip_and_warm_start(tmp_path):
-    tower = minilm.build_minilm_text_tower(d=8, max_tokens=16)
+    tower = minilm.build_minilm_text_tower(d=8)
     captions = tf.constant(["A dog runs on the beach .", ""])
     module = _EmbedText(tower, 16)
     expected = module.embed_text(captions)["text_embedding"].numpy()
@@ -179,7 +182,7 @@ def test_raw_text_saved_model_round_trip_and_warm_start(tmp_path):
     loaded = tf.saved_model.load(str(tmp_path / "model"))
     got = loaded.signatures["embed_text"](caption=captions)["text_embedding"].numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)
-    fresh = minilm.build_minilm_text_tower(d=8, max_tokens=16)
+    fresh = minilm.build_minilm_text_tower(d=8)
     tf.train.Checkpoint(text_tower=fresh).read(str(tmp_path / "model/variables/variables"))
     np.testing.assert_allclose(
         fresh.get_layer("projection").kernel.numpy(), tower.get_layer("projection").kernel.numpy()
