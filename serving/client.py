@@ -34,6 +34,7 @@ from serving.retry import (
     ServingTimeoutError,
     call_with_retries,
 )
+from serving.savedmodel import load_saved_model
 from serving.validation import validate_captions, validate_image_features
 from trainer import features
 
@@ -63,7 +64,7 @@ class LocalBackend:
 
     def __init__(self, saved_model_dir: str):
         self.saved_model_dir = str(saved_model_dir)
-        self._model = tf.saved_model.load(self.saved_model_dir)
+        self._model = load_saved_model(self.saved_model_dir)
 
     def _signature(self, signature_name: str) -> Any:
         if signature_name not in self._model.signatures:

@@ -12,6 +12,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from serving.savedmodel import load_saved_model
 from trainer import features
 
 PROBE_CAPTIONS = ("a dog runs on the beach", "", "zqxj vbkw qqzzx")
@@ -94,7 +95,7 @@ def check_encoder_contract(saved_model_dir: str, atol: float = 1e-4) -> EncoderS
         ContractError: the first violated rule, with the signature named.
 
     """
-    model = tf.saved_model.load(saved_model_dir)
+    model = load_saved_model(saved_model_dir)
     feature_dim = _check_inputs(model, saved_model_dir)
     rows = len(PROBE_CAPTIONS)
     image_features = np.random.default_rng(0).uniform(0, 6, (rows, feature_dim)).astype(

@@ -11,14 +11,19 @@ string, each of the input's batch shape plus ``[k]``):
 
 ``captions`` is the display text: an image's first caption, or the matched caption's text.
 ``search_captions`` exists only when the index holds captions. The gallery lives in variables
-(not graph constants), and the index files travel in ``assets.extra/gallery`` for Python users.
+(not graph constants); the index files travel in ``assets.extra/gallery`` for Python users, and
+``assets.extra/tf_serving_warmup_requests`` warms TF Serving up on load.
 """
 
 import os
 
+import numpy as np
 import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
 
+from serving import wire
 from serving.gallery import GalleryIndex, save_index
+from serving.savedmodel import load_saved_model
 from serving.search import DEFAULT_CHUNK_SIZE, chunked_top_k
 from trainer import features
 
@@ -29,6 +34,8 @@ IDS_OUTPUT = "ids"
 SCORES_OUTPUT = "scores"
 CAPTIONS_OUTPUT = "captions"
 INDEX_SUBDIR = os.path.join("assets.extra", "gallery")
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+WARMUP_QUERY = "a dog runs on the beach"
 SEARCH_MODEL_SUFFIX = "_search"
 
 
@@ -73,7 +80,7 @@ class SearchModule(tf.Module):
     def __init__(self, encoder_dir: str, index: GalleryIndex, k: int = 10,
                  chunk_size: int = DEFAULT_CHUNK_SIZE):
         super().__init__(name="gallery_search")
-        self.encoder = tf.saved_model.load(encoder_dir)
+        self.encoder = load_saved_model(encoder_dir)
         self.k, self.chunk_size = k, chunk_size
         self.images = _Gallery(index.image_embeddings, index.image_ids, index.image_captions,
                                "images")
@@ -139,4 +146,27 @@ def write_search_model(encoder_dir: str, index: GalleryIndex, export_dir: str, k
         signatures[SEARCH_CAPTIONS_SIGNATURE] = module.text_search_function(module.captions)
     tf.saved_model.save(module, export_dir, signatures=signatures)
     save_index(index, os.path.join(export_dir, INDEX_SUBDIR))
+    write_warmup_requests(export_dir)
     return export_dir
+
+
+def write_warmup_requests(export_dir: str) -> str:
+    """Writes TF Serving's warm-up file: one ``search`` request, replayed when a version loads.
+
+    TF Serving reads ``assets.extra/tf_serving_warmup_requests`` (TFRecord of ``PredictionLog``)
+    and runs each request before serving the version, so the first user query does not pay for
+    graph initialization.
+
+    Returns:
+        The file's path.
+
+    """
+    request = wire.grpc_predict_request(
+        "", SEARCH_SIGNATURE, {features.CAPTION_KEY: np.asarray([WARMUP_QUERY], dtype=object)})
+    log = prediction_log_pb2.PredictionLog(
+        predict_log=prediction_log_pb2.PredictLog(request=request))
+    path = os.path.join(export_dir, WARMUP_FILE)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with tf.io.TFRecordWriter(path) as writer:
+        writer.write(log.SerializeToString())
+    return path

@@ -73,6 +73,7 @@ def test_index_travels_with_the_search_model(published):
     np.testing.assert_allclose(index.image_embeddings, searcher.index.image_embeddings)
 
 
+@pytest.mark.slow  # a second TensorFlow start-up; test_contract runs saved_model_cli by default
 def test_saved_model_cli_lists_search_signatures(published):
     _, model_dir, _, _ = published
     out = subprocess.run([str(SAVED_MODEL_CLI), "show", "--dir", str(model_dir),
@@ -119,3 +120,15 @@ def test_index_without_captions_has_no_caption_signature(tmp_path):
     assert sorted(model.signatures) == ["search", "search_images"]
     assert model.signatures["search"](caption=tf.constant("x"))["ids"].numpy().tolist() == \
         [b"x.jpg"]
+
+
+def test_tf_serving_warmup_file_holds_a_search_request(published):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    _, model_dir, _, _ = published
+    path = model_dir / "assets.extra" / "tf_serving_warmup_requests"
+    records = list(tf.data.TFRecordDataset(str(path)).as_numpy_iterator())
+    assert len(records) == 1
+    request = prediction_log_pb2.PredictionLog.FromString(records[0]).predict_log.request
+    assert request.model_spec.signature_name == "search"
+    assert list(request.inputs["caption"].string_val) == [b"a dog runs on the beach"]
