@@ -11,7 +11,7 @@ from trainer.losses import LOSS_KINDS
 
 MINING_KINDS = ("in_batch", "global")
 IMAGE_TOWERS = ("linear", "mlp")
-TEXT_TOWERS = ("gru", "mean", "linear")  # "linear" reads caption_features
+TEXT_TOWERS = ("gru", "mean", "linear", "minilm")  # "linear" reads caption_features
 _CHOICES = {
     "loss": LOSS_KINDS,
     "mining": MINING_KINDS,
@@ -37,7 +37,10 @@ class TrainerConfig:
         mining_chunk_size: bank rows scored per matmul (bounds mining memory).
         image_tower: ``linear`` (bias-free Dense, the paper's best) or ``mlp``.
         text_tower: ``gru`` (bidirectional GRU over tokens), ``mean`` (masked mean of token
-            embeddings) or ``linear`` (over precomputed ``caption_features``).
+            embeddings), ``linear`` (over precomputed ``caption_features``) or ``minilm``
+            (pretrained MiniLM-L6 over in-graph WordPiece; ``trainer/minilm.py``).
+        minilm_trainable_layers: top MiniLM layers fine-tuned by the ``minilm`` tower (0 =
+            frozen encoder, at most 6).
         embedding_dim: joint embedding size d (paper: 1024).
         word_dim: token embedding size.
         gru_units: GRU units per direction.
@@ -70,6 +73,7 @@ class TrainerConfig:
     embedding_dim: int = 1024
     word_dim: int = 300
     gru_units: int = 512
+    minilm_trainable_layers: int = 0
     mlp_hidden: int = 2048
     dropout: float = 0.0
     epochs: int = 10
@@ -102,6 +106,7 @@ class TrainerConfig:
             "early_stopping_patience": (self.early_stopping_patience is None
                                         or self.early_stopping_patience >= 1),
             "batch_size": self.batch_size >= 2,
+            "minilm_trainable_layers": 0 <= self.minilm_trainable_layers <= 6,
         }
         for name, ok in checks.items():
             if not ok:

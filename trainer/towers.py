@@ -14,7 +14,7 @@ from collections.abc import Callable
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import features
+from trainer import features, minilm, wordpiece
 from trainer.config import TrainerConfig
 
 
@@ -99,16 +99,23 @@ def _feature_tower(config: TrainerConfig, vocab_size: int) -> keras.Model:
     return FeatureTextTower(config.embedding_dim, config.dropout, name="text_tower")
 
 
+def _minilm_tower(config: TrainerConfig, vocab_size: int) -> keras.Model:
+    del vocab_size  # WordPiece ids index MiniLM's own vocabulary
+    return minilm.build_minilm_text_tower(config.embedding_dim, config.minilm_trainable_layers)
+
+
 TEXT_TOWER_BUILDERS: dict[str, Callable[[TrainerConfig, int], keras.Model]] = {
     "gru": _token_tower,
     "mean": _token_tower,
     "linear": _feature_tower,
+    "minilm": _minilm_tower,
 }
 # Transformed features each text tower reads.
 TEXT_TOWER_INPUTS: dict[str, tuple[str, ...]] = {
     "gru": (features.CAPTION_TOKENS_XF, features.CAPTION_LENGTH_XF),
     "mean": (features.CAPTION_TOKENS_XF, features.CAPTION_LENGTH_XF),
     "linear": (features.CAPTION_FEATURES_XF,),
+    "minilm": (wordpiece.WORDPIECE_IDS_XF, wordpiece.WORDPIECE_MASK_XF),
 }
 
 
@@ -144,6 +151,8 @@ def build_towers(config: TrainerConfig, vocab_size: int, image_dim: int,
         features.CAPTION_TOKENS_XF: tf.ones([1, 1], tf.int64),
         features.CAPTION_LENGTH_XF: tf.ones([1], tf.int64),
         features.CAPTION_FEATURES_XF: tf.zeros([1, caption_dim or 1]),
+        wordpiece.WORDPIECE_IDS_XF: tf.ones([1, 1], tf.int64),
+        wordpiece.WORDPIECE_MASK_XF: tf.ones([1, 1], tf.int64),
     }
     text_tower({key: dummy[key] for key in text_inputs(config)})
     return image_tower, text_tower
