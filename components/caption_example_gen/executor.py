@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import apache_beam as beam
@@ -28,6 +28,7 @@ from components.caption_example_gen import beam_steps, report
 from components.caption_example_gen.spec import DatasetSpec
 
 _REPORT_URI_KEY = "_ingest_report_uri"
+Resolver = Callable[[str], str]  # a DatasetSpec path -> the file to read
 
 
 def custom_config_proto(spec: DatasetSpec) -> example_gen_pb2.CustomConfig:
@@ -65,12 +66,12 @@ def resolve_path(exec_properties: Mapping[str, Any], path: str) -> str:
     return os.path.join(exec_properties[standard_component_specs.INPUT_BASE_KEY], filled)
 
 
-def _caption_files(spec: DatasetSpec, resolve) -> list[tuple[str, str]]:
+def _caption_files(spec: DatasetSpec, resolve: Resolver) -> list[tuple[str, str]]:
     splits = spec.caption_splits or ("",) * len(spec.captions)
     return [(resolve(path), split) for path, split in zip(spec.captions, splits, strict=True)]
 
 
-def _feature_paths(spec: DatasetSpec, resolve) -> tuple[tuple, tuple | None]:
+def _feature_paths(spec: DatasetSpec, resolve: Resolver) -> tuple[tuple, tuple | None]:
     names = resolve(spec.image_feature_names)
     image = (resolve(spec.image_features), names, spec.image_feature_dim)
     if not spec.caption_features:
