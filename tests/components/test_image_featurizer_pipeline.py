@@ -144,3 +144,27 @@ def test_pipeline_fails_clearly_when_nothing_is_featurized(tmp_path, keras_model
     ):
         build_featurizer_pipeline(pipeline, str(images), str(tmp_path / "out"), "f", config)
     assert "not_an_image" in str(caught.value)
+
+
+def test_keras_application_loads_local_weights_without_download(tmp_path):
+    import tf_keras as keras
+
+    reference = keras.applications.MobileNetV2(
+        include_top=False, weights=None, pooling="avg", input_shape=(32, 32, 3)
+    )
+    weights = str(tmp_path / "mnv2_notop.h5")
+    reference.save_weights(weights)
+    config = BackboneConfig(
+        kind="keras",
+        model_path=weights,
+        application="MobileNetV2",
+        image_size=(32, 32),
+        input_scale=1 / 127.5,
+        input_offset=-1.0,
+    )
+    pixels = np.random.default_rng(3).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    handler = make_model_handler(config)
+    results = handler.run_inference(list(pixels), handler.load_model())
+    expected = reference(pixels.astype(np.float32) / 127.5 - 1.0, training=False).numpy()
+    assert expected.shape == (2, 1280)
+    np.testing.assert_allclose([r.inference for r in results], expected, rtol=1e-5, atol=1e-5)
