@@ -1,41 +1,53 @@
 """``python -m pipeline search``: query the pushed search model from the command line.
 
-Loads ``<serving_dir>/<model_name>_search/<version>/`` (the latest version unless given), runs
-its ``search`` signature on the query and prints the top-k images with their scores and first
-caption. Imports TensorFlow only (no TFX), so it starts quickly.
+Loads ``<serving_dir>/<model_name>_search/<version>/`` (the latest version unless given) and
+prints the top-k results with their scores and display caption:
+
+* ``--mode text2image`` (default): the query is a caption; ``search`` signature.
+* ``--mode text2text``: the query is a caption; ``search_captions`` signature.
+* ``--mode image2image``: the query is a gallery image id; its stored embedding is searched
+  against the gallery (intra-modal), with the index in ``assets.extra/gallery``.
+
+Imports TensorFlow only (no TFX), so it starts quickly. The model is warmed up with one query
+before the timed one, as TF Serving does with the model's warm-up file.
 """
 
 import argparse
-import json
 import os
 import sys
 import time
 from collections.abc import Sequence
 
+import numpy as np
 import tensorflow as tf
 
-from serving.gallery import METADATA_FILE
+from serving.gallery import GalleryIndex, load_index
 from serving.publish import list_versions
 from serving.savedmodel import load_saved_model
+from serving.search import chunked_top_k
 from serving.search_model import (
     CAPTIONS_OUTPUT,
     IDS_OUTPUT,
     INDEX_SUBDIR,
     SCORES_OUTPUT,
+    SEARCH_CAPTIONS_SIGNATURE,
     SEARCH_SIGNATURE,
+    WARMUP_QUERY,
     search_model_name,
 )
 from trainer import features
 
-DEFAULT_SERVING_DIR = "serving_model"
+DEFAULT_SERVING_DIR = "runs/serving"
 DEFAULT_MODEL_NAME = "xmodal"
+TEXT_SIGNATURES = {"text2image": SEARCH_SIGNATURE, "text2text": SEARCH_CAPTIONS_SIGNATURE}
+MODES = ("text2image", "image2image", "text2text")
+Row = tuple[str, float, str]
 
 
 def _parser(default_serving_dir: str, default_model_name: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline search",
-        description="Text → top-k gallery images with the pushed search model.")
-    parser.add_argument("query", help="the caption to search for")
+        prog="python -m pipeline search", description="Top-k search with the pushed model.")
+    parser.add_argument("query", help="a caption, or a gallery image id with image2image")
     parser.add_argument("--serving-dir", default=default_serving_dir,
                         help="the Pusher's serving directory (default: %(default)s)")
     parser.add_argument("--model-name", default=default_model_name,
@@ -43,6 +55,7 @@ def _parser(default_serving_dir: str, default_model_name: str) -> argparse.Argum
     parser.add_argument("--version", type=int, default=None,
                         help="search model version (default: the latest)")
     parser.add_argument("-k", "--k", type=int, default=5, help="results (default: 5)")
+    parser.add_argument("--mode", choices=MODES, default="text2image")
     return parser
 
 
@@ -62,14 +75,22 @@ def resolve_search_model(serving_dir: str, model_name: str, version: int | None)
     return os.path.join(base, str(version if version is not None else versions[-1]))
 
 
-def search(model_dir: str, query: str, k: int) -> tuple[list[tuple[str, float, str]], float]:
-    """Runs the ``search`` signature; returns ``(id, score, caption)`` rows and seconds taken.
+def search_text(model_dir: str, signature_name: str, query: str, k: int) -> tuple[list[Row], float]:
+    """Loads and warms up a text signature, then runs ``query``.
+
+    Returns:
+        ``(id, score, caption)`` rows, best first, and the seconds the query took.
 
     Raises:
-        ValueError: ``k`` exceeds the number of results the model was exported with.
+        ValueError: the model lacks the signature, or ``k`` exceeds what it returns.
 
     """
-    signature = load_saved_model(model_dir).signatures[SEARCH_SIGNATURE]
+    signatures = load_saved_model(model_dir).signatures
+    if signature_name not in signatures:
+        raise ValueError(f"{model_dir} has no {signature_name!r} signature (its gallery index "
+                         "holds no captions)")
+    signature = signatures[signature_name]
+    signature(**{features.CAPTION_KEY: tf.constant(WARMUP_QUERY)})  # graph initialization
     start = time.perf_counter()
     out = signature(**{features.CAPTION_KEY: tf.constant(query)})
     seconds = time.perf_counter() - start
@@ -79,6 +100,26 @@ def search(model_dir: str, query: str, k: int) -> tuple[list[tuple[str, float, s
     rows = zip(out[IDS_OUTPUT].numpy()[:k], out[SCORES_OUTPUT].numpy()[:k],
                out[CAPTIONS_OUTPUT].numpy()[:k], strict=True)
     return [(i.decode("utf-8"), float(s), c.decode("utf-8")) for i, s, c in rows], seconds
+
+
+def search_image_id(index: GalleryIndex, image_id: str, k: int) -> tuple[list[Row], float]:
+    """Top-k gallery images for the stored embedding of gallery image ``image_id``.
+
+    Raises:
+        ValueError: ``image_id`` is not in the gallery.
+
+    """
+    rows = np.flatnonzero(index.image_ids == image_id)
+    if rows.size == 0:
+        raise ValueError(f"image id {image_id!r} is not in the gallery ({len(index.image_ids)} "
+                         f"images, e.g. {index.image_ids[0]!r})")
+    gallery = tf.constant(index.image_embeddings)
+    query = tf.constant(index.image_embeddings[rows[:1]])
+    start = time.perf_counter()
+    scores, indices = chunked_top_k(query, gallery, k)
+    seconds = time.perf_counter() - start
+    return [(str(index.image_ids[i]), float(s), str(index.image_captions[i]))
+            for s, i in zip(scores.numpy()[0], indices.numpy()[0], strict=True)], seconds
 
 
 def main(argv: Sequence[str] | None = None, default_serving_dir: str = DEFAULT_SERVING_DIR,
@@ -91,16 +132,18 @@ def main(argv: Sequence[str] | None = None, default_serving_dir: str = DEFAULT_S
     try:
         model_dir = resolve_search_model(args.serving_dir, args.model_name, args.version)
         load_start = time.perf_counter()
-        rows, seconds = search(model_dir, args.query, args.k)
+        index = load_index(os.path.join(model_dir, INDEX_SUBDIR))
+        if args.mode == "image2image":
+            rows, seconds = search_image_id(index, args.query, args.k)
+        else:
+            rows, seconds = search_text(model_dir, TEXT_SIGNATURES[args.mode], args.query, args.k)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     load_seconds = time.perf_counter() - load_start - seconds
-    with open(os.path.join(model_dir, INDEX_SUBDIR, METADATA_FILE), encoding="utf-8") as f:
-        metadata = json.load(f)
-    print(f'query: "{args.query}"  ({model_dir}: {metadata["num_images"]} images, encoder '
-          f'{metadata["model_name"]} version {metadata["model_version"]})')
-    for rank, (image_id, score, caption) in enumerate(rows, start=1):
-        print(f"{rank:2d}. {score:+.4f}  {image_id}  {caption}")
+    print(f'{args.mode} query: "{args.query}"  ({model_dir}: {len(index.image_ids)} images, '
+          f"encoder {index.model_name} version {index.model_version})")
+    for rank, (item_id, score, caption) in enumerate(rows, start=1):
+        print(f"{rank:2d}. {score:+.4f}  {item_id}  {caption}")
     print(f"search: {seconds * 1000:.1f} ms after a {load_seconds:.1f} s load and warm-up")
     return 0

@@ -89,12 +89,27 @@ def test_cli_prints_top_k_with_scores_and_captions(published, capsys):
                               "--model-name", "toy", "--k", "3"])
     out = capsys.readouterr().out.splitlines()
     assert status == 0
-    assert out[0].startswith('query: "a dog runs"') and "7 images" in out[0]
+    assert out[0].startswith('text2image query: "a dog runs"') and "7 images" in out[0]
     expected = searcher.text_to_images(["a dog runs"], k=3)[0]
     for line, hit in zip(out[1:4], expected, strict=True):
         assert line.split(None, 3)[2:] == [hit.id, hit.text]
         assert float(line.split()[1]) == pytest.approx(hit.score, abs=1e-4)
     assert out[4].startswith("search: ")
+
+
+def test_cli_text2text_and_image2image_modes(published, capsys):
+    serving_dir, _, searcher, records = published
+    common = ["--serving-dir", str(serving_dir), "--model-name", "toy", "--k", "2"]
+    assert search_cli.main(["a red ball", "--mode", "text2text", *common]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split(None, 3)[2:] == ["img1.jpg#1", "a red ball"]
+    assert search_cli.main(["img3.jpg", "--mode", "image2image", *common]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    expected = searcher.image_to_images(records.image_features[3:4], k=2)[0]
+    assert [line.split()[2] for line in lines[1:3]] == [h.id for h in expected]
+    assert lines[1].split()[1] == "+1.0000"
+    assert search_cli.main(["nope.jpg", "--mode", "image2image", *common]) == 2
+    assert "image id 'nope.jpg' is not in the gallery" in capsys.readouterr().err
 
 
 def test_cli_errors(published, tmp_path, capsys):
