@@ -14,6 +14,8 @@ Outputs (names from ``trainer/features.py``), for a batch of N raw examples:
 - ``IMAGE_FEATURES_XF`` float32 [N, D] and, when the raw data has them,
   ``CAPTION_FEATURES_XF`` float32 [N, Dc]: scaled by the configured full-pass scaling.
 - ``IMAGE_ID_KEY``, ``CAPTION_ID_KEY``: string [N], unchanged.
+- only when ``wordpiece_max_tokens`` is set (the ``minilm`` text tower):
+  ``trainer.wordpiece.WORDPIECE_IDS_XF`` / ``WORDPIECE_MASK_XF`` int64 [N, wordpiece_max_tokens].
 
 Full-pass statistics (vocabulary, z-score moments, column norms) come from the analyzed split,
 one row per caption: an image with k captions counts k times. With Flickr8k's 5 captions per
@@ -34,7 +36,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow_transform import schema_inference
 
-from trainer import features, text
+from trainer import features, text, wordpiece
 
 VOCAB_NAME = "caption_tokens"
 PADDING_ID = 0
@@ -67,6 +69,8 @@ class TransformConfig:
             ``zscore`` (per-dimension standardization over the analyzed split); ``l2_column``
             (each dimension divided by its L2 norm over the analyzed split, as the paper's code).
         caption_features_scaling: the same choice for the optional ``caption_features``.
+        wordpiece_max_tokens: when set (>= 3), also emit MiniLM WordPiece ids and mask of this
+            length (``trainer.wordpiece``) for the ``minilm`` text tower; None emits none.
 
     """
 
@@ -76,6 +80,7 @@ class TransformConfig:
     num_oov_buckets: int = 1
     image_scaling: str = Z_SCORE
     caption_features_scaling: str = L2_ROW
+    wordpiece_max_tokens: int | None = None
 
     def __post_init__(self) -> None:
         for name in _POSITIVE_INTS:
@@ -86,6 +91,12 @@ class TransformConfig:
             raise ValueError(
                 f"TransformConfig.vocab_top_k must be None or an integer >= 1, "
                 f"got {self.vocab_top_k!r}"
+            )
+        wordpiece_tokens = self.wordpiece_max_tokens
+        if wordpiece_tokens is not None and (not _is_int(wordpiece_tokens) or wordpiece_tokens < 3):
+            raise ValueError(
+                f"TransformConfig.wordpiece_max_tokens must be None or an integer >= 3, "
+                f"got {wordpiece_tokens!r}"
             )
         for name in _SCALING_FIELDS:
             if getattr(self, name) not in SCALINGS:
@@ -228,6 +239,8 @@ def preprocessing_fn(
     if has_caption_features:
         caption_features = _matrix(inputs, features.CAPTION_FEATURES_KEY)
     outputs.update(caption_token_features(captions, config))
+    if config.wordpiece_max_tokens is not None:
+        outputs.update(wordpiece.wordpiece_features(captions, config.wordpiece_max_tokens))
     outputs[features.IMAGE_FEATURES_XF] = scale_features(image_features, config.image_scaling)
     if has_caption_features:
         outputs[features.CAPTION_FEATURES_XF] = scale_features(
