@@ -56,7 +56,7 @@ def test_executor_writes_report_next_to_evaluation(tmp_path):
     tiny.make_workspace(tmp_path)
     found = tiny.artifacts(tmp_path)
     config = build_eval_config(rsum_lower_bound=0.0, with_ndcg=False)
-    evaluation_uri, _ = tiny.run_evaluator(tmp_path, "run", config, baseline="other")
+    evaluation_uri, _, _ = tiny.run_evaluator(tmp_path, "run", config, baseline="other")
     from tfx.types import standard_artifacts
 
     evaluation = standard_artifacts.ModelEvaluation()

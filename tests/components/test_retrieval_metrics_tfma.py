@@ -32,7 +32,7 @@ def workspace(tmp_path_factory):
 
 
 def _run_evaluator(workspace, name, eval_config, baseline=None):
-    return tiny.run_evaluator(workspace["root"], name, eval_config, baseline)
+    return tiny.run_evaluator(workspace["root"], name, eval_config, baseline)[:2]
 
 
 def _metric_values(evaluation_uri):

@@ -85,20 +85,25 @@ def artifacts(root):
     eval_examples.uri = str(root / "examples")
     eval_examples.split_names = json.dumps(["eval"])
     out = {"examples": eval_examples}
-    for name in ("good", "other"):
+    for name in ("good", "other", "broken"):
         out[name] = standard_artifacts.Model()
         out[name].uri = str(root / name)
     return out
 
 
-def run_evaluator(root, name, eval_config, baseline=None):
-    """Runs the stock TFX Evaluator executor on root/examples with model root/good."""
+def run_evaluator(root, name, eval_config, baseline=None, model="good"):
+    """Runs the stock TFX Evaluator executor on root/examples with model root/<model>.
+
+    Returns:
+      (evaluation uri, whether the model was blessed, the blessing artifact).
+
+    """
     from google.protobuf import json_format
     from tfx.components.evaluator import executor
     from tfx.types import standard_artifacts
 
     found = artifacts(root)
-    inputs = {"examples": [found["examples"]], "model": [found["good"]]}
+    inputs = {"examples": [found["examples"]], "model": [found[model]]}
     if baseline:
         inputs["baseline_model"] = [found[baseline]]
     evaluation, blessing = standard_artifacts.ModelEvaluation(), standard_artifacts.ModelBlessing()
@@ -108,4 +113,4 @@ def run_evaluator(root, name, eval_config, baseline=None):
     executor.Executor().Do(inputs, {"evaluation": [evaluation], "blessing": [blessing]},
                            {"eval_config": json_format.MessageToJson(eval_config),
                             "example_splits": json.dumps(["eval"])})
-    return evaluation.uri, os.path.exists(os.path.join(blessing.uri, "BLESSED"))
+    return evaluation.uri, os.path.exists(os.path.join(blessing.uri, "BLESSED")), blessing
