@@ -5,6 +5,8 @@ captions sorted by caption id, columns the distinct images sorted by image id; t
 a SHA-256 of the sorted triples, so the Relevance component (which writes the matrix) and the
 TFMA retrieval metric (which reads it) agree on one file per eval span without talking.
 Files: ``<dir>/<key>.npy`` (float32 [N_txt, N_img]) and ``<dir>/<key>.json`` (the ids).
+Human relevance judgments, when a dataset has them, replace ROUGE-L by saving them with ``save``
+under the same key: the metric reads whatever matrix the key holds.
 """
 
 from __future__ import annotations
