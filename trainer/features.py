@@ -26,6 +26,10 @@ CAPTION_TOKENS_XF = transformed_name("caption_tokens")  # int64 [L]: padded toke
 CAPTION_LENGTH_XF = transformed_name("caption_length")  # int64 []: true length (<= L)
 IMAGE_FEATURES_XF = transformed_name(IMAGE_FEATURES_KEY)  # float32 [D]: scaled features
 CAPTION_FEATURES_XF = transformed_name(CAPTION_FEATURES_KEY)  # float32 [D_c]: scaled, optional
+# WordPiece ids / attention mask for the pretrained MiniLM text tower (only when Transform's
+# ``wordpiece_max_tokens`` is set): int64 [L_wp], [CLS] ... [SEP] then 0-padding.
+CAPTION_WORDPIECE_IDS_XF = transformed_name("caption_wordpiece_ids")
+CAPTION_WORDPIECE_MASK_XF = transformed_name("caption_wordpiece_mask")
 # The ids pass through Transform unchanged, under their raw names.
 
 # --- Output splits written by the caption ExampleGen ---

@@ -21,8 +21,8 @@ import tensorflow_text as text
 from trainer import features
 
 # Proposed for trainer/features.py (the one module that names features); defined here until then.
-WORDPIECE_IDS_XF = features.transformed_name("caption_wordpiece_ids")  # int64 [L]
-WORDPIECE_MASK_XF = features.transformed_name("caption_wordpiece_mask")  # int64 [L]
+WORDPIECE_IDS_XF = features.CAPTION_WORDPIECE_IDS_XF  # int64 [L]
+WORDPIECE_MASK_XF = features.CAPTION_WORDPIECE_MASK_XF  # int64 [L]
 
 DEFAULT_MAX_TOKENS = 64
 PAD_TOKEN, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN = "[PAD]", "[UNK]", "[CLS]", "[SEP]"

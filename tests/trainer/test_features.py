@@ -12,7 +12,9 @@ def test_transformed_names_are_distinct_from_raw_names():
         features.CAPTION_LENGTH_XF,
         features.IMAGE_FEATURES_XF,
         features.CAPTION_FEATURES_XF,
+        features.CAPTION_WORDPIECE_IDS_XF,
+        features.CAPTION_WORDPIECE_MASK_XF,
     }
-    assert len(xf) == 4
+    assert len(xf) == 6
     assert not xf & set(features.REQUIRED_RAW_KEYS + features.OPTIONAL_RAW_KEYS)
     assert features.transformed_name("image_features") == "image_features_xf"
