@@ -19,6 +19,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 
 import numpy as np  # noqa: E402
+import psutil  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks import harness  # noqa: E402
@@ -27,6 +28,7 @@ from trainer import mining  # noqa: E402
 MIB = 2.0**20
 CAPTIONS_PER_IMAGE = 5
 UNCHUNKED_LIMIT_BYTES = 1 * harness.GIB  # skip the unchunked path beyond this score matrix
+MEMORY_HEADROOM = 3  # bank + a full copy of it + slack must fit in available memory
 
 
 def _fill(variable: tf.Variable, seed: int, rows_per_write: int = 65536) -> None:
@@ -60,11 +62,18 @@ def measure(bank: mining.EmbeddingBank, batch: int, repeats: int) -> dict[str, f
     return {"seconds": seconds, "peak_extra_mib": extra / MIB}
 
 
-def _row(num_captions: int, dim: int, batch: int, chunk: int, repeats: int) -> dict:
+def _row(num_captions: int, dim: int, batch: int, chunk: int, repeats: int) -> dict | None:
+    """Figures for one bank size, or None when the machine lacks the memory to hold it."""
+    bank_bytes = (num_captions + num_captions // CAPTIONS_PER_IMAGE) * dim * 4
+    available = psutil.virtual_memory().available
+    if MEMORY_HEADROOM * bank_bytes > available:
+        needed = MEMORY_HEADROOM * bank_bytes / MIB
+        print(f"{num_captions:>9,} captions: skipped, needs ~{needed:,.0f} MiB, "
+              f"{available / MIB:,.0f} MiB available", flush=True)
+        return None
     bank = synthetic_bank(num_captions, dim, chunk)
     row = {"captions": num_captions, "images": num_captions // CAPTIONS_PER_IMAGE,
-           "bank_mib": (bank.image.shape[0] + num_captions) * dim * 4 / MIB,
-           "chunked": measure(bank, batch, repeats)}
+           "bank_mib": bank_bytes / MIB, "chunked": measure(bank, batch, repeats)}
     score_bytes = 4 * batch * num_captions
     if score_bytes <= UNCHUNKED_LIMIT_BYTES:
         bank.chunk_size = num_captions
@@ -107,14 +116,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
           f"(chunked working set bound 5*B*chunk = {bound:.0f} MiB per modality)", flush=True)
     rows = []
     for size in args.sizes:
-        rows.append(_row(size, args.dim, args.batch, args.chunk, repeats=2 if args.quick else 3))
-        _print_row(rows[-1])
-    first, last = rows[0], rows[-1]
+        row = _row(size, args.dim, args.batch, args.chunk, repeats=2 if args.quick else 3)
+        if row is not None:
+            rows.append(row)
+            _print_row(row)
     print("== summary: bench_mining_scaling ==")
-    print(f"bank x{last['captions'] / first['captions']:.0f} -> step time "
-          f"x{last['chunked']['seconds'] / first['chunked']['seconds']:.1f}, chunked peak extra "
-          f"memory {first['chunked']['peak_extra_mib']:.0f} -> "
-          f"{last['chunked']['peak_extra_mib']:.0f} MiB (bound {bound:.0f} MiB per modality)")
+    print(harness.machine_line())
+    print(f"B={args.batch}, d={args.dim}, chunk={args.chunk}: working-set bound {bound:.0f} MiB "
+          f"per modality; {len(args.sizes) - len(rows)} size(s) skipped for memory")
+    for row in rows:
+        extra = row["chunked"]["peak_extra_mib"]
+        print(f"{row['captions']:>9,} captions: {row['chunked']['seconds']:.3f} s/step, peak "
+              f"extra {extra:,.0f} MiB = {extra / row['bank_mib']:.2f} x bank "
+              f"({row['bank_mib']:,.0f} MiB)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(rows, handle, indent=2)

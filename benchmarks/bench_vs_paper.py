@@ -31,7 +31,7 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from benchmarks import harness  # noqa: E402
-from benchmarks.paper_loop import Negatives, PaperLoop, pick_negatives  # noqa: E402
+from benchmarks.paper_loop import Negatives, PaperLoop, PhaseSeconds, pick_negatives  # noqa: E402
 from trainer import towers, training  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
 from trainer.data import SplitTables  # noqa: E402
@@ -86,8 +86,12 @@ def epoch_batches(num_captions: int, batch: int, seed: int) -> list[np.ndarray]:
 
 
 def time_paper(paper: PaperLoop, batches: list[np.ndarray]) -> float:
-    """Seconds per step of the paper's loop (one untimed warm-up step traces the graphs)."""
+    """Seconds per step of the paper's loop (one untimed warm-up step traces the graphs).
+
+    Afterwards ``paper.seconds`` holds the timed steps' split into phases.
+    """
     paper.train_step(batches[0])
+    paper.seconds = PhaseSeconds()
     start = time.perf_counter()
     for caption_index in batches[1:]:
         paper.train_step(caption_index)
@@ -195,7 +199,9 @@ def _time_modes(args, train: SplitTables, configs: dict[str, TrainerConfig],
     """Seconds per epoch of the paper's loop and of each of our modes (extrapolated per step)."""
     paper = PaperLoop(*build_towers(configs["exact"], train), train)
     seconds = {"paper": time_paper(paper, batches[:args.steps + 1]) * steps_per_epoch}
-    print(f"paper loop: {seconds['paper']:.1f} s/epoch ({args.steps} steps timed)", flush=True)
+    phases = ", ".join(f"{name} {value:.3f} s" for name, value in paper.seconds.per_step().items())
+    print(f"paper loop: {seconds['paper']:.1f} s/epoch ({args.steps} steps timed; per step: "
+          f"{phases})", flush=True)
     for name, config in configs.items():
         steps = -(-args.steps // config.refresh_steps) * config.refresh_steps
         trainer = training.PairTrainer(config, *build_towers(config, train), train,
@@ -248,10 +254,13 @@ def _print_summary(report: dict) -> None:
     seconds, mining, roof = report["seconds_per_epoch"], report["mining"], report["matmul_gflops"]
     same, rsum = report["negatives"], report["rsum"]
     print("== summary: bench_vs_paper (Flickr8k, linear towers, d=1024, batch 512, F-HN) ==")
+    print(harness.machine_line())
     print(f"paper loop {seconds['paper']:.1f} s/epoch | exact {seconds['exact']:.1f} s/epoch "
           f"({seconds['paper'] / seconds['exact']:.1f}x, target >= 4x) | fast "
           f"{seconds['fast']:.1f} s/epoch ({seconds['paper'] / seconds['fast']:.1f}x, "
           "target >= 20x)")
+    phases = report["paper_phases_per_step"]
+    print("paper step phases: " + ", ".join(f"{k} {v:.3f} s" for k, v in phases.items()))
     print(f"fast mode = {report['fast_mode']}")
     print(f"identical negatives: {same['identical']}/{same['queries']}")
     print(f"mining step {mining['gflops']:.0f} GFLOP/s = "
@@ -273,6 +282,7 @@ def main(argv: list[str] | None = None) -> dict:
     seconds, paper = _time_modes(args, train, configs, batches, steps_per_epoch)
     report = {"seconds_per_epoch": seconds, "epochs": args.epochs,
               "fast_mode": mining_label(configs["fast"]), "steps_per_epoch": steps_per_epoch,
+              "paper_phases_per_step": paper.seconds.per_step(),
               **_efficiency(args, train, paper, configs["exact"], batches, steps_per_epoch),
               "rsum": _rsum(args, train, eval_split, configs)}
     _print_summary(report)

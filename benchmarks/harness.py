@@ -141,3 +141,10 @@ def allocator_peak_extra(fn: Callable[[], object], device: str = "CPU:0") -> int
     before = tf.config.experimental.get_memory_info(device)["current"]
     fn()
     return max(tf.config.experimental.get_memory_info(device)["peak"] - before, 0)
+
+
+def machine_line() -> str:
+    """CPU count and load averages: how busy the (shared) machine was during the figures."""
+    one, five, _ = os.getloadavg()
+    return f"machine: {os.cpu_count()} CPUs, load average {one:.1f} (1 min) / {five:.1f} (5 min)"
+

@@ -24,6 +24,7 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # legacy Keras 2: set before TensorFlow loads
 
 import dataclasses  # noqa: E402
+import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -110,6 +111,25 @@ def pick_negatives(caption_to_images: np.ndarray, image_to_captions: np.ndarray,
     return Negatives(neg_image, neg_text, is_pair)
 
 
+@dataclasses.dataclass
+class PhaseSeconds:
+    """Wall time spent in each phase of the loop, summed over ``steps`` steps.
+
+    ``encode_and_score`` ends when the scores are NumPy arrays (the TensorFlow work runs
+    asynchronously until then); ``python_loop`` is ``pick_negatives``.
+    """
+
+    encode_and_score: float = 0.0
+    python_loop: float = 0.0
+    gradient_step: float = 0.0
+    steps: int = 0
+
+    def per_step(self) -> dict[str, float]:
+        """Mean seconds per step of each phase."""
+        phases = ("encode_and_score", "python_loop", "gradient_step")
+        return {name: getattr(self, name) / max(self.steps, 1) for name in phases}
+
+
 class PaperLoop(tf.Module):
     """The paper's training loop over in-memory training tables (see the module docstring)."""
 
@@ -137,6 +157,7 @@ class PaperLoop(tf.Module):
         self.text = {key: tf.constant(value) for key, value in train.text.items()}
         self.text_image_index = tf.constant(train.text_image_index)
         self.ids = IdLists.from_split(train)
+        self.seconds = PhaseSeconds()
 
     @tf.function
     def scores(self, caption_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -160,10 +181,15 @@ class PaperLoop(tf.Module):
 
     def negatives(self, caption_index: np.ndarray) -> Negatives:
         """Steps 1-2: scores against the re-encoded training set, then the Python loop."""
+        start = time.perf_counter()
         caption_to_images, image_to_captions = self.scores(tf.constant(caption_index))
+        arrays = caption_to_images.numpy(), image_to_captions.numpy()
+        self.seconds.encode_and_score += time.perf_counter() - start
         batch_image_ids = [self.ids.caption_image_ids[row] for row in caption_index]
-        return pick_negatives(caption_to_images.numpy(), image_to_captions.numpy(),
-                              batch_image_ids, self.ids)
+        picked = time.perf_counter()
+        negatives = pick_negatives(*arrays, batch_image_ids, self.ids)
+        self.seconds.python_loop += time.perf_counter() - picked
+        return negatives
 
     @tf.function
     def gradient_step(self, caption_index: tf.Tensor, neg_image: tf.Tensor, neg_text: tf.Tensor,
@@ -191,7 +217,11 @@ class PaperLoop(tf.Module):
 
         """
         negatives = self.negatives(caption_index)
-        loss = self.gradient_step(tf.constant(caption_index), tf.constant(negatives.image_index),
-                                  tf.constant(negatives.text_index),
-                                  tf.constant(negatives.is_pair))
-        return negatives, float(loss)
+        start = time.perf_counter()
+        loss = float(self.gradient_step(tf.constant(caption_index),
+                                        tf.constant(negatives.image_index),
+                                        tf.constant(negatives.text_index),
+                                        tf.constant(negatives.is_pair)))
+        self.seconds.gradient_step += time.perf_counter() - start
+        self.seconds.steps += 1
+        return negatives, loss
