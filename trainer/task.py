@@ -79,6 +79,7 @@ def train_and_export(config: TrainerConfig, tf_transform_output: tft.TFTransform
     text_keys = towers.text_inputs(config)
     train_split = data.load_split(train_files, tf_transform_output, text_keys)
     eval_split = data.load_split(eval_files, tf_transform_output, text_keys)
+    training.set_seeds(config.seed)
     image_tower, text_tower = _build(config, tf_transform_output, train_split)
     if config.warm_start and base_model:
         warm_start(image_tower, text_tower, base_model)

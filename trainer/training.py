@@ -59,10 +59,10 @@ class PairTrainer(tf.Module):
                  train: SplitTables, steps_per_epoch: int):
         super().__init__(name="pair_trainer")
         self.config, self.image_tower, self.text_tower = config, image_tower, text_tower
-        rate = keras.optimizers.schedules.PiecewiseConstantDecay(
+        self.schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
             [config.decay_epoch * steps_per_epoch],
             [config.learning_rate, config.learning_rate * config.lr_decay_factor])
-        self.optimizer = keras.optimizers.Adam(rate, global_clipnorm=config.clip_norm)
+        self.optimizer = keras.optimizers.Adam(self.schedule, global_clipnorm=config.clip_norm)
         self.images = tf.constant(train.image_features)
         self.text = {key: tf.constant(value) for key, value in train.text.items()}
         self.text_image_index = tf.constant(train.text_image_index)
@@ -142,10 +142,9 @@ def _encode_rows(encode, inputs, n: int, batch: int) -> np.ndarray:
 def evaluate(image_tower: keras.Model, text_tower: keras.Model, split: SplitTables,
              batch_size: int = 1024) -> dict[str, float]:
     """Embeds a split (each image once) and returns ``trainer.metrics.retrieval_metrics``."""
-    image = _encode_rows(tf.function(lambda x: image_tower(x, training=False)),
-                         split.image_features, len(split.image_features), batch_size)
-    text = _encode_rows(tf.function(lambda x: text_tower(x, training=False)), split.text,
-                        split.num_captions, batch_size)
+    image = _encode_rows(image_tower, split.image_features, len(split.image_features),
+                         batch_size)
+    text = _encode_rows(text_tower, split.text, split.num_captions, batch_size)
     return metrics.retrieval_metrics(image, split.image_ids, text,
                                      split.image_ids[split.text_image_index])
 
@@ -172,7 +171,12 @@ def _train_epoch(trainer: PairTrainer, dataset: tf.data.Dataset, writer, steps: 
     return {name: value / steps for name, value in sums.items()}
 
 
-def _epoch_batches(num_captions: int, batch: int, seed: int) -> tf.data.Dataset:
+def set_seeds(seed: int) -> None:
+    """Seeds Python, NumPy and TensorFlow (call before building the towers, too)."""
+    keras.utils.set_random_seed(seed)
+
+
+def epoch_batches(num_captions: int, batch: int, seed: int) -> tf.data.Dataset:
     """Caption indices [batch] of one epoch, shuffled with a per-epoch seed."""
     return (tf.data.Dataset.range(num_captions).shuffle(num_captions, seed=seed)
             .batch(batch, drop_remainder=True))
@@ -207,7 +211,7 @@ def train(config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Mod
         The ``TrainResult``.
 
     """
-    keras.utils.set_random_seed(config.seed)
+    set_seeds(config.seed)
     batch = min(config.batch_size, train_split.num_captions)
     steps = train_split.num_captions // batch
     trainer = PairTrainer(config, image_tower, text_tower, train_split, steps)
@@ -220,7 +224,7 @@ def train(config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Mod
         if epoch_steps <= 0:
             break
         start = time.perf_counter()
-        batches = _epoch_batches(train_split.num_captions, batch, config.seed + epoch)
+        batches = epoch_batches(train_split.num_captions, batch, config.seed + epoch)
         mean_terms = _train_epoch(trainer, batches, writer, epoch_steps, verbose)
         result.epoch_seconds.append(time.perf_counter() - start)
         scores = evaluate(image_tower, text_tower, eval_split, config.eval_batch_size)

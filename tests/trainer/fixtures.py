@@ -2,12 +2,16 @@
 
 Images belong to one of ``NUM_CLASSES`` classes: the image features are the class one-hot plus
 noise and every caption names its class colour, so retrieval is learnable at the class level.
-Import the fixture into a test module: ``from tests.trainer.fixtures import transformed``.
+Import the fixture into a test module: ``from tests.trainer.fixtures import transformed``; the
+data is built once per test session and shared by every module that imports it.
 """
 
+import atexit
 import dataclasses
+import functools
 import os
 import pathlib
+import shutil
 import tempfile
 
 import numpy as np
@@ -93,10 +97,16 @@ def build_transformed(out_dir: pathlib.Path, train_rows: list[dict],
                            str(out_dir / "eval" / "*"), eval_rows)
 
 
-@pytest.fixture(scope="session")
-def transformed(tmp_path_factory) -> TransformedData:
-    """16 train images and 8 eval images, 3 captions each, transformed."""
-    out_dir = tmp_path_factory.mktemp("transformed")
+@functools.lru_cache(maxsize=1)
+def _shared_transformed() -> TransformedData:
+    out_dir = pathlib.Path(tempfile.mkdtemp(prefix="trainer_fixture_"))
+    atexit.register(shutil.rmtree, out_dir, ignore_errors=True)
     return build_transformed(out_dir, raw_rows(16, 3, seed=0, prefix="train"),
                              raw_rows(8, 3, seed=1, prefix="eval"),
                              {"vocab_frequency_threshold": 1})
+
+
+@pytest.fixture()
+def transformed() -> TransformedData:
+    """16 train images and 8 eval images, 3 captions each, transformed (built once)."""
+    return _shared_transformed()
