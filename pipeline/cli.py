@@ -6,6 +6,7 @@ Help and ``search`` stay fast: nothing here imports TFX until a subcommand that 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Sequence
@@ -96,6 +97,11 @@ def make_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--project", help="GCP project (Dataflow)")
     compile_.add_argument("--region", default="us-central1", help="GCP region (Dataflow)")
     compile_.add_argument("--temp-location", help="gs:// temp location for Dataflow")
+    compile_.add_argument(
+        "--retraining",
+        action="store_true",
+        help="compile the scheduled-retraining variant (warm start, Transform analyzer cache)",
+    )
     search = sub.add_parser("search", help="query a pushed model's gallery")
     search.add_argument("query", help="caption text, or an image id with --image-query")
     search.add_argument("--serving-dir", default="runs/serving")
@@ -111,6 +117,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = list(sys.argv[1:] if argv is None else argv)
     args = make_parser().parse_args(argv)
     if args.command == "search":

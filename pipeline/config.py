@@ -30,13 +30,14 @@ class EvalSettings:
       rsum_lower_bound: absolute lower bound on eval rsum (sum of the six recalls, 0..600).
       rsum_change_threshold: minimum rsum gain over the baseline (latest blessed model); a
         negative value tolerates that much regression.
-      metric_lower_bounds: optional extra absolute lower bounds, metric name -> value.
+      metric_bounds: optional extra absolute bounds, metric name -> {"lower": x, "upper": y},
+        e.g. ``{"t2i_r1": {"lower": 10}, "t2i_medr": {"upper": 20}}``.
 
     """
 
     rsum_lower_bound: float = 30.0
     rsum_change_threshold: float = -1.0
-    metric_lower_bounds: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    metric_bounds: Mapping[str, Mapping[str, float]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,11 +95,18 @@ class PipelineConfig:
         from trainer.config import TrainerConfig
         from trainer.preprocessing import TransformConfig
 
+        parsed = {}
         for section, cls in (("transform", TransformConfig), ("trainer", TrainerConfig)):
             try:
-                cls.from_dict(dict(getattr(self, section)))
+                parsed[section] = cls.from_dict(dict(getattr(self, section)))
             except (ValueError, TypeError) as err:
                 raise ValueError(f"config section '{section}': {err}") from err
+        trainer, transform = parsed["trainer"], parsed["transform"]
+        if trainer.text_tower == "minilm" and not transform.wordpiece_max_tokens:
+            raise ValueError(
+                "trainer.text_tower=minilm reads WordPiece ids: set transform.wordpiece_max_tokens "
+                "(e.g. 64)"
+            )
         return self
 
 

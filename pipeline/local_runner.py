@@ -10,62 +10,61 @@ import time
 from collections.abc import Iterator
 
 from tfx import v1 as tfx
+from tfx.orchestration.portable import launcher
 
 from pipeline import mlmd_summary
 from pipeline.config import PipelineConfig
 
-_RUNNING = "Component %s is running."
-_FINISHED = "Component %s is finished."
-_SKIPPED = "Skipping component %s."
 
-
-class _ProgressHandler(logging.Handler):
-    """Turns LocalDagRunner's per-component log records into one progress line each."""
+class _Progress:
+    """Prints one line when each node starts and when it ends, with its wall time."""
 
     def __init__(self, stream) -> None:
-        super().__init__(level=logging.INFO)
         self._stream = stream
-        self._started: dict[str, float] = {}
         self._t0 = time.monotonic()
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.msg not in (_RUNNING, _FINISHED, _SKIPPED) or not record.args:
-            return
-        node = record.args[0]
-        now = time.monotonic()
-        if record.msg == _RUNNING:
-            self._started[node] = now
-            line = f"[{now - self._t0:7.1f}s] {node} ..."
-        elif record.msg == _FINISHED:
-            line = (
-                f"[{now - self._t0:7.1f}s] {node} done in {now - self._started.get(node, now):.1f}s"
-            )
-        else:
-            line = f"[{now - self._t0:7.1f}s] {node} skipped"
-        print(line, file=self._stream, flush=True)
+    def line(self, text: str) -> None:
+        print(f"[{time.monotonic() - self._t0:7.1f}s] {text}", file=self._stream, flush=True)
 
 
 @contextlib.contextmanager
 def progress_and_log(log_path: str, stream=sys.stdout) -> Iterator[None]:
-    """Prints per-component progress and sends TFX's INFO log to ``log_path`` instead of stderr."""
+    """Prints per-component progress and sends TFX's INFO log to ``log_path`` instead of stderr.
+
+    The progress hook wraps the portable ``Launcher.launch`` that LocalDagRunner calls once per
+    node, rather than parsing log records: libraries loaded during the run (Transform, TFMA) may
+    reconfigure or disable the ``absl`` logger, which would silence log-based progress.
+    """
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     absl_logger = logging.getLogger("absl")
     file_handler = logging.FileHandler(log_path)
     file_handler.setLevel(logging.INFO)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    progress = _ProgressHandler(stream)
     root = logging.getLogger()
     quieted = [(h, h.level) for h in root.handlers]
     for handler, _ in quieted:
         handler.setLevel(logging.WARNING)
+    absl_logger.addHandler(file_handler)
     old_level = absl_logger.level
     absl_logger.setLevel(logging.INFO)
-    absl_logger.addHandler(file_handler)
-    absl_logger.addHandler(progress)
+    progress = _Progress(stream)
+    original_launch = launcher.Launcher.launch
+
+    def launch(self, *args, **kwargs):
+        absl_logger.disabled = False
+        absl_logger.setLevel(logging.INFO)
+        node_id = self._pipeline_node.node_info.id  # noqa: SLF001  (TFX keeps it private)
+        started = time.monotonic()
+        progress.line(f"{node_id} ...")
+        result = original_launch(self, *args, **kwargs)
+        progress.line(f"{node_id} done in {time.monotonic() - started:.1f}s")
+        return result
+
+    launcher.Launcher.launch = launch
     try:
         yield
     finally:
-        absl_logger.removeHandler(progress)
+        launcher.Launcher.launch = original_launch
         absl_logger.removeHandler(file_handler)
         absl_logger.setLevel(old_level)
         for handler, level in quieted:

@@ -25,6 +25,7 @@ class NodeRun:
       node_id: the TFX node id (e.g. ``Trainer``).
       state: ``ran``, ``cached``, ``FAILED``, ...
       seconds: wall time of the execution (0 for cached ones).
+      started: creation time of the execution, ms since the epoch.
       outputs: output key -> artifacts (MLMD protos) of the execution.
 
     """
@@ -32,6 +33,7 @@ class NodeRun:
     node_id: str
     state: str
     seconds: float
+    started: int
     outputs: dict[str, list[metadata_store_pb2.Artifact]]
 
 
@@ -72,6 +74,7 @@ def run_nodes(store: metadata_store.MetadataStore, run_id: str) -> dict[str, Nod
             node_id=node_id,
             state=_STATE_NAMES.get(execution.last_known_state, "unknown"),
             seconds=seconds,
+            started=execution.create_time_since_epoch,
             outputs=_outputs(store, execution.id),
         )
     return nodes

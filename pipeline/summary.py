@@ -21,7 +21,7 @@ HEADLINE_METRICS = (
 def format_summary(nodes: dict[str, NodeRun], pipeline_root: str) -> str:
     """Renders the run summary that ``python -m pipeline run`` prints at the end."""
     lines = ["", "=== Pipeline run summary ===", f"artifacts under: {pipeline_root}"]
-    for node in sorted(nodes.values(), key=lambda n: n.node_id):
+    for node in sorted(nodes.values(), key=lambda n: n.started):
         timing = f"{node.seconds:6.1f}s" if node.state == "ran" else "      -"
         lines.append(f"  {node.node_id:<26} {node.state:<7} {timing}")
     lines += _evaluation_lines(nodes)
@@ -74,7 +74,7 @@ def metrics_table(evaluation_uri: str) -> list[str]:
             key = kind_metrics.key
             value = kind_metrics.value.double_value.value
             name = key.name
-            if key.HasField("is_diff") and key.is_diff:
+            if key.is_diff:
                 rows.setdefault(name, {})["diff"] = value
             elif key.model_name == "baseline":
                 rows.setdefault(name, {})["baseline"] = value

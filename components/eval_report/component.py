@@ -14,7 +14,7 @@ from trainer import features
 class EvalReport(artifact.Artifact):
     """``index.html`` (self-contained) and ``recall_at_k.png``."""
 
-    TYPE_NAME = "EvalReport"
+    TYPE_NAME = "xmodal.EvalReport"  # namespaced: KFP v2 requires ns.Name
 
 
 class EvalReportSpec(types.ComponentSpec):

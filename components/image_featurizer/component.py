@@ -23,7 +23,7 @@ DEFAULT_FEATURES_NAME = "image_features"
 class ImageFeatures(artifact.Artifact):
     """``<name>.npy`` float32 [N, D], ``<name>.names.txt`` and ``<name>.report.json``."""
 
-    TYPE_NAME = "ImageFeatures"
+    TYPE_NAME = "xmodal.ImageFeatures"  # namespaced: KFP v2 requires ns.Name
 
 
 class ImageFeaturizerSpec(types.ComponentSpec):

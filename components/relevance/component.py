@@ -14,7 +14,7 @@ from trainer import features
 class RelevanceMatrix(artifact.Artifact):
     """``<content key>.npy`` float32 [N_txt, N_img] and ``<content key>.json`` (the ids)."""
 
-    TYPE_NAME = "RelevanceMatrix"
+    TYPE_NAME = "xmodal.RelevanceMatrix"  # namespaced: KFP v2 requires ns.Name
 
 
 class RelevanceSpec(types.ComponentSpec):

@@ -40,7 +40,7 @@ def test_component_records_its_configuration_and_fingerprint(images_dir, tmp_pat
     assert properties["images_fingerprint"] == images_fingerprint(str(images_dir))
     assert BackboneConfig.from_json(properties["backbone"]) == MOBILENET_V2_TFLITE
     assert (properties["features_name"], properties["batch_size"]) == ("image_features", 32)
-    assert component.outputs["image_features"].type_name == "ImageFeatures"
+    assert component.outputs["image_features"].type_name == "xmodal.ImageFeatures"
     given = ImageFeaturizer(images_dir=str(images_dir), images_fingerprint="sha256:given")
     assert given.exec_properties["images_fingerprint"] == "sha256:given"
     with pytest.raises(ValueError, match="batch_size=0"):

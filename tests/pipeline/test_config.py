@@ -96,3 +96,13 @@ def test_help_does_not_import_tfx():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "run" in out.stdout and "compile" in out.stdout and "search" in out.stdout
+
+
+def test_validate_checks_component_sections_and_their_coupling():
+    config_lib.from_dict({"trainer": {"loss": "fhn"}}).validate()
+    with pytest.raises(ValueError, match="config section 'trainer'"):
+        config_lib.from_dict({"trainer": {"loss": "nope"}}).validate()
+    with pytest.raises(ValueError, match="config section 'transform'"):
+        config_lib.from_dict({"transform": {"max_tokenz": 3}}).validate()
+    with pytest.raises(ValueError, match="set transform.wordpiece_max_tokens"):
+        config_lib.from_dict({"trainer": {"text_tower": "minilm"}}).validate()

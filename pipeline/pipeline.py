@@ -1,0 +1,180 @@
+"""create_pipeline(): the one definition of the TFX pipeline that every runner uses."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from tfx import v1 as tfx
+from tfx.dsl.input_resolution.canned_resolver_functions import latest_created
+
+from pipeline.config import PipelineConfig
+
+# Module paths (the project is an installed package; no module_file wheels).
+PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
+RUN_FN = "trainer.task.run_fn"
+
+
+def create_pipeline(
+    config: PipelineConfig,
+    dataset: Any,
+    *,
+    input_base: str,
+    schema_file: str,
+    beam_pipeline_args: Sequence[str] | None = None,
+    images_fingerprint: str | None = None,
+    retraining: bool = False,
+    metadata_connection_config: Any | None = None,
+) -> tfx.dsl.Pipeline:
+    """Builds ExampleGen → validation → Transform → Trainer → Evaluator → Pusher.
+
+    Args:
+      config: the validated pipeline configuration.
+      dataset: the caption ExampleGen's ``DatasetSpec`` (layout, files, options).
+      input_base: the dataset folder (local path or a cloud URI).
+      schema_file: the curated schema (``schema.pbtxt``) that ImportSchemaGen imports.
+      beam_pipeline_args: Beam arguments (default ``config.beam_args``).
+      images_fingerprint: set when ``config.images_dir`` is featurized in front of ExampleGen; it
+        goes into ExampleGen's configuration so that new images bust its cache.
+      retraining: scheduled retraining: warm-start the Trainer from the latest blessed model and
+        give Transform the latest analyzer cache.
+      metadata_connection_config: ML Metadata connection; default SQLite at
+        ``config.metadata_db``; None-able for runners that bring their own (Vertex).
+
+    Returns:
+      A ``tfx.dsl.Pipeline``.
+
+    """
+    data = _data_nodes(config, dataset, input_base, schema_file, images_fingerprint)
+    model = _model_nodes(config, data, retraining)
+    if metadata_connection_config is None:
+        metadata_connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            config.metadata_db
+        )
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=list(data.values()) + list(model.values()),
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(beam_pipeline_args or config.beam_args),
+    )
+
+
+def _data_nodes(config, dataset, input_base, schema_file, images_fingerprint) -> dict:
+    """ExampleGen (optionally behind the image featurizer) and data validation."""
+    from components.anomalies_gate import AnomaliesGate
+    from components.caption_example_gen.component import make_caption_example_gen
+
+    nodes: dict[str, Any] = {}
+    if config.images_dir:
+        from components.image_featurizer.component import ImageFeaturizer
+
+        nodes["featurizer"] = ImageFeaturizer(
+            images_dir=config.images_dir,
+            output_dir=featurizer_output_dir(config),
+            images_fingerprint=images_fingerprint or "",
+        ).with_id("ImageFeaturizer")
+    example_gen = make_caption_example_gen(input_base, dataset).with_id("CaptionExampleGen")
+    if "featurizer" in nodes:
+        example_gen.add_upstream_node(nodes["featurizer"])
+    nodes["example_gen"] = example_gen
+    nodes["statistics_gen"] = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    nodes["schema_gen"] = tfx.components.ImportSchemaGen(schema_file=schema_file).with_id(
+        "SchemaGen"
+    )
+    nodes["example_validator"] = tfx.components.ExampleValidator(
+        statistics=nodes["statistics_gen"].outputs["statistics"],
+        schema=nodes["schema_gen"].outputs["schema"],
+    )
+    nodes["anomalies_gate"] = AnomaliesGate(
+        anomalies=nodes["example_validator"].outputs["anomalies"]
+    ).with_id("AnomaliesGate")
+    return nodes
+
+
+def _model_nodes(config: PipelineConfig, data: dict, retraining: bool) -> dict:
+    """Transform, Trainer, relevance + Evaluator + report, and the TF Serving pusher."""
+    from components.eval_report.component import EvalReportComponent
+    from components.evaluator import Evaluator
+    from components.relevance.component import Relevance
+    from components.retrieval_metrics.eval_config import build_eval_config
+    from components.tf_serving_pusher.component import TFServingPusher
+
+    examples = data["example_gen"].outputs["examples"]
+    schema = data["schema_gen"].outputs["schema"]
+    nodes: dict[str, Any] = {}
+    transform = tfx.components.Transform(
+        examples=examples,
+        schema=schema,
+        preprocessing_fn=PREPROCESSING_FN,
+        custom_config=dict(config.transform),
+        # Retraining re-uses the analyzer cache of earlier Transform runs, so that a span that was
+        # analyzed before is not re-analyzed. A plain run leaves it out: a cache produced by the
+        # previous run would be a new input and defeat TFX's own caching of the whole component.
+        analyzer_cache=(
+            latest_created(tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache))
+            if retraining
+            else None
+        ),
+    )
+    transform.add_upstream_node(data["anomalies_gate"])
+    nodes["transform"] = transform
+    nodes["latest_blessed_model"] = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("latest_blessed_model")
+    baseline = nodes["latest_blessed_model"].outputs["model"]
+    nodes["trainer"] = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema,
+        base_model=baseline if retraining else None,
+        custom_config=dict(config.trainer),
+    )
+    model = nodes["trainer"].outputs["model"]
+    nodes["relevance"] = Relevance(
+        examples=examples, cache_dir=relevance_cache_dir(config)
+    ).with_id("RelevanceGen")
+    nodes["evaluator"] = Evaluator(
+        examples=examples,
+        model=model,
+        baseline_model=baseline,
+        example_splits=["eval"],
+        eval_config=build_eval_config(
+            rsum_lower_bound=config.eval.rsum_lower_bound,
+            rsum_change=config.eval.rsum_change_threshold,
+            metric_bounds={k: dict(v) for k, v in config.eval.metric_bounds.items()},
+            relevance_dir=relevance_cache_dir(config),
+        ),
+    )
+    # The relevance matrix reaches the Evaluator through the shared cache folder; the explicit
+    # dependency makes the Beam job run first so the Evaluator finds it there.
+    nodes["evaluator"].add_upstream_node(nodes["relevance"])
+    nodes["eval_report"] = EvalReportComponent(
+        evaluation=nodes["evaluator"].outputs["evaluation"],
+        model=model,
+        baseline_model=baseline,
+        examples=examples,
+    ).with_id("EvalReport")
+    nodes["pusher"] = TFServingPusher(
+        model=model,
+        model_blessing=nodes["evaluator"].outputs["blessing"],
+        examples=examples,
+        serving_dir=config.serving_dir,
+        model_name=config.model_name,
+    ).with_id("Pusher")
+    return nodes
+
+
+def featurizer_output_dir(config: PipelineConfig) -> str:
+    """Where the image featurizer writes the features file that ExampleGen reads."""
+    return os.path.join(config.pipeline_root, "image_features")
+
+
+def relevance_cache_dir(config: PipelineConfig) -> str:
+    """Where relevance matrices are cached by eval-set content hash."""
+    return os.path.join(config.pipeline_root, "relevance_cache")

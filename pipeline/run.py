@@ -1,0 +1,97 @@
+"""``python -m pipeline run`` and ``python -m pipeline retrain`` (LocalDagRunner)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+from collections.abc import Iterator
+
+from pipeline import data as data_lib
+from pipeline import local_runner, mlmd_summary
+from pipeline.config import PipelineConfig
+from pipeline.pipeline import create_pipeline
+from pipeline.summary import format_summary
+
+EXAMPLE_GEN_ID = "CaptionExampleGen"
+_SPAN_DIR = re.compile(r"^span-(\d+)$")
+
+
+def run(config: PipelineConfig, *, retraining: bool = False) -> int:
+    """Runs the whole pipeline once and prints the summary; returns the exit code."""
+    config.validate()
+    resolved = data_lib.resolve(config)
+    print(resolved.description, flush=True)
+    pipeline = create_pipeline(
+        config,
+        resolved.spec,
+        input_base=resolved.input_base,
+        schema_file=data_lib.write_schema(config, resolved),
+        images_fingerprint=resolved.images_fingerprint,
+        retraining=retraining,
+    )
+    run_id = local_runner.run_pipeline(pipeline, config)
+    store = mlmd_summary.open_store(config.metadata_db)
+    print(format_summary(mlmd_summary.run_nodes(store, run_id), config.pipeline_root), flush=True)
+    return 0
+
+
+def retrain(config: PipelineConfig) -> int:
+    """Scheduled retraining: the newest span, warm-started, pushed only if blessed.
+
+    Safe to run from cron: it holds an exclusive lock for the whole run (a second invocation
+    exits at once with code 75, EX_TEMPFAIL), and when the newest span was already processed it
+    does nothing at all.
+    """
+    if not config.data_dir:
+        raise ValueError("retrain needs --data: a folder of span-<N>/ data drops")
+    os.makedirs(config.pipeline_root, exist_ok=True)
+    with exclusive_lock(os.path.join(config.pipeline_root, ".retrain.lock")) as acquired:
+        if not acquired:
+            print("retrain: another retrain holds the lock; exiting without work", flush=True)
+            return 75
+        newest = newest_span(config.data_dir)
+        done = processed_spans(config)
+        if newest is not None and newest in done:
+            print(f"retrain: newest span {newest} was already processed; nothing to do")
+            return 0
+        print(f"retrain: processing span {newest} (processed before: {sorted(done) or 'none'})")
+        return run(config, retraining=True)
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str) -> Iterator[bool]:
+    """A non-blocking exclusive file lock; yields whether it was acquired."""
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def newest_span(data_dir: str) -> int | None:
+    """The largest N of the ``span-N`` folders in ``data_dir`` (None when it has none)."""
+    spans = [int(m.group(1)) for m in map(_SPAN_DIR.match, os.listdir(data_dir)) if m]
+    return max(spans) if spans else None
+
+
+def processed_spans(config: PipelineConfig) -> set[int]:
+    """Spans that the caption ExampleGen already turned into Examples (from ML Metadata)."""
+    if not os.path.exists(config.metadata_db):
+        return set()
+    store = mlmd_summary.open_store(config.metadata_db)
+    spans = set()
+    for run_id in mlmd_summary.pipeline_runs(store, config.pipeline_name):
+        node = mlmd_summary.run_nodes(store, run_id).get(EXAMPLE_GEN_ID)
+        if node is None or node.state not in ("ran", "cached"):
+            continue
+        for artifact in node.outputs.get("examples", []):
+            if "span" in artifact.properties:
+                spans.add(artifact.properties["span"].int_value)
+    return spans

@@ -1,0 +1,148 @@
+"""End-to-end runs of the whole pipeline on a small slice of real Flickr8k (slow; CI runs them)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import pytest
+
+from pipeline import config as config_lib
+from pipeline import mlmd_summary
+from pipeline import run as run_lib
+from tests.pipeline.slices import write_flickr_slice
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+ALL_NODES = {
+    "CaptionExampleGen",
+    "StatisticsGen",
+    "SchemaGen",
+    "ExampleValidator",
+    "AnomaliesGate",
+    "Transform",
+    "latest_blessed_model",
+    "Trainer",
+    "RelevanceGen",
+    "Evaluator",
+    "EvalReport",
+    "Pusher",
+}
+# Small and quick, but a real model: rsum on a 100-image gallery is far above chance (~32).
+FAST_TRAINER = {
+    "text_tower": "mean",
+    "embedding_dim": 256,
+    "word_dim": 128,
+    "epochs": 4,
+    "batch_size": 128,
+    "learning_rate": 1e-3,
+}
+
+
+def make_config(tmp: pathlib.Path, data_dir: pathlib.Path, **trainer) -> config_lib.PipelineConfig:
+    return config_lib.from_dict(
+        {
+            "data_dir": str(data_dir),
+            "pipeline_root": str(tmp / "root"),
+            "serving_dir": str(tmp / "serving"),
+            "trainer": {**FAST_TRAINER, **trainer},
+            "transform": {"vocab_frequency_threshold": 1},
+            "eval": {"rsum_lower_bound": 60.0, "rsum_change_threshold": -5.0},
+        }
+    )
+
+
+def last_run(config: config_lib.PipelineConfig) -> dict[str, mlmd_summary.NodeRun]:
+    store = mlmd_summary.open_store(config.metadata_db)
+    return mlmd_summary.run_nodes(
+        store, mlmd_summary.pipeline_runs(store, config.pipeline_name)[-1]
+    )
+
+
+def pushed_versions(config: config_lib.PipelineConfig) -> list[str]:
+    model_dir = pathlib.Path(config.serving_dir) / config.model_name
+    if not model_dir.is_dir():
+        return []
+    return sorted(p.name for p in model_dir.iterdir() if p.name.isdigit())
+
+
+def blessed(nodes: dict[str, mlmd_summary.NodeRun]) -> bool:
+    blessing = nodes["Evaluator"].outputs["blessing"][0]
+    return mlmd_summary.custom_property(blessing, "blessed") == 1
+
+
+def pushed(nodes: dict[str, mlmd_summary.NodeRun]) -> bool:
+    artifact = next(iter(nodes["Pusher"].outputs.values()))[0]
+    return mlmd_summary.custom_property(artifact, "pushed") == 1
+
+
+@pytest.fixture(scope="module")
+def flickr_slice(flickr8k_dir, tmp_path_factory) -> pathlib.Path:
+    return write_flickr_slice(
+        flickr8k_dir, tmp_path_factory.mktemp("slice"), n_train=600, n_eval=100
+    )
+
+
+def test_full_pipeline_blesses_pushes_then_serves_from_cache(flickr_slice, tmp_path, capsys):
+    config = make_config(tmp_path, flickr_slice)
+    assert run_lib.run(config) == 0
+    first = last_run(config)
+    assert set(first) == ALL_NODES
+    assert all(node.state == "ran" for node in first.values()), {
+        n.node_id: n.state for n in first.values()
+    }
+    assert blessed(first) and pushed(first)
+    versions = pushed_versions(config)
+    assert len(versions) == 1
+    version_dir = pathlib.Path(config.serving_dir) / config.model_name / versions[0]
+    assert (version_dir / "saved_model.pb").is_file()
+    assert (pathlib.Path(config.serving_dir) / "models.config").is_file()
+    summary = capsys.readouterr().out
+    assert "blessing: BLESSED" in summary and f"pushed: version {versions[0]}" in summary
+
+    assert run_lib.run(config) == 0
+    second = last_run(config)
+    must_rerun = {"latest_blessed_model", "Evaluator", "EvalReport", "Pusher"}
+    cached = {n for n, node in second.items() if node.state == "cached"}
+    assert ALL_NODES - must_rerun <= cached, {n.node_id: n.state for n in second.values()}
+    # The cached Trainer's model is now the baseline itself: never re-blessed nor re-pushed.
+    assert not blessed(second) and not pushed(second)
+    assert pushed_versions(config) == versions
+
+
+def test_broken_candidate_is_not_blessed_and_nothing_is_pushed(flickr_slice, tmp_path):
+    # A learning rate of 1e-9 leaves the towers at their random initialization.
+    config = make_config(tmp_path, flickr_slice, learning_rate=1e-9, epochs=1)
+    assert run_lib.run(config) == 0
+    nodes = last_run(config)
+    assert nodes["Evaluator"].state == "ran"
+    assert not blessed(nodes) and not pushed(nodes)
+    assert pushed_versions(config) == []
+
+
+def test_retrain_pushes_new_span_only_once(flickr8k_dir, tmp_path):
+    data = tmp_path / "drops"
+    write_flickr_slice(flickr8k_dir, data / "span-1", n_train=500, n_eval=100)
+    config = make_config(tmp_path, data)
+    assert run_lib.retrain(config) == 0
+    first = pushed_versions(config)
+    assert len(first) == 1
+
+    write_flickr_slice(flickr8k_dir, data / "span-2", n_train=500, n_eval=100, offset=500)
+    assert run_lib.retrain(config) == 0
+    nodes = last_run(config)
+    assert nodes["Trainer"].state == "ran" and nodes["CaptionExampleGen"].state == "ran"
+    examples = nodes["CaptionExampleGen"].outputs["examples"][0]
+    assert examples.properties["span"].int_value == 2
+    second = pushed_versions(config)
+    assert len(second) == (2 if blessed(nodes) else 1)
+    assert pushed(nodes) == blessed(nodes)
+
+    runs_before = mlmd_summary.pipeline_runs(
+        mlmd_summary.open_store(config.metadata_db), config.pipeline_name
+    )
+    assert run_lib.retrain(config) == 0
+    runs_after = mlmd_summary.pipeline_runs(
+        mlmd_summary.open_store(config.metadata_db), config.pipeline_name
+    )
+    assert runs_after == runs_before  # no new run at all
+    assert pushed_versions(config) == second
