@@ -103,6 +103,7 @@ def _synthetic_dir(config: PipelineConfig) -> str:
 
 
 def _featurized_image_overrides(config: PipelineConfig) -> dict:
+    from components.image_featurizer.config import MOBILENET_V2_FEATURE_DIM
     from components.image_featurizer.sources import images_fingerprint
     from pipeline.pipeline import featurizer_output_dir
 
@@ -110,6 +111,7 @@ def _featurized_image_overrides(config: PipelineConfig) -> dict:
     return {
         "image_features": os.path.join(features_dir, "image_features.npy"),
         "image_feature_names": os.path.join(features_dir, "image_features.names.txt"),
+        "image_feature_dim": MOBILENET_V2_FEATURE_DIM,
         "fingerprint": images_fingerprint(config.images_dir),
     }
 

@@ -103,3 +103,6 @@ class BackboneConfig:
 MOBILENET_V2_TFLITE = BackboneConfig(
     kind=TFLITE, model_path=DEFAULT_TFLITE_MODEL, output=MOBILENET_V2_POOL_TENSOR
 )
+# The width of MOBILENET_V2_TFLITE's features (the AvgPool tensor is [1, 1, 1, 1280]); the
+# pipeline needs it before the featurizer has run, to write the curated schema.
+MOBILENET_V2_FEATURE_DIM = 1280

@@ -146,3 +146,27 @@ def test_retrain_pushes_new_span_only_once(flickr8k_dir, tmp_path):
     )
     assert runs_after == runs_before  # no new run at all
     assert pushed_versions(config) == second
+
+
+def test_images_in_front_of_example_gen(flickr8k_dir, tmp_path):
+    """--images: the featurizer's output feeds ExampleGen; the run blesses and pushes."""
+    images = sorted(p.name for p in (flickr8k_dir / "images").glob("*.jpg"))
+    train, dev = images[:240], images[240:]
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "Flickr_8k.trainImages.txt").write_text("\n".join(train) + "\n")
+    (data / "Flickr_8k.devImages.txt").write_text("\n".join(dev) + "\n")
+    keep = set(images)
+    lines = (flickr8k_dir / "Flickr8k.token.txt").read_text(encoding="utf-8").splitlines()
+    captions = [line for line in lines if line.split("#", 1)[0] in keep]
+    (data / "Flickr8k.token.txt").write_text("\n".join(captions) + "\n", encoding="utf-8")
+    config = config_lib.apply_overrides(
+        make_config(tmp_path, data),
+        [f"images_dir={flickr8k_dir / 'images'}", "eval.rsum_lower_bound=40"],
+    )
+    assert run_lib.run(config) == 0
+    nodes = last_run(config)
+    assert nodes["ImageFeaturizer"].state == "ran"
+    features = next(iter(nodes["ImageFeaturizer"].outputs.values()))[0]
+    assert mlmd_summary.custom_property(features, "num_featurized") == 300
+    assert blessed(nodes) and pushed(nodes)
