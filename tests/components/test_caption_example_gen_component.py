@@ -1,4 +1,7 @@
-"""The component factory, and the component run by TFX (driver: spans, fingerprint, caching)."""
+"""The component factory, and the component run by TFX (its driver resolves the newest span)."""
+
+import json
+import pathlib
 
 import pytest
 from tfx.proto import example_gen_pb2
@@ -52,6 +55,9 @@ def test_tfx_run_ingests_the_newest_span(tmp_path):
     tfx.orchestration.LocalDagRunner().run(pipeline)
     with metadata.Metadata(metadata.sqlite_metadata_connection_config(db)) as store:
         (artifact,) = store.store.get_artifacts_by_type("Examples")
-    assert artifact.properties["span"].int_value == 2
+    report = json.loads(pathlib.Path(artifact.uri, "ingest_report.json").read_text("utf-8"))
+    assert report["span"] == 2  # the driver resolved {SPAN} to the newest span
+    counts = report["counts"]
+    assert counts["examples_train"] + counts["examples_eval"] == 60  # span-2 has 12 images x 5
     props = artifact.custom_properties
-    assert props["ingest_examples_train"].int_value + props["ingest_examples_eval"].int_value == 60
+    assert props["ingest_examples_train"].int_value == counts["examples_train"]
