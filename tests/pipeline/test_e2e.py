@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 import pytest
@@ -170,3 +171,98 @@ def test_images_in_front_of_example_gen(flickr8k_dir, tmp_path):
     features = next(iter(nodes["ImageFeaturizer"].outputs.values()))[0]
     assert mlmd_summary.custom_property(features, "num_featurized") == 300
     assert blessed(nodes) and pushed(nodes)
+
+
+def test_killed_in_trainer_then_rerun_completes_from_cache(flickr_slice, tmp_path):
+    """Kill the whole run while the Trainer runs; the re-run reuses everything upstream."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = make_config(tmp_path, flickr_slice, epochs=30)
+    config_file = tmp_path / "config.json"
+    values = {
+        "data_dir": config.data_dir,
+        "pipeline_root": config.pipeline_root,
+        "serving_dir": config.serving_dir,
+        "trainer": dict(config.trainer),
+        "transform": dict(config.transform),
+        "eval": {"rsum_lower_bound": 60.0, "rsum_change_threshold": -5.0},
+    }
+    config_file.write_text(json.dumps(values))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", "--config", str(config_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    # Kill as soon as the Trainer has written its first training logs (TensorBoard events).
+    model_run = pathlib.Path(config.pipeline_root) / "Trainer" / "model_run"
+    deadline = time.monotonic() + 1500
+    while not any(p.is_file() for p in model_run.rglob("*")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "the Trainer never started"
+        time.sleep(0.5)
+    assert proc.poll() is None, "the run ended before it could be killed in the Trainer"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert pushed_versions(config) == []  # nothing half-written is visible
+
+    # A fresh config object with the trainer's real epochs: the killed run's inputs are reused.
+    assert run_lib.run(config_lib.apply_overrides(config, ["trainer.epochs=30"])) == 0
+    nodes = last_run(config)
+    upstream = {
+        "CaptionExampleGen",
+        "StatisticsGen",
+        "SchemaGen",
+        "ExampleValidator",
+        "AnomaliesGate",
+        "Transform",
+    }
+    assert {n for n in upstream if nodes[n].state == "cached"} == upstream
+    assert nodes["Trainer"].state == "ran"
+    assert blessed(nodes) and pushed(nodes)
+    assert len(pushed_versions(config)) == 1
+    leftovers = [p.name for p in (pathlib.Path(config.serving_dir) / config.model_name).iterdir()]
+    assert all(name.isdigit() for name in leftovers), leftovers
+
+
+def test_beam_multi_processing_gives_the_same_data_and_vocabulary(flickr_slice, tmp_path):
+    """2 DirectRunner worker processes: same examples, schema checks, vocabulary, blessing."""
+    results = {}
+    for mode, extra in (
+        ("in_process", []),
+        ("multi_processing", ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]),
+    ):
+        config = config_lib.from_dict(
+            {
+                **_values(make_config(tmp_path / mode, flickr_slice)),
+                "beam_args": ["--direct_running_mode=in_memory", "--direct_num_workers=1", *extra],
+            }
+        )
+        assert run_lib.run(config) == 0
+        nodes = last_run(config)
+        examples = nodes["CaptionExampleGen"].outputs["examples"][0]
+        transform_graph = nodes["Transform"].outputs["transform_graph"][0]
+        vocab = next(pathlib.Path(transform_graph.uri).rglob("transform_fn/assets/*"))
+        results[mode] = {
+            "counts": {split: _count(examples.uri, split) for split in ("train", "eval")},
+            "vocabulary": vocab.read_text(),
+            "blessed": blessed(nodes),
+        }
+    assert results["in_process"] == results["multi_processing"]
+    assert results["in_process"]["counts"] == {"train": 3000, "eval": 500}
+
+
+def _values(config: config_lib.PipelineConfig) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(config)
+
+
+def _count(examples_uri: str, split: str) -> int:
+    import tensorflow as tf
+
+    files = tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*"))
+    return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
