@@ -1,0 +1,259 @@
+"""Issue 10: the served ``minilm`` model (raw text in) vs the features-mode model, Flickr8k eval.
+
+A frozen MiniLM encoder (``minilm_trainable_layers=0``) outputs exactly the precomputed
+``minilm_l6_v2.npy`` caption features, so one training run serves both models:
+
+1. Transform (in-process ``tensorflow_transform.beam``, the real ``preprocessing_fn`` with
+   ``wordpiece_max_tokens`` set) over Flickr8k train (analyzed) and dev, raw examples carrying
+   ``caption_features`` = the precomputed MiniLM rows.
+2. Features mode: ``trainer.task.train_and_export`` with ``text_tower="linear"`` (the function
+   ``run_fn`` calls) trains and exports ``features_model`` (``embed_text`` reads caption
+   features).
+3. ``minilm`` model: the towers of the exported features model are read back into a
+   ``text_tower="minilm"`` build (``trainer.towers.build_towers``): the image tower as is, the
+   linear text projection (bias-free ``[384, d]`` kernel) copied into the MiniLM tower's
+   ``projection`` Dense kernel with its bias set to 0; exported with ``trainer.export`` as
+   ``minilm_model`` (``embed_text`` reads raw captions; WordPiece runs in the Transform graph).
+4. Both SavedModels are loaded with ``tf.saved_model.load`` and scored on the 1,000 dev images /
+   5,000 captions with ``trainer.metrics.retrieval_metrics`` through their ``embed_image`` and
+   ``embed_text`` signatures.
+
+Run: ``python -m benchmarks.minilm_served_quality [--quick] [--epochs N] [--work-dir DIR]``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # legacy Keras 2: set before TensorFlow loads
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import pathlib  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tensorflow_transform as tft  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+from benchmarks.train_quality import DEFAULT_DATA, METRICS, flickr8k_rows  # noqa: E402
+from trainer import export, features, metrics, preprocessing, task, towers  # noqa: E402
+from trainer.config import TrainerConfig  # noqa: E402
+
+WORDPIECE_MAX_TOKENS = 64
+SENTENCE_FILE = "minilm_l6_v2"
+EMBED_BATCH = 256
+
+
+def _lines(path: pathlib.Path) -> list[str]:
+    return path.read_text(encoding="utf-8").split()
+
+
+def sentence_features(data: pathlib.Path) -> tuple[np.ndarray, dict[str, int]]:
+    """The precomputed MiniLM caption features float32 [35000, 384] and caption id -> row."""
+    matrix = np.load(data / "features" / f"{SENTENCE_FILE}.npy").astype(np.float32)
+    ids = _lines(data / "features" / f"{SENTENCE_FILE}.ids.txt")
+    if len(ids) != len(matrix):
+        raise ValueError(f"{data}/features/{SENTENCE_FILE}.ids.txt has {len(ids)} ids for "
+                         f"{len(matrix)} rows")
+    return matrix, {caption_id: row for row, caption_id in enumerate(ids)}
+
+
+def rows_with_caption_features(data: pathlib.Path, max_images: int | None) -> dict[str, list]:
+    """Raw feature dicts of train and eval (dev), each with its ``caption_features`` row.
+
+    Raises:
+        ValueError: a caption id without a precomputed feature row.
+
+    """
+    matrix, row_of = sentence_features(data)
+    splits = flickr8k_rows(data, max_images)
+    for rows in splits.values():
+        for row in rows:
+            caption_id = row[features.CAPTION_ID_KEY].decode()
+            if caption_id not in row_of:
+                raise ValueError(f"{data}/features/{SENTENCE_FILE}.ids.txt: no row for caption "
+                                 f"{caption_id!r} ({features.CAPTION_ID_KEY})")
+            row[features.CAPTION_FEATURES_KEY] = matrix[row_of[caption_id]]
+    return splits
+
+
+def _raw_metadata(splits: dict[str, list]):
+    from tensorflow_transform.tf_metadata import dataset_metadata
+
+    first = splits["train"][0]
+    spec = {key: tf.io.FixedLenFeature([], tf.string) for key in
+            (features.IMAGE_ID_KEY, features.CAPTION_ID_KEY, features.CAPTION_KEY)}
+    for key in (features.IMAGE_FEATURES_KEY, features.CAPTION_FEATURES_KEY):
+        spec[key] = tf.io.FixedLenFeature([len(first[key])], tf.float32)
+    return dataset_metadata.DatasetMetadata.from_feature_spec(spec)
+
+
+def _write_examples(rows, schema, path: pathlib.Path) -> None:
+    coder = tft.coders.ExampleProtoCoder(schema)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
+        for row in rows:
+            writer.write(coder.encode(row))
+
+
+def run_transform(splits: dict[str, list], out_dir: pathlib.Path) -> pathlib.Path:
+    """``preprocessing_fn`` with WordPiece on: analyze train, transform train + eval.
+
+    Writes ``out_dir/transform`` (the TFT output) and ``out_dir/{train,eval}/part-0.gz``.
+    """
+    import tensorflow_transform.beam as tft_beam
+    from tensorflow_transform.tf_metadata import metadata_io
+
+    custom_config = {"wordpiece_max_tokens": WORDPIECE_MAX_TOKENS}
+
+    def preprocessing_fn(inputs):
+        return preprocessing.preprocessing_fn(inputs, custom_config)
+
+    metadata = _raw_metadata(splits)
+    with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=False):
+        (train_xf, train_meta), transform_fn = (
+            (splits["train"], metadata) | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn))
+        eval_xf, _ = ((splits["eval"], metadata), transform_fn) | tft_beam.TransformDataset()
+        _ = transform_fn | tft_beam.WriteTransformFn(str(out_dir / "transform"))
+    metadata_io.write_metadata(metadata, str(out_dir / "transform" / "metadata"))
+    _write_examples(train_xf, train_meta.schema, out_dir / "train" / "part-0.gz")
+    _write_examples(eval_xf, train_meta.schema, out_dir / "eval" / "part-0.gz")
+    return out_dir
+
+
+def copy_projection(feature_tower: keras.Model, minilm_tower: keras.Model) -> None:
+    """Gives the ``minilm`` tower the linear text tower's projection.
+
+    The ``linear`` tower is ``normalize(x @ W)`` with a bias-free kernel W [384, d]; the
+    ``minilm`` tower is ``normalize(encoder(text) @ K + b)``. K := W, b := 0 make the two equal
+    whenever ``x`` is the encoder's output.
+
+    Raises:
+        ValueError: the kernels' shapes differ.
+
+    """
+    kernel = feature_tower.project.kernel
+    projection = minilm_tower.get_layer("projection")
+    if tuple(kernel.shape) != tuple(projection.kernel.shape):
+        raise ValueError(f"linear text tower kernel {tuple(kernel.shape)} does not fit the "
+                         f"minilm projection kernel {tuple(projection.kernel.shape)}")
+    projection.kernel.assign(kernel)
+    projection.bias.assign(tf.zeros_like(projection.bias))
+
+
+def export_minilm_model(features_config: TrainerConfig, features_model: pathlib.Path,
+                        tf_transform_output: tft.TFTransformOutput, image_dim: int,
+                        export_dir: pathlib.Path) -> None:
+    """Rebuilds the exported features model's towers, maps them onto ``minilm``, exports."""
+    caption_dim = int(tf_transform_output.transformed_feature_spec()[
+        features.CAPTION_FEATURES_XF].shape[-1])
+    image_tower, feature_tower = towers.build_towers(features_config, 0, image_dim, caption_dim)
+    task.warm_start(image_tower, feature_tower, str(features_model))
+    minilm_config = TrainerConfig.from_dict(
+        {**_as_dict(features_config), "text_tower": "minilm", "minilm_trainable_layers": 0})
+    _, minilm_tower = towers.build_towers(minilm_config, 0, image_dim)
+    copy_projection(feature_tower, minilm_tower)
+    export.export_model(image_tower, minilm_tower, tf_transform_output, features.CAPTION_KEY,
+                        str(export_dir))
+
+
+def _as_dict(config: TrainerConfig) -> dict:
+    return {name: getattr(config, name) for name in config.__dataclass_fields__}
+
+
+def _embed(signature, name: str, output: str, inputs: np.ndarray,
+           order: np.ndarray) -> np.ndarray:
+    """Runs ``signature(name=inputs[order])`` in batches -> ``output`` [N, d], input order."""
+    chunks = []
+    for start in range(0, len(order), EMBED_BATCH):
+        batch = tf.constant(inputs[order[start:start + EMBED_BATCH]])
+        chunks.append(signature(**{name: batch})[output].numpy())
+    out = np.concatenate(chunks)
+    restored = np.empty_like(out)
+    restored[order] = out
+    return restored
+
+
+def score_saved_model(model_dir: pathlib.Path, eval_rows: list[dict], text_key: str):
+    """Loads a SavedModel and scores the eval rows through ``embed_image`` / ``embed_text``.
+
+    Returns:
+        (``retrieval_metrics`` dict, text embeddings [N_c, d], seconds spent in ``embed_text``).
+
+    """
+    loaded = tf.saved_model.load(str(model_dir))  # TF-Text ops: registered by trainer.wordpiece
+    image_ids = list(dict.fromkeys(row[features.IMAGE_ID_KEY] for row in eval_rows))
+    first_row = {row[features.IMAGE_ID_KEY]: row for row in reversed(eval_rows)}
+    images = np.stack([first_row[i][features.IMAGE_FEATURES_KEY] for i in image_ids])
+    image = _embed(loaded.signatures[features.EMBED_IMAGE_SIGNATURE], features.IMAGE_FEATURES_KEY,
+                   features.IMAGE_EMBEDDING_OUTPUT, images, np.arange(len(images)))
+    texts = np.array([row[text_key] for row in eval_rows])
+    # Raw captions go through the encoder sorted by length: short batches cut their padding.
+    order = (np.argsort([len(t) for t in texts], kind="stable") if text_key == features.CAPTION_KEY
+             else np.arange(len(texts)))
+    start = time.perf_counter()
+    text = _embed(loaded.signatures[features.EMBED_TEXT_SIGNATURE], text_key,
+                  features.TEXT_EMBEDDING_OUTPUT, texts, order)
+    seconds = time.perf_counter() - start
+    scores = metrics.retrieval_metrics(image, image_ids, text,
+                                       [row[features.IMAGE_ID_KEY] for row in eval_rows])
+    return scores, text, seconds
+
+
+def _table(results: dict[str, dict[str, float]]) -> None:
+    print("| served model (Flickr8k eval) | " + " | ".join(METRICS) + " |")
+    print("| --- |" + " --- |" * len(METRICS))
+    for name, scores in results.items():
+        print(f"| {name} | " + " | ".join(f"{scores[m]:.2f}" for m in METRICS) + " |")
+
+
+def _parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=pathlib.Path, default=DEFAULT_DATA)
+    parser.add_argument("--work-dir", type=pathlib.Path,
+                        default=pathlib.Path(tempfile.gettempdir()) / "xmodal_minilm_served")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--quick", action="store_true", help="300 images per split, 1 epoch")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    """Transform, train (features mode), export both models, score both served models."""
+    args = _parse_args(argv)
+    max_images = 300 if args.quick else None
+    config = TrainerConfig.from_dict({"text_tower": "linear",
+                                      "epochs": 1 if args.quick else args.epochs})
+    work = args.work_dir / ("quick" if args.quick else "full")
+    clock = time.perf_counter()
+    splits = rows_with_caption_features(args.data, max_images)
+    transformed = run_transform(splits, work / "transformed")
+    print(f"transform: {len(splits['train'])} train / {len(splits['eval'])} eval captions, "
+          f"{time.perf_counter() - clock:.0f} s", flush=True)
+    tf_output = tft.TFTransformOutput(str(transformed / "transform"))
+    result = task.train_and_export(
+        config, tf_output, str(transformed / "train" / "*"), str(transformed / "eval" / "*"),
+        str(work / "run"), str(work / "features_model"), verbose=2)
+    print(f"features mode trained: best epoch {result.best_epoch}, in-process eval rsum "
+          f"{result.best_metrics['rsum']:.2f}", flush=True)
+    image_dim = len(splits["train"][0][features.IMAGE_FEATURES_KEY])
+    export_minilm_model(config, work / "features_model", tf_output, image_dim,
+                        work / "minilm_model")
+    feat, feat_text, _ = score_saved_model(work / "features_model", splits["eval"],
+                                           features.CAPTION_FEATURES_KEY)
+    mini, mini_text, seconds = score_saved_model(work / "minilm_model", splits["eval"],
+                                                 features.CAPTION_KEY)
+    cosine = np.sum(feat_text * mini_text, axis=1)
+    print(f"config: {_as_dict(config)}")
+    print(f"minilm embed_text over {len(mini_text)} raw captions: {seconds:.0f} s; cosine("
+          f"minilm, features) text embeddings: min {cosine.min():.5f} mean {cosine.mean():.6f}")
+    _table({"features mode (`linear`, precomputed caption features)": feat,
+            "`minilm` (frozen, raw text in)": mini})
+    print(f"ratio rsum minilm / features: {mini['rsum'] / feat['rsum']:.4f}; total "
+          f"{time.perf_counter() - clock:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
