@@ -102,8 +102,11 @@ def _write_examples(rows, schema, path: pathlib.Path) -> None:
 def run_transform(splits: dict[str, list], out_dir: pathlib.Path) -> pathlib.Path:
     """``preprocessing_fn`` with WordPiece on: analyze train, transform train + eval.
 
-    Writes ``out_dir/transform`` (the TFT output) and ``out_dir/{train,eval}/part-0.gz``.
+    Writes ``out_dir/transform`` (the TFT output) and ``out_dir/{train,eval}/part-0.gz``;
+    an existing complete ``out_dir`` is reused (delete it to rerun Transform).
     """
+    if (out_dir / "eval" / "part-0.gz").exists():
+        return out_dir
     import tensorflow_transform.beam as tft_beam
     from tensorflow_transform.tf_metadata import metadata_io
 
@@ -215,7 +218,7 @@ def _parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", type=pathlib.Path, default=DEFAULT_DATA)
     parser.add_argument("--work-dir", type=pathlib.Path,
                         default=pathlib.Path(tempfile.gettempdir()) / "xmodal_minilm_served")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--quick", action="store_true", help="300 images per split, 1 epoch")
     return parser.parse_args(argv)
 
