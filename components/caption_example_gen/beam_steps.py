@@ -158,7 +158,7 @@ def to_example(record: CaptionRecord, image: np.ndarray, caption: np.ndarray | N
     feature[IMAGE_FEATURES_KEY].float_list.value.extend(image.tolist())
     if caption is not None:
         feature[CAPTION_FEATURES_KEY].float_list.value.extend(caption.tolist())
-    return example.SerializeToString()
+    return example.SerializeToString(deterministic=True)  # same bytes in every worker process
 
 
 class JoinFeatures(beam.DoFn):
