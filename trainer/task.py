@@ -35,10 +35,10 @@ def warm_start(image_tower: keras.Model, text_tower: keras.Model, saved_model_di
 
     """
     path = os.path.join(saved_model_dir, "variables", "variables")
-    status = tf.train.Checkpoint(image_tower=image_tower, text_tower=text_tower).read(path)
+    checkpoint = tf.train.Checkpoint(image_tower=image_tower, text_tower=text_tower)
     try:
-        status.assert_existing_objects_matched().expect_partial()
-    except AssertionError as error:
+        checkpoint.read(path).assert_existing_objects_matched().expect_partial()
+    except (AssertionError, ValueError) as error:
         raise ValueError(f"cannot warm-start from {saved_model_dir}: its towers differ from "
                          f"the configured ones ({error})") from error
     logging.info("warm-started the towers from %s", saved_model_dir)

@@ -9,7 +9,7 @@ import tensorflow as tf
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from tests.trainer.fixtures import transformed  # noqa: F401  (pytest fixture)
-from trainer import features, task, towers
+from trainer import features, preprocessing, task, towers
 from trainer.config import TrainerConfig
 
 TINY = {"text_tower": "mean", "embedding_dim": 8, "word_dim": 4, "batch_size": 8, "epochs": 1}
@@ -62,14 +62,15 @@ def test_run_fn_exports_and_a_later_run_warm_starts(transformed, tmp_path):  # n
     assert out.shape == (1, 8)
     # warm start: fresh towers read the exported weights exactly
     cfg = TrainerConfig.from_dict(TINY)
-    image_tower, text_tower = towers.build_towers(cfg, int(loaded.text_tower.embed.input_dim), 8)
+    vocab_size = preprocessing.token_vocab_size(transformed.tf_transform_output())
+    image_tower, text_tower = towers.build_towers(cfg, vocab_size, 8)
     task.warm_start(image_tower, text_tower, first.serving_model_dir)
     for fresh, saved in zip(image_tower.variables + text_tower.variables,
                             loaded.image_tower.variables + loaded.text_tower.variables,
                             strict=True):
         np.testing.assert_array_equal(fresh.numpy(), saved.numpy())
     wider = towers.build_towers(TrainerConfig.from_dict({**TINY, "embedding_dim": 6}),
-                                int(loaded.text_tower.embed.input_dim), 8)
+                                vocab_size, 8)
     with pytest.raises(ValueError, match="cannot warm-start"):
         task.warm_start(*wider, first.serving_model_dir)
 
