@@ -10,6 +10,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from trainer import data, export, features, preprocessing, towers, training
+from trainer import warm_start as warm_start_lib
 from trainer.config import TrainerConfig
 
 
@@ -55,6 +56,25 @@ def _build(config: TrainerConfig, tf_transform_output: tft.TFTransformOutput, tr
                                caption_dim)
 
 
+def _warm_start_across_spans(config: TrainerConfig, tf_transform_output, train_split,
+                             image_tower, text_tower, base_model: str) -> None:
+    """Warm start that survives a changed caption vocabulary (a new span)."""
+    new_vocab = None
+    if features.CAPTION_TOKENS_XF in train_split.text:
+        new_vocab = warm_start_lib.read_vocabulary(
+            tf_transform_output.vocabulary_file_by_name(preprocessing.VOCAB_NAME))
+    caption_dim = None
+    if features.CAPTION_FEATURES_XF in train_split.text:
+        caption_dim = train_split.text[features.CAPTION_FEATURES_XF].shape[-1]
+
+    def build(vocab_size: int):
+        return towers.build_towers(config, vocab_size, train_split.image_features.shape[-1],
+                                   caption_dim)
+
+    warm_start_lib.warm_start_towers(image_tower, text_tower, base_model, new_vocab, build,
+                                     warm_start)
+
+
 def train_and_export(config: TrainerConfig, tf_transform_output: tft.TFTransformOutput,
                      train_files, eval_files, work_dir: str, export_dir: str,
                      base_model: str | None = None, max_steps: int | None = None,
@@ -82,7 +102,8 @@ def train_and_export(config: TrainerConfig, tf_transform_output: tft.TFTransform
     training.set_seeds(config.seed)
     image_tower, text_tower = _build(config, tf_transform_output, train_split)
     if config.warm_start and base_model:
-        warm_start(image_tower, text_tower, base_model)
+        _warm_start_across_spans(config, tf_transform_output, train_split, image_tower,
+                                 text_tower, base_model)
     result = training.train(config, image_tower, text_tower, train_split, eval_split,
                             work_dir, max_steps=max_steps, verbose=verbose)
     logging.info("best eval (epoch %d): %s", result.best_epoch, result.best_metrics)
