@@ -92,6 +92,7 @@ def processed_spans(config: PipelineConfig) -> set[int]:
         if node is None or node.state not in ("ran", "cached"):
             continue
         for artifact in node.outputs.get("examples", []):
-            if "span" in artifact.properties:
-                spans.add(artifact.properties["span"].int_value)
+            span = mlmd_summary.custom_property(artifact, "span")  # TFX 1.16 keeps it custom
+            if span is not None:
+                spans.add(int(span))
     return spans

@@ -133,7 +133,7 @@ def test_retrain_pushes_new_span_only_once(flickr8k_dir, tmp_path):
     nodes = last_run(config)
     assert nodes["Trainer"].state == "ran" and nodes["CaptionExampleGen"].state == "ran"
     examples = nodes["CaptionExampleGen"].outputs["examples"][0]
-    assert examples.properties["span"].int_value == 2
+    assert mlmd_summary.custom_property(examples, "span") == 2
     second = pushed_versions(config)
     assert len(second) == (2 if blessed(nodes) else 1)
     assert pushed(nodes) == blessed(nodes)
