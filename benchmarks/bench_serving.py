@@ -26,6 +26,7 @@ from collections.abc import Callable  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from benchmarks import harness  # noqa: E402
 from serving.client import EmbeddingClient, LocalBackend  # noqa: E402
 from serving.contract import check_encoder_contract  # noqa: E402
 from serving.gallery import GalleryIndex, build_index  # noqa: E402
@@ -44,13 +45,7 @@ SYNTHETIC_ITEMS = 100_000
 
 def percentiles_ms(fn: Callable[[], object], repeats: int, warmup: int = 3) -> tuple[float, float]:
     """p50 and p99 of ``fn``'s wall time in milliseconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
+    times = harness.wall_times(fn, repeats, warmup)
     return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 99) * 1e3)
 
 
