@@ -13,22 +13,9 @@ from serving.contract import ContractError
 from serving.gallery import load_index
 from serving.search_model import INDEX_SUBDIR
 from serving.toy_model import write_toy_encoder
-from trainer import features
+from tests.serving.raw_examples import write_examples
 
 D = 4
-
-
-def write_examples(path, rows):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
-        for image_id, caption_id, caption, values in rows:
-            example = tf.train.Example()
-            feats = example.features.feature
-            feats[features.IMAGE_ID_KEY].bytes_list.value.append(image_id.encode())
-            feats[features.CAPTION_ID_KEY].bytes_list.value.append(caption_id.encode())
-            feats[features.CAPTION_KEY].bytes_list.value.append(caption.encode())
-            feats[features.IMAGE_FEATURES_KEY].float_list.value.extend(values)
-            writer.write(example.SerializeToString())
 
 
 EVAL_ROWS = [("a.jpg", "a.jpg#1", "a dog on the beach", [1.0, 0, 0, 0]),

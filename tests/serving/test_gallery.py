@@ -15,7 +15,7 @@ from serving.gallery import (
 from serving.gallery_sources import read_captions_file, read_examples, read_features_file
 from serving.search import GallerySearcher, chunked_top_k
 from tests.serving.conftest import FEATURE_DIM
-from trainer import features
+from tests.serving.raw_examples import write_examples
 
 
 def test_chunked_top_k_hand_computed_and_chunk_invariant():
@@ -107,21 +107,9 @@ def test_inconsistent_index_is_refused(overrides, message):
         _index(**overrides)
 
 
-def _write_examples(path, rows):
-    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
-        for image_id, caption_id, caption, values in rows:
-            example = tf.train.Example()
-            feats = example.features.feature
-            feats[features.IMAGE_ID_KEY].bytes_list.value.append(image_id.encode())
-            feats[features.CAPTION_ID_KEY].bytes_list.value.append(caption_id.encode())
-            feats[features.CAPTION_KEY].bytes_list.value.append(caption.encode())
-            feats[features.IMAGE_FEATURES_KEY].float_list.value.extend(values)
-            writer.write(example.SerializeToString())
-
-
 def test_read_examples_dedups_images_and_keeps_first_caption(tmp_path):
     one, two = [1.0] * FEATURE_DIM, [2.0] * FEATURE_DIM
-    _write_examples(tmp_path / "data.gz", [
+    write_examples(tmp_path / "data.gz", [
         ("x.jpg", "x.jpg#1", "a dog on grass", one), ("y.jpg", "y.jpg#0", "two girls", two),
         ("x.jpg", "x.jpg#0", "a black dog", one)])
     records = read_examples(str(tmp_path / "*.gz"), batch_size=2)
@@ -133,11 +121,11 @@ def test_read_examples_dedups_images_and_keeps_first_caption(tmp_path):
 
 
 def test_read_examples_errors_name_the_record(tmp_path):
-    _write_examples(tmp_path / "a.gz",
+    write_examples(tmp_path / "a.gz",
                     [("x", "x#0", "c", [1.0, 2.0]), ("x", "x#1", "c", [1.0, 3.0])])
     with pytest.raises(ValueError, match=r"record 1: field image_features of image 'x' differs"):
         read_examples(str(tmp_path / "a.gz"))
-    _write_examples(tmp_path / "b.gz", [("x", "x#0", "c", [1.0, 2.0]), ("y", "y#1", "c", [1.0])])
+    write_examples(tmp_path / "b.gz", [("x", "x#0", "c", [1.0, 2.0]), ("y", "y#1", "c", [1.0])])
     with pytest.raises(ValueError, match=r"record 1: .* has 1 values, earlier records 2"):
         read_examples(str(tmp_path / "b.gz"))
     with pytest.raises(ValueError, match="no TFRecord files match"):
@@ -161,7 +149,7 @@ def test_read_features_file_with_split_and_captions(tmp_path):
 
 
 def test_build_and_search_with_the_toy_encoder(toy_model_dir, tmp_path):
-    _write_examples(tmp_path / "d.gz", [
+    write_examples(tmp_path / "d.gz", [
         ("dog.jpg", "dog.jpg#0", "a dog runs on the beach", [0.0] * FEATURE_DIM),
         ("snow.jpg", "snow.jpg#0", "a man in the snow", [1.0] * FEATURE_DIM)])
     client = EmbeddingClient(LocalBackend(str(toy_model_dir)))
