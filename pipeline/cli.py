@@ -6,6 +6,7 @@ Help and ``search`` stay fast: nothing here imports TFX until a subcommand that 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shlex
 import sys
@@ -67,15 +68,9 @@ def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
     cfg = config_lib.apply_overrides(cfg, overrides + list(args.set))
     if getattr(args, "beam_args", None):
         cfg = config_lib.from_dict(
-            {**_as_dict(cfg), "beam_args": [*cfg.beam_args, *shlex.split(args.beam_args)]}
+            {**dataclasses.asdict(cfg), "beam_args": [*cfg.beam_args, *shlex.split(args.beam_args)]}
         )
     return cfg
-
-
-def _as_dict(cfg: config_lib.PipelineConfig) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(cfg)
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 
@@ -237,7 +238,7 @@ def test_beam_multi_processing_gives_the_same_data_and_vocabulary(flickr_slice, 
     ):
         config = config_lib.from_dict(
             {
-                **_values(make_config(tmp_path / mode, flickr_slice)),
+                **dataclasses.asdict(make_config(tmp_path / mode, flickr_slice)),
                 "beam_args": ["--direct_running_mode=in_memory", "--direct_num_workers=1", *extra],
             }
         )
@@ -253,12 +254,6 @@ def test_beam_multi_processing_gives_the_same_data_and_vocabulary(flickr_slice, 
         }
     assert results["in_process"] == results["multi_processing"]
     assert results["in_process"]["counts"] == {"train": 3000, "eval": 500}
-
-
-def _values(config: config_lib.PipelineConfig) -> dict:
-    import dataclasses
-
-    return dataclasses.asdict(config)
 
 
 def _count(examples_uri: str, split: str) -> int:
