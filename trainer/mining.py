@@ -40,7 +40,6 @@ def _inverse_norms(rows: tf.Tensor, gram: tf.Tensor) -> tf.Tensor:
     return tf.math.rsqrt(tf.maximum(squared, _NORM_EPSILON))
 
 
-@tf.function(reduce_retracing=True)
 def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.Tensor,
                    chunk_size: int, gram: tf.Tensor | None = None) -> tf.Tensor:
     """For each query, the bank row of highest score whose id differs from the query's.
@@ -84,6 +83,12 @@ def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.
     return best_index
 
 
+# Tensor banks run in one shared graph. A variable bank must not be a tf.function argument: a
+# trace generalized over shapes keeps reading the variable it was traced with, so it runs in the
+# caller's graph instead (``EmbeddingBank.mine`` is a tf.function of its own bank).
+_masked_argmax_graph = tf.function(_masked_argmax, reduce_retracing=True)
+
+
 def _as_ids(ids) -> tf.Tensor:
     ids = tf.convert_to_tensor(ids)
     return ids if ids.dtype == tf.string else tf.cast(ids, tf.int64)
@@ -124,8 +129,10 @@ def hardest_rows(queries, query_ids, bank, bank_ids, chunk_size: int = DEFAULT_C
         kernel = tf.stop_gradient(_as_float(tf.convert_to_tensor(head_kernel)))
         queries = tf.matmul(queries, kernel, transpose_b=True)  # [B, p]
         gram = tf.matmul(kernel, kernel, transpose_b=True)  # [p, p]
-    return _masked_argmax(tf.stop_gradient(queries), _as_ids(query_ids), _as_float(bank),
-                          _as_ids(bank_ids), chunk_size, gram)
+    bank = _as_float(bank)
+    argmax = _masked_argmax if isinstance(bank, tf.Variable) else _masked_argmax_graph
+    return argmax(tf.stop_gradient(queries), _as_ids(query_ids), bank, _as_ids(bank_ids),
+                  chunk_size, gram)
 
 
 def hardest_negatives(
@@ -195,6 +202,7 @@ class EmbeddingBank(tf.Module):
         self.image.scatter_nd_update(tf.cast(image_index, tf.int64)[:, None], image_rows)
         self.text.scatter_nd_update(tf.cast(text_index, tf.int64)[:, None], text_rows)
 
+    @tf.function(reduce_retracing=True)
     def mine(self, query_image, query_text, query_image_index) -> tuple[tf.Tensor, tf.Tensor]:
         """``hardest_negatives`` of a batch against the whole bank.
 

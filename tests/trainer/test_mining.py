@@ -118,3 +118,21 @@ def test_variable_bank_is_read_by_chunks_with_the_same_result():
     from_variable = mining.hardest_rows(queries, query_ids, variable, ids, chunk_size=7)
     np.testing.assert_array_equal(from_variable.numpy(),
                                   _brute_force(queries, query_ids, bank, ids))
+
+
+def test_banks_of_different_sizes_each_mine_their_own_rows():
+    # Regression: a tf.function trace generalized over shapes kept reading the variable of an
+    # earlier call, so a later, larger bank was mined as the earlier one.
+    rng = np.random.default_rng(4)
+    for num_images in (3, 40, 700):
+        image_index = np.arange(num_images * 2) // 2
+        bank = mining.EmbeddingBank(image_index, num_images, dim=8, chunk_size=16)
+        image, text = _unit(rng.normal(size=(num_images, 8))), _unit(
+            rng.normal(size=(num_images * 2, 8)))
+        bank.update(np.arange(num_images), image, np.arange(num_images * 2), text)
+        queries, query_ids = _unit(rng.normal(size=(4, 8))), np.array([0, 1, 2, 0])
+        neg_image, neg_text = bank.mine(queries, queries, query_ids)
+        np.testing.assert_array_equal(
+            neg_image.numpy(), _brute_force(queries, query_ids, image, np.arange(num_images)))
+        np.testing.assert_array_equal(neg_text.numpy(),
+                                      _brute_force(queries, query_ids, text, image_index))
