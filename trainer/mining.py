@@ -6,10 +6,12 @@ passes the whole training set: exact mode encodes it with the current towers at 
 (``PairTrainer``), otherwise an ``EmbeddingBank`` keeps it on device between refreshes.
 
 Memory bound. Scores are never materialized for the whole bank: each step of the chunk loop
-holds one [B, chunk_size] float32 score matrix and one [B, chunk_size] bool mask per modality,
-i.e. at most ``5 * B * chunk_size`` bytes live at once, independent of the corpus size (default
-chunk 8192: about 5 MiB for B = 128). A ``tf.Variable`` bank is read one chunk at a time
-(``tf.gather`` of the chunk's rows), never copied whole.
+holds one [B, chunk_size] float32 score matrix and one [B, chunk_size] bool mask (``5 * B *
+chunk_size`` bytes) and the chunk's rows (``4 * chunk_size * d`` bytes, plus the matmul's packed
+copy of them), independent of the corpus size. A ``tf.Variable`` bank is read one chunk at a time
+(``tf.gather`` of the chunk's rows), never copied whole: ``benchmarks/bench_mining_scaling.py``
+measures about 110 MiB above the bank for B = 128, d = 1024, chunk 8192, from 100k to 1M
+captions.
 
 Linear heads. When a bank row's embedding is ``normalize(x_n @ W)`` with inputs x_n [p] and a
 head kernel W [p, d] with p < d (a linear tower over precomputed features), the bank can hold the
