@@ -7,10 +7,10 @@ import json
 
 import pytest
 
+from benchmarks.slices import write_flickr_slice
 from pipeline import config as config_lib
 from pipeline import vertex_runner
 from pipeline.pipeline import with_beam_plugins
-from tests.pipeline.slices import write_flickr_slice
 
 pytestmark = pytest.mark.e2e
 

@@ -9,10 +9,10 @@ import pathlib
 import numpy as np
 import pytest
 
+from benchmarks.slices import write_flickr_slice
 from pipeline import config as config_lib
 from pipeline import mlmd_summary
 from pipeline import run as run_lib
-from tests.pipeline.slices import write_flickr_slice
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
