@@ -42,8 +42,21 @@ def _inverse_norms(rows: tf.Tensor, gram: tf.Tensor) -> tf.Tensor:
     return tf.math.rsqrt(tf.maximum(squared, _NORM_EPSILON))
 
 
+def _mask_same(scores: tf.Tensor, query_ids: tf.Tensor, ids: tf.Tensor, start: tf.Tensor,
+               exclude: tf.Tensor | None) -> tf.Tensor:
+    """-inf where a chunk row shares the query's id: by comparing ids, or at ``exclude`` rows."""
+    minus_inf = tf.constant(-float("inf"), tf.float32)
+    if exclude is None:
+        return tf.where(tf.equal(query_ids[:, None], ids[None, :]), minus_inf, scores)
+    local = exclude - start  # [B, P] chunk columns of the rows to exclude
+    at = tf.where((local >= 0) & (local < tf.shape(ids, out_type=tf.int64)[0]))  # [M, 2]
+    at = tf.stack([at[:, 0], tf.gather_nd(local, at)], axis=1)
+    return tf.tensor_scatter_nd_update(scores, at, tf.fill([tf.shape(at)[0]], minus_inf))
+
+
 def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.Tensor,
-                   chunk_size: int, gram: tf.Tensor | None = None) -> tf.Tensor:
+                   chunk_size: int, gram: tf.Tensor | None = None,
+                   exclude: tf.Tensor | None = None) -> tf.Tensor:
     """For each query, the bank row of highest score whose id differs from the query's.
 
     Args:
@@ -53,6 +66,8 @@ def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.
         bank_ids: [N] ids, same dtype as ``query_ids``.
         chunk_size: bank rows scored per matmul (bounds the [B, chunk_size] score matrix).
         gram: optional [p, p]; row n then scores ``<q, x_n> / sqrt(x_n^T gram x_n)``.
+        exclude: optional [B, P] int64: every bank row with query b's id, -1 padded (used
+            instead of comparing ids).
 
     Returns:
         [B] int64 bank indices (ties go to the lowest index; ``NO_NEGATIVE`` when none).
@@ -66,12 +81,11 @@ def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.
     def body(start, best_score, best_index):
         size = tf.minimum(tf.constant(chunk_size, tf.int64), n - start)
         rows = _chunk_rows(bank, start, size)
+        if gram is not None:  # scale the [chunk, p] rows, not the [B, chunk] scores
+            rows *= _inverse_norms(rows, gram)[:, None]
         scores = tf.matmul(queries, rows, transpose_b=True)  # [B, chunk]
-        if gram is not None:
-            scores *= _inverse_norms(rows, gram)[None, :]
-        ids = tf.slice(bank_ids, [start], [size])
-        same = tf.equal(query_ids[:, None], ids[None, :])
-        scores = tf.where(same, tf.constant(-float("inf"), tf.float32), scores)
+        scores = _mask_same(scores, query_ids, tf.slice(bank_ids, [start], [size]), start,
+                            exclude)
         chunk_index = tf.argmax(scores, axis=1, output_type=tf.int64)
         chunk_best = tf.gather(scores, chunk_index, batch_dims=1)
         better = chunk_best > best_score
@@ -104,7 +118,7 @@ def _as_float(x):
 
 
 def hardest_rows(queries, query_ids, bank, bank_ids, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 head_kernel=None) -> tf.Tensor:
+                 head_kernel=None, exclude_rows=None) -> tf.Tensor:
     """For each query, the bank row of highest score whose id differs from the query's id.
 
     Args:
@@ -115,6 +129,8 @@ def hardest_rows(queries, query_ids, bank, bank_ids, chunk_size: int = DEFAULT_C
         bank_ids: [N] their ids.
         chunk_size: bank rows scored per matmul (memory bound, see the module docstring).
         head_kernel: optional [p, d] kernel W; row n is then scored as ``normalize(bank[n] @ W)``.
+        exclude_rows: optional [B, P] int: all bank rows whose id is query b's, padded with -1.
+            The caller's guarantee replaces the [B, chunk] id comparison by P writes per query.
 
     Returns:
         [B] int64 bank rows (ties to the lowest row; ``NO_NEGATIVE`` where every row shares the
@@ -133,8 +149,9 @@ def hardest_rows(queries, query_ids, bank, bank_ids, chunk_size: int = DEFAULT_C
         gram = tf.matmul(kernel, kernel, transpose_b=True)  # [p, p]
     bank = _as_float(bank)
     argmax = _masked_argmax if isinstance(bank, tf.Variable) else _masked_argmax_graph
+    exclude = None if exclude_rows is None else tf.cast(exclude_rows, tf.int64)
     return argmax(tf.stop_gradient(queries), _as_ids(query_ids), bank, _as_ids(bank_ids),
-                  chunk_size, gram)
+                  chunk_size, gram, exclude)
 
 
 def hardest_negatives(

@@ -53,6 +53,17 @@ def _encode_all(encode, n: int, batch: int) -> tf.Tensor:
     return parts.concat()
 
 
+def _rows_by_group(group: np.ndarray, num_groups: int) -> np.ndarray:
+    """[num_groups, max group size] int64: the rows of each group (``group[row]``), -1 padded."""
+    group = np.asarray(group, np.int64)
+    sizes = np.bincount(group, minlength=num_groups)
+    table = np.full((num_groups, max(int(sizes.max(initial=0)), 1)), -1, np.int64)
+    order = np.argsort(group, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    table[group[order], np.arange(len(group)) - starts[group[order]]] = order
+    return table
+
+
 class PairTrainer(tf.Module):
     """Optimizer, device-resident training tables, optional embedding bank, and the train step."""
 
@@ -69,6 +80,8 @@ class PairTrainer(tf.Module):
         self.text_image_index = tf.constant(train.text_image_index)
         self.num_images, self.num_captions = len(train.image_features), train.num_captions
         self.image_ids = tf.range(self.num_images, dtype=tf.int64)
+        self.captions_of_image = tf.constant(_rows_by_group(train.text_image_index,
+                                                            self.num_images))
         # Global mining: exact (refresh_steps 1) encodes the training set inside every step;
         # otherwise an on-device bank holds it between refreshes.
         self.bank = None
@@ -93,23 +106,24 @@ class PairTrainer(tf.Module):
         self.bank.text.assign(_encode_all(self.embed_text, self.num_captions, batch))
 
     def _hardest_current(self, queries: tf.Tensor, query_image_index: tf.Tensor,
-                         tower: keras.Model, inputs, encode, bank_image_index: tf.Tensor
-                         ) -> tf.Tensor:
+                         tower: keras.Model, inputs, encode, bank_image_index: tf.Tensor,
+                         exclude: tf.Tensor) -> tf.Tensor:
         """Exact mode: hardest training rows as ``tower`` embeds them now.
 
         A tower that is a linear head over its inputs with fewer input than output dimensions
         is scored through its head (``trainer.mining`` module docstring): same negatives, less
         work. Otherwise all rows are encoded now (``encode`` of row indices, inference mode,
-        in batches of the mining chunk).
+        in batches of the mining chunk). ``exclude`` [B, P]: the rows of each query's image.
         """
         chunk = self.config.mining_chunk_size
         head = towers.linear_head(tower, inputs)
         if head is not None and head[1].shape[0] < head[1].shape[1]:
-            return mining.hardest_rows(queries, query_image_index, head[0], bank_image_index,
-                                       chunk, head_kernel=head[1])
-        bank = _encode_all(encode, int(bank_image_index.shape[0]), max(chunk, 1024))
-        return mining.hardest_rows(queries, query_image_index, tf.stop_gradient(bank),
-                                   bank_image_index, chunk)
+            bank, kernel = head
+        else:
+            bank, kernel = tf.stop_gradient(_encode_all(
+                encode, int(bank_image_index.shape[0]), max(chunk, 1024))), None
+        return mining.hardest_rows(queries, query_image_index, bank, bank_image_index, chunk,
+                                   head_kernel=kernel, exclude_rows=exclude)
 
     def global_negative_index(self, image: tf.Tensor, text: tf.Tensor, image_index: tf.Tensor,
                               caption_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -125,9 +139,11 @@ class PairTrainer(tf.Module):
         image, text = tf.stop_gradient(image), tf.stop_gradient(text)
         if self.bank is None:  # exact: the whole training set with the current towers
             return (self._hardest_current(text, image_index, self.image_tower, self.images,
-                                          self.embed_images, self.image_ids),
+                                          self.embed_images, self.image_ids,
+                                          image_index[:, None]),
                     self._hardest_current(image, image_index, self.text_tower, self.text,
-                                          self.embed_text, self.text_image_index))
+                                          self.embed_text, self.text_image_index,
+                                          tf.gather(self.captions_of_image, image_index)))
         self.bank.update(image_index, image, caption_index, text)
         return self.bank.mine(image, text, image_index)
 

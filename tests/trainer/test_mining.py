@@ -136,3 +136,17 @@ def test_banks_of_different_sizes_each_mine_their_own_rows():
             neg_image.numpy(), _brute_force(queries, query_ids, image, np.arange(num_images)))
         np.testing.assert_array_equal(neg_text.numpy(),
                                       _brute_force(queries, query_ids, text, image_index))
+
+
+@pytest.mark.parametrize("chunk_size", [1, 4, 100])
+def test_excluded_rows_replace_the_id_comparison(chunk_size):
+    rng = np.random.default_rng(5)
+    ids = rng.integers(0, 6, size=25)
+    bank, queries = _unit(rng.normal(size=(25, 4))), _unit(rng.normal(size=(7, 4)))
+    query_ids = rng.integers(0, 6, size=7)
+    rows_of = [np.flatnonzero(ids == i) for i in query_ids]
+    exclude = np.full((7, max(len(r) for r in rows_of)), -1)
+    for b, rows in enumerate(rows_of):
+        exclude[b, :len(rows)] = rows
+    by_rows = mining.hardest_rows(queries, query_ids, bank, ids, chunk_size, exclude_rows=exclude)
+    np.testing.assert_array_equal(by_rows.numpy(), _brute_force(queries, query_ids, bank, ids))

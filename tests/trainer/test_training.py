@@ -96,3 +96,8 @@ def test_exact_global_negatives_are_those_of_the_current_towers(
         text.numpy(), image_index.numpy(), all_images, np.arange(len(all_images))))
     np.testing.assert_array_equal(neg_text.numpy(), _brute_force_rows(
         image.numpy(), image_index.numpy(), all_text, train.text_image_index))
+
+
+def test_rows_by_group_lists_each_groups_rows_padded():
+    table = training._rows_by_group(np.array([2, 0, 2, 1, 0, 2]), num_groups=4)
+    assert table.tolist() == [[1, 4, -1], [3, -1, -1], [0, 2, 5], [-1, -1, -1]]
