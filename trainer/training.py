@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import losses, metrics, mining
+from trainer import losses, metrics, minilm, mining, optimization
 from trainer.config import TrainerConfig
 from trainer.data import SplitTables
 
@@ -53,16 +53,20 @@ def _encode_into(variable: tf.Variable, encode, n: int, batch: int) -> None:
 
 
 class PairTrainer(tf.Module):
-    """Optimizer, device-resident training tables, optional embedding bank, and the train step."""
+    """Optimizer, device-resident training tables, optional embedding bank, and the train step.
+
+    A ``minilm`` text tower's fine-tuned layers get their own, lower learning rate
+    (``trainer.optimization``).
+    """
 
     def __init__(self, config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Model,
                  train: SplitTables, steps_per_epoch: int):
         super().__init__(name="pair_trainer")
         self.config, self.image_tower, self.text_tower = config, image_tower, text_tower
-        self.schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
-            [config.decay_epoch * steps_per_epoch],
-            [config.learning_rate, config.learning_rate * config.lr_decay_factor])
-        self.optimizer = keras.optimizers.Adam(self.schedule, global_clipnorm=config.clip_norm)
+        self.schedule = optimization.step_schedule(config, steps_per_epoch)
+        encoder = minilm.encoder_variables(text_tower) if config.text_tower == "minilm" else []
+        self.optimizer = optimization.make_optimizer(config, self.schedule, steps_per_epoch,
+                                                     encoder)
         self.images = tf.constant(train.image_features)
         self.text = {key: tf.constant(value) for key, value in train.text.items()}
         self.text_image_index = tf.constant(train.text_image_index)
