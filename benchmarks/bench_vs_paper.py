@@ -22,9 +22,10 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # legacy Keras 2: set before 
 
 import argparse  # noqa: E402
 import dataclasses  # noqa: E402
+import itertools  # noqa: E402
 import json  # noqa: E402
 import tempfile  # noqa: E402
-import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -40,16 +41,28 @@ BATCH = 512
 DIM = 1024
 
 
-def mining_step_flops(num_images: int, num_captions: int, image_dim: int, text_dim: int,
-                      dim: int, batch: int) -> int:
-    """FLOP of one exact global-mining step with linear towers (multiply-add = 2 FLOP).
+def _side_flops(rows: int, input_dim: int, dim: int, batch: int, head: bool) -> int:
+    """FLOP of mining B queries against one modality's rows (multiply-add = 2 FLOP).
 
-    Re-encoding the bank costs 2 d (N_i D + N_c D_c); scoring B captions against the N_i images
-    and B images against the N_c captions costs 2 B d (N_i + N_c).
+    Encoding the rows costs 2 N D d and scoring 2 B d N; scoring through a linear head
+    (``trainer.mining``) costs 2 B d D (queries) + 2 D^2 d (Gram) + 2 N D^2 (norms) + 2 B D N.
     """
-    encode = 2 * dim * (num_images * image_dim + num_captions * text_dim)
-    score = 2 * batch * dim * (num_images + num_captions)
-    return encode + score
+    if head:
+        return 2 * (batch * dim * input_dim + input_dim ** 2 * dim + rows * input_dim ** 2
+                    + batch * input_dim * rows)
+    return 2 * dim * rows * (input_dim + batch)
+
+
+def mining_step_flops(num_images: int, num_captions: int, image_dim: int, text_dim: int,
+                      dim: int, batch: int, ours: bool = False) -> int:
+    """FLOP of one exact global-mining step with linear towers.
+
+    The paper's loop re-encodes both modalities and scores B captions against the N_i images and
+    B images against the N_c captions; ours (``ours=True``) scores a modality through its
+    linear head when its input dimension is below d (the Trainer's rule).
+    """
+    return (_side_flops(num_images, image_dim, dim, batch, ours and image_dim < dim)
+            + _side_flops(num_captions, text_dim, dim, batch, ours and text_dim < dim))
 
 
 def exact_config(epochs: int) -> TrainerConfig:
@@ -85,40 +98,34 @@ def epoch_batches(num_captions: int, batch: int, seed: int) -> list[np.ndarray]:
     return [order[i:i + batch] for i in range(0, num_captions - batch + 1, batch)]
 
 
-def time_paper(paper: PaperLoop, batches: list[np.ndarray]) -> float:
-    """Seconds per step of the paper's loop (one untimed warm-up step traces the graphs).
+def paper_stepper(paper: PaperLoop, batches: list[np.ndarray]) -> Callable[[], object]:
+    """One call = one step of the paper's loop on the next batch (cycling)."""
+    batches = itertools.cycle(batches)
+    return lambda: paper.train_step(next(batches))
 
-    Afterwards ``paper.seconds`` holds the timed steps' split into phases.
+
+def our_stepper(trainer: training.PairTrainer, batches: list[np.ndarray]
+                ) -> tuple[Callable[[], None], int]:
+    """One call = one bank-refresh cycle of our training: ``(step function, steps per call)``.
+
+    With a bank, a call refreshes it and runs ``refresh_steps`` steps, so that the refresh cost
+    is in the time; otherwise a call is one step.
     """
-    paper.train_step(batches[0])
-    paper.seconds = PhaseSeconds()
-    start = time.perf_counter()
-    for caption_index in batches[1:]:
-        paper.train_step(caption_index)
-    return (time.perf_counter() - start) / (len(batches) - 1)
+    batches = itertools.cycle(batches)
+    steps = trainer.config.refresh_steps if trainer.bank is not None else 1
 
-
-def time_ours(trainer: training.PairTrainer, batches: list[np.ndarray]) -> float:
-    """Seconds per step of our training step (bank refreshed every ``refresh_steps`` steps)."""
-    refresh = trainer.bank is not None
-    for step, caption_index in enumerate(batches):
-        if step == 1:
-            start = time.perf_counter()
-        if refresh and int(trainer.optimizer.iterations) % trainer.config.refresh_steps == 0:
+    def cycle() -> None:
+        if trainer.bank is not None:
             trainer.refresh_bank()
-        float(trainer.train_step(tf.constant(caption_index))["loss"])
-    return (time.perf_counter() - start) / (len(batches) - 1)
+        for _ in range(steps):
+            float(trainer.train_step(tf.constant(next(batches)))["loss"])
+
+    return cycle, steps
 
 
 def our_negatives(trainer: training.PairTrainer, caption_index: np.ndarray) -> Negatives:
-    """Our exact global mining of a batch: refresh the bank, write the batch rows, mine."""
-    trainer.refresh_bank()
-    caption_index = tf.constant(caption_index)
-    image_index = tf.gather(trainer.text_image_index, caption_index)
-    image = trainer.embed_images(image_index, training=True)
-    text = trainer.embed_text(caption_index, training=True)
-    trainer.bank.update(image_index, image, caption_index, text)
-    neg_image, neg_text = trainer.bank.mine(image, text, image_index)
+    """Our exact global mining of a batch (``PairTrainer.mine_batch``)."""
+    neg_image, neg_text = trainer.mine_batch(tf.constant(caption_index))
     is_pair = tf.equal(neg_image, tf.gather(trainer.text_image_index, neg_text))
     return Negatives(neg_image.numpy(), neg_text.numpy(), is_pair.numpy())
 
@@ -152,15 +159,15 @@ def compare_negatives(paper: PaperLoop, trainer: training.PairTrainer,
 
 def mining_gflops(trainer: training.PairTrainer, caption_index: np.ndarray, flops: int,
                   repeats: int) -> dict[str, float]:
-    """Achieved GFLOP/s of one exact mining step (bank refresh + mining of a batch)."""
+    """GFLOP/s of one exact mining step and of plain 4096^2 matmuls, measured interleaved."""
     index = tf.constant(caption_index)
-    image_index = tf.gather(trainer.text_image_index, index)
-    image, text = trainer.embed_images(image_index), trainer.embed_text(index)
-    refresh = harness.median_seconds(trainer.refresh_bank, repeats)
-    mine = harness.median_seconds(
-        lambda: trainer.bank.mine(image, text, image_index)[0].numpy(), repeats)
-    return {"refresh_s": refresh, "mine_s": mine, "step_s": refresh + mine,
-            "gflops": flops / (refresh + mine) / 1e9}
+    steps = {"mine": (lambda: trainer.mine_batch(index)[0].numpy(), flops)}
+    for dtype in (tf.float32, tf.bfloat16):
+        steps[f"matmul_{dtype.name}"] = harness.matmul_step(dtype)
+    medians = harness.interleaved_medians({name: fn for name, (fn, _) in steps.items()}, repeats)
+    gflops = {name: steps[name][1] / medians[name] / 1e9 for name in steps}
+    return {"step_s": medians["mine"], "gflops": gflops.pop("mine"), "matmul_gflops": {
+        name.removeprefix("matmul_"): value for name, value in gflops.items()}}
 
 
 def train_modes(configs: dict[str, TrainerConfig], train: SplitTables, eval_split: SplitTables,
@@ -180,8 +187,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="a few steps of each (< ~1 min)")
     parser.add_argument("--data", help="Flickr8k folder (default ../shared/data/flickr8k)")
     parser.add_argument("--epochs", type=int, help="epochs of the rsum comparison (default 2)")
-    parser.add_argument("--steps", type=int, help="timed steps of each loop, extrapolated to "
-                        "seconds per epoch (default 20)")
+    parser.add_argument("--steps", type=int, help="timed rounds (one step of each loop per "
+                        "round), extrapolated to seconds per epoch (default 20)")
     parser.add_argument("--check-batches", type=int, help="batches compared for identical "
                         "negatives (default 3)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
@@ -196,20 +203,28 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def _time_modes(args, train: SplitTables, configs: dict[str, TrainerConfig],
                 batches: list[np.ndarray], steps_per_epoch: int) -> tuple[dict, PaperLoop]:
-    """Seconds per epoch of the paper's loop and of each of our modes (extrapolated per step)."""
+    """Seconds per epoch of the paper's loop and of each of our modes, measured interleaved.
+
+    Every round runs one step (ours: one refresh cycle) of each, in turn, so all see the same
+    machine load; seconds per step = median over the rounds, times the steps of an epoch.
+    """
     paper = PaperLoop(*build_towers(configs["exact"], train), train)
-    seconds = {"paper": time_paper(paper, batches[:args.steps + 1]) * steps_per_epoch}
-    phases = ", ".join(f"{name} {value:.3f} s" for name, value in paper.seconds.per_step().items())
-    print(f"paper loop: {seconds['paper']:.1f} s/epoch ({args.steps} steps timed; per step: "
-          f"{phases})", flush=True)
+    steppers, steps = {"paper": paper_stepper(paper, batches)}, {"paper": 1}
     for name, config in configs.items():
-        steps = -(-args.steps // config.refresh_steps) * config.refresh_steps
         trainer = training.PairTrainer(config, *build_towers(config, train), train,
                                        steps_per_epoch)
-        seconds[name] = time_ours(trainer, batches[:steps + 1]) * steps_per_epoch
-        print(f"ours {name} ({mining_label(config)}): {seconds[name]:.1f} s/epoch "
-              f"({steps} steps timed), speed-up {seconds['paper'] / seconds[name]:.1f}x",
-              flush=True)
+        steppers[name], steps[name] = our_stepper(trainer, batches)
+    for step in steppers.values():  # warm-up: traces the graphs
+        step()
+    paper.seconds = PhaseSeconds()
+    medians = harness.interleaved_medians(steppers, args.steps, warmup=0)
+    seconds = {name: medians[name] / steps[name] * steps_per_epoch for name in steppers}
+    phases = ", ".join(f"{name} {value:.3f} s" for name, value in paper.seconds.per_step().items())
+    print(f"paper loop: {seconds['paper']:.1f} s/epoch ({args.steps} rounds interleaved; mean "
+          f"per step: {phases})", flush=True)
+    for name, config in configs.items():
+        print(f"ours {name} ({mining_label(config)}): {seconds[name]:.1f} s/epoch, speed-up "
+              f"{seconds['paper'] / seconds[name]:.1f}x", flush=True)
     return seconds, paper
 
 
@@ -222,14 +237,14 @@ def _efficiency(args, train: SplitTables, paper: PaperLoop, config: TrainerConfi
     print(f"negatives identical: {same['identical']}/{same['queries']}, pair flags "
           f"{same['pair_flags_identical']}/{same['queries'] // 2}, max score gap of "
           f"disagreements {same['max_gap']:.2g}", flush=True)
-    flops = mining_step_flops(len(train.image_features), train.num_captions,
-                              train.image_features.shape[-1],
-                              next(iter(train.text.values())).shape[-1], DIM, BATCH)
-    step = mining_gflops(trainer, batches[0], flops, repeats=2 if args.quick else 4)
-    roof = {str(dtype.name): harness.matmul_gflops(dtype) for dtype in (tf.float32, tf.bfloat16)}
-    print(f"mining step: {flops / 1e9:.1f} GFLOP in {step['step_s']:.3f} s (refresh "
-          f"{step['refresh_s']:.3f} s + mine {step['mine_s']:.3f} s) = {step['gflops']:.0f} "
-          f"GFLOP/s; plain 4096^2 matmul: float32 {roof['float32']:.0f}, bfloat16 "
+    shape = (len(train.image_features), train.num_captions, train.image_features.shape[-1],
+             next(iter(train.text.values())).shape[-1], DIM, BATCH)
+    paper_flops, flops = mining_step_flops(*shape), mining_step_flops(*shape, ours=True)
+    step = mining_gflops(trainer, batches[0], flops, repeats=3 if args.quick else 7)
+    step["paper_gflop"], roof = paper_flops / 1e9, step.pop("matmul_gflops")
+    print(f"mining step: {flops / 1e9:.1f} GFLOP executed (the paper's loop: "
+          f"{paper_flops / 1e9:.1f}) in {step['step_s']:.3f} s = {step['gflops']:.0f} GFLOP/s; "
+          f"plain 4096^2 matmul (interleaved): float32 {roof['float32']:.0f}, bfloat16 "
           f"{roof['bfloat16']:.0f} GFLOP/s", flush=True)
     return {"negatives": same, "mining": {**step, "gflop": flops / 1e9}, "matmul_gflops": roof}
 

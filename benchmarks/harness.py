@@ -125,14 +125,38 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> f
     return statistics.median(wall_times(fn, repeats, warmup))
 
 
-def matmul_gflops(dtype: tf.DType, size: int = 4096, repeats: int = 3) -> float:
-    """Achieved GFLOP/s of a plain ``tf.matmul`` of two [size, size] matrices (2 size^3 FLOP)."""
+def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int,
+                        warmup: int = 1) -> dict[str, float]:
+    """Median wall time of each ``fn`` over ``rounds`` rounds that call every fn once, in turn.
+
+    Interleaving exposes every function to the same machine load, so that their ratios hold on a
+    noisy, shared machine; the median drops one-off stalls.
+    """
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def matmul_step(dtype: tf.DType, size: int = 4096) -> tuple[Callable[[], object], int]:
+    """A plain ``tf.matmul`` of two [size, size] matrices as a callable, and its FLOP (2 size^3)."""
     a = tf.random.normal([size, size], dtype=tf.float32, seed=1)
     b = tf.random.normal([size, size], dtype=tf.float32, seed=2)
     a, b = tf.cast(a, dtype), tf.cast(b, dtype)
     product = tf.function(lambda: tf.reduce_sum(tf.cast(tf.matmul(a, b)[:1, :1], tf.float32)))
-    seconds = median_seconds(lambda: product().numpy(), repeats)
-    return 2.0 * size**3 / seconds / 1e9
+    return (lambda: product().numpy()), 2 * size**3
+
+
+def matmul_gflops(dtype: tf.DType, size: int = 4096, repeats: int = 3) -> float:
+    """Achieved GFLOP/s of a plain ``tf.matmul`` of two [size, size] matrices."""
+    fn, flops = matmul_step(dtype, size)
+    return flops / median_seconds(fn, repeats) / 1e9
 
 
 def allocator_peak_extra(fn: Callable[[], object], device: str = "CPU:0") -> int:

@@ -10,6 +10,7 @@ from tfx import v1 as tfx
 from tfx.dsl.input_resolution.canned_resolver_functions import latest_created
 
 from pipeline.config import PipelineConfig
+from serving.savedmodel import CUSTOM_OP_MODULES
 
 # Module paths (the project is an installed package; no module_file wheels).
 PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
@@ -34,7 +35,8 @@ def create_pipeline(
       dataset: the caption ExampleGen's ``DatasetSpec`` (layout, files, options).
       input_base: the dataset folder (local path or a cloud URI).
       schema_file: the curated schema (``schema.pbtxt``) that ImportSchemaGen imports.
-      beam_pipeline_args: Beam arguments (default ``config.beam_args``).
+      beam_pipeline_args: Beam arguments (default ``config.beam_args``); ``with_beam_plugins``
+        adds the custom-op modules to them.
       images_fingerprint: set when ``config.images_dir`` is featurized in front of ExampleGen; it
         goes into ExampleGen's configuration so that new images bust its cache.
       retraining: scheduled retraining: warm-start the Trainer from the latest blessed model and
@@ -58,8 +60,24 @@ def create_pipeline(
         components=list(data.values()) + list(model.values()),
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=list(beam_pipeline_args or config.beam_args),
+        beam_pipeline_args=with_beam_plugins(beam_pipeline_args or config.beam_args),
     )
+
+
+def with_beam_plugins(beam_args: Sequence[str]) -> list[str]:
+    """``beam_args`` plus ``--beam_plugins=<module>`` for each module that registers custom ops.
+
+    Beam workers import plugin modules when they start, before they run any of our code; on a
+    distributed runner (Dataflow, Flink) that is what registers the TF-Text ops of a WordPiece
+    (``minilm``) graph for Transform and for the Evaluator. It is added for every pipeline, not
+    only ``text_tower=minilm`` ones: the Evaluator also loads the baseline (the latest blessed
+    model), which can be a ``minilm`` model after the configuration switched back, and
+    ``tensorflow_text`` is in the worker image anyway. Modules already named are not repeated.
+    """
+    args = list(beam_args)
+    named = {arg.split("=", 1)[1] for arg in args
+             if arg.startswith(("--beam_plugins=", "--beam_plugin="))}
+    return args + [f"--beam_plugins={m}" for m in CUSTOM_OP_MODULES if m not in named]
 
 
 def _data_nodes(config, dataset, input_base, schema_file, images_fingerprint) -> dict:

@@ -1,11 +1,17 @@
-"""Loading exported SavedModels in-process.
+"""Loading exported SavedModels in-process, and the one place that registers their custom ops.
 
 A WordPiece text tower (``trainer.wordpiece``) puts TF Text ops in the graph; they are registered
-only once ``tensorflow_text`` is imported, so every in-process loader goes through here.
+only once ``tensorflow_text`` is imported. Importing this module registers them: every in-process
+loader goes through ``load_saved_model`` (or imports this module before a library loads the
+model, as the TFMA metric module does), and distributed Beam workers import
+``CUSTOM_OP_MODULES`` as ``--beam_plugins`` (``pipeline.pipeline``).
 """
 
 import tensorflow as tf
-import tensorflow_text  # noqa: F401  (registers the TF Text ops that WordPiece graphs use)
+import tensorflow_text
+
+# Modules whose import registers the custom ops that exported graphs may contain.
+CUSTOM_OP_MODULES = (tensorflow_text.__name__,)
 
 
 def load_saved_model(saved_model_dir: str) -> tf.Module:

@@ -36,8 +36,10 @@ class TrainerConfig:
         margin: cross-modal margin m (paper: 0.4).
         intra_margin: intra-modal margin m2 of ``fhn`` (paper: 0.4).
         mining: ``in_batch`` or ``global`` (hardest negatives over the whole training set).
-        refresh_steps: global mining re-encodes the whole bank every this many steps (1 =
-            exact); the rows of each batch are refreshed at every step in any case.
+        refresh_steps: 1 = exact global mining: every step scores the whole training set as
+            the current towers embed it (a linear tower through its head, see
+            ``trainer.mining``). k > 1: an on-device bank is re-encoded every k steps, and the
+            rows of each batch are refreshed at every step.
         mining_chunk_size: bank rows scored per matmul (bounds mining memory).
         image_tower: ``linear`` (bias-free Dense, the paper's best) or ``mlp``.
         text_tower: ``gru`` (bidirectional GRU over tokens), ``mean`` (masked mean of token

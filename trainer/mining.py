@@ -1,15 +1,23 @@
-"""Hard-negative mining: in-batch and global (over an on-device embedding bank of the train set).
+"""Hard-negative mining: in-batch and global (over the whole training set, as in the paper).
 
 ``hardest_negatives`` is the DESIGN.md contract: one batched matmul per bank chunk plus a masked
 argmax, inside a ``tf.function``. In-batch mining passes the batch as the bank; global mining
-passes the whole training set (``EmbeddingBank``), as in the paper.
+passes the whole training set: exact mode encodes it with the current towers at every step
+(``PairTrainer``), otherwise an ``EmbeddingBank`` keeps it on device between refreshes.
 
-Memory bound. The bank holds ``4 * d * (N_images + N_captions)`` bytes (float32). Scores are
-never materialized for the whole bank: each step of the chunk loop holds one [B, chunk_size]
-float32 score matrix and one [B, chunk_size] bool mask per modality, i.e. at most
-``5 * B * chunk_size`` bytes live at once, independent of the corpus size (default chunk 8192:
-about 5 MiB for B = 128). Refreshing the bank encodes the training set in batches of
-``encode_batch`` rows, so the encoder's activations are bounded by that batch, not by N.
+Memory bound. Scores are never materialized for the whole bank: each step of the chunk loop
+holds one [B, chunk_size] float32 score matrix and one [B, chunk_size] bool mask (``5 * B *
+chunk_size`` bytes) and the chunk's rows (``4 * chunk_size * d`` bytes, plus the matmul's packed
+copy of them), independent of the corpus size. A ``tf.Variable`` bank is read one chunk at a time
+(``tf.gather`` of the chunk's rows), never copied whole: ``benchmarks/bench_mining_scaling.py``
+measures about 110 MiB above the bank for B = 128, d = 1024, chunk 8192, from 100k to 1M
+captions.
+
+Linear heads. When a bank row's embedding is ``normalize(x_n @ W)`` with inputs x_n [p] and a
+head kernel W [p, d] with p < d (a linear tower over precomputed features), the bank can hold the
+inputs instead of the embeddings: ``<q, normalize(x_n W)> = <q W^T, x_n> / sqrt(x_n^T G x_n)``
+with G = W W^T [p, p]. Scoring then costs p/d of the embedding matmul and nothing needs
+re-encoding, with the same negatives (up to float32 rounding).
 """
 
 from __future__ import annotations
@@ -18,21 +26,33 @@ import tensorflow as tf
 
 DEFAULT_CHUNK_SIZE = 8192
 NO_NEGATIVE = -1  # index returned when no bank row has a different image id
+_NORM_EPSILON = 1e-12  # the epsilon of trainer.towers.l2_normalize
 
 
-@tf.function(reduce_retracing=True)
-def _masked_argmax(
-    queries: tf.Tensor, query_ids: tf.Tensor, bank: tf.Tensor, bank_ids: tf.Tensor,
-    chunk_size: int,
-) -> tf.Tensor:
+def _chunk_rows(bank, start: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+    """Rows [start, start + size) of a bank tensor, or of a variable without reading it whole."""
+    if isinstance(bank, tf.Variable):
+        return tf.gather(bank, tf.range(start, start + size))
+    return tf.slice(bank, tf.stack([start, 0]), tf.stack([size, -1]))
+
+
+def _inverse_norms(rows: tf.Tensor, gram: tf.Tensor) -> tf.Tensor:
+    """1 / |x_n W| for rows x_n [c, p] given G = W W^T [p, p] (as ``l2_normalize`` computes it)."""
+    squared = tf.reduce_sum(tf.matmul(rows, gram) * rows, axis=1)
+    return tf.math.rsqrt(tf.maximum(squared, _NORM_EPSILON))
+
+
+def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.Tensor,
+                   chunk_size: int, gram: tf.Tensor | None = None) -> tf.Tensor:
     """For each query, the bank row of highest score whose id differs from the query's.
 
     Args:
-        queries: [B, d] float32.
+        queries: [B, p] float32.
         query_ids: [B] ids (any comparable dtype).
-        bank: [N, d] float32.
+        bank: [N, p] float32 tensor or ``tf.Variable``.
         bank_ids: [N] ids, same dtype as ``query_ids``.
         chunk_size: bank rows scored per matmul (bounds the [B, chunk_size] score matrix).
+        gram: optional [p, p]; row n then scores ``<q, x_n> / sqrt(x_n^T gram x_n)``.
 
     Returns:
         [B] int64 bank indices (ties go to the lowest index; ``NO_NEGATIVE`` when none).
@@ -45,16 +65,18 @@ def _masked_argmax(
 
     def body(start, best_score, best_index):
         size = tf.minimum(tf.constant(chunk_size, tf.int64), n - start)
-        rows = tf.slice(bank, tf.stack([start, 0]), tf.stack([size, -1]))
-        ids = tf.slice(bank_ids, [start], [size])
+        rows = _chunk_rows(bank, start, size)
         scores = tf.matmul(queries, rows, transpose_b=True)  # [B, chunk]
+        if gram is not None:
+            scores *= _inverse_norms(rows, gram)[None, :]
+        ids = tf.slice(bank_ids, [start], [size])
         same = tf.equal(query_ids[:, None], ids[None, :])
         scores = tf.where(same, tf.constant(-float("inf"), tf.float32), scores)
-        chunk_best = tf.reduce_max(scores, axis=1)
-        chunk_index = tf.argmax(scores, axis=1, output_type=tf.int64) + start
+        chunk_index = tf.argmax(scores, axis=1, output_type=tf.int64)
+        chunk_best = tf.gather(scores, chunk_index, batch_dims=1)
         better = chunk_best > best_score
         return (start + size, tf.where(better, chunk_best, best_score),
-                tf.where(better, chunk_index, best_index))
+                tf.where(better, chunk_index + start, best_index))
 
     _, _, best_index = tf.while_loop(
         lambda start, *_: start < n, body,
@@ -63,9 +85,56 @@ def _masked_argmax(
     return best_index
 
 
+# Tensor banks run in one shared graph. A variable bank must not be a tf.function argument: a
+# trace generalized over shapes keeps reading the variable it was traced with, so it runs in the
+# caller's graph instead (``EmbeddingBank.mine`` is a tf.function of its own bank).
+_masked_argmax_graph = tf.function(_masked_argmax, reduce_retracing=True)
+
+
 def _as_ids(ids) -> tf.Tensor:
     ids = tf.convert_to_tensor(ids)
     return ids if ids.dtype == tf.string else tf.cast(ids, tf.int64)
+
+
+def _as_float(x):
+    """float32 tensor; a float32 ``tf.Variable`` stays a variable (read by chunks)."""
+    if isinstance(x, tf.Variable) and x.dtype == tf.float32:
+        return x
+    return tf.cast(tf.convert_to_tensor(x), tf.float32)
+
+
+def hardest_rows(queries, query_ids, bank, bank_ids, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                 head_kernel=None) -> tf.Tensor:
+    """For each query, the bank row of highest score whose id differs from the query's id.
+
+    Args:
+        queries: [B, d] L2-normalized query embeddings.
+        query_ids: [B] ids (string or integer).
+        bank: [N, d] candidate embeddings (tensor, array or ``tf.Variable``), or with
+            ``head_kernel`` the [N, p] inputs of a linear head (module docstring).
+        bank_ids: [N] their ids.
+        chunk_size: bank rows scored per matmul (memory bound, see the module docstring).
+        head_kernel: optional [p, d] kernel W; row n is then scored as ``normalize(bank[n] @ W)``.
+
+    Returns:
+        [B] int64 bank rows (ties to the lowest row; ``NO_NEGATIVE`` where every row shares the
+        query's id).
+
+    Raises:
+        ValueError: ``chunk_size`` < 1.
+
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    queries, gram = _as_float(queries), None
+    if head_kernel is not None:
+        kernel = tf.stop_gradient(_as_float(tf.convert_to_tensor(head_kernel)))
+        queries = tf.matmul(queries, kernel, transpose_b=True)  # [B, p]
+        gram = tf.matmul(kernel, kernel, transpose_b=True)  # [p, p]
+    bank = _as_float(bank)
+    argmax = _masked_argmax if isinstance(bank, tf.Variable) else _masked_argmax_graph
+    return argmax(tf.stop_gradient(queries), _as_ids(query_ids), bank, _as_ids(bank_ids),
+                  chunk_size, gram)
 
 
 def hardest_negatives(
@@ -97,14 +166,9 @@ def hardest_negatives(
         bank row shares the query's image id.
 
     """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    query_ids = _as_ids(query_image_ids)
-    as_float = lambda x: tf.cast(tf.convert_to_tensor(x), tf.float32)  # noqa: E731
-    neg_image = _masked_argmax(as_float(query_text), query_ids, as_float(bank_image),
-                               _as_ids(bank_image_ids), chunk_size)
-    neg_text = _masked_argmax(as_float(query_image), query_ids, as_float(bank_text),
-                              _as_ids(bank_text_image_ids), chunk_size)
+    neg_image = hardest_rows(query_text, query_image_ids, bank_image, bank_image_ids, chunk_size)
+    neg_text = hardest_rows(query_image, query_image_ids, bank_text, bank_text_image_ids,
+                            chunk_size)
     return neg_image, neg_text
 
 
@@ -140,6 +204,7 @@ class EmbeddingBank(tf.Module):
         self.image.scatter_nd_update(tf.cast(image_index, tf.int64)[:, None], image_rows)
         self.text.scatter_nd_update(tf.cast(text_index, tf.int64)[:, None], text_rows)
 
+    @tf.function(reduce_retracing=True)
     def mine(self, query_image, query_text, query_image_index) -> tuple[tf.Tensor, tf.Tensor]:
         """``hardest_negatives`` of a batch against the whole bank.
 

@@ -89,6 +89,20 @@ class FeatureTextTower(keras.Model):
         return l2_normalize(self.project(self.dropout(x, training=training)))
 
 
+def linear_head(tower: keras.Model, inputs) -> tuple[tf.Tensor, tf.Variable] | None:
+    """``(x [N, p], W [p, d])`` when ``tower(inputs)`` is ``l2_normalize(x @ W)`` in inference.
+
+    That holds for the bias-free ``linear`` image tower and the ``linear`` caption-feature tower
+    (their dropout is off in inference); global mining can then score the training set through
+    the head (``trainer.mining.hardest_rows``). Any other tower returns None.
+    """
+    if isinstance(tower, ImageTower) and tower.hidden is None:
+        return tf.cast(inputs, tf.float32), tower.project.kernel
+    if isinstance(tower, FeatureTextTower):
+        return tf.cast(inputs[features.CAPTION_FEATURES_XF], tf.float32), tower.project.kernel
+    return None
+
+
 def _token_tower(config: TrainerConfig, vocab_size: int) -> keras.Model:
     return TokenTextTower(config.text_tower, vocab_size, config.embedding_dim, config.word_dim,
                           config.gru_units, config.dropout, name="text_tower")

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import frozen_prefix, losses, metrics, minilm, mining, optimization
+from trainer import frozen_prefix, losses, metrics, minilm, mining, optimization, towers
 from trainer.config import TrainerConfig
 from trainer.data import SplitTables
 
@@ -40,16 +40,17 @@ class TrainResult:
     epoch_seconds: list[float]
 
 
-def _encode_into(variable: tf.Variable, encode, n: int, batch: int) -> None:
-    """Writes ``encode(rows)`` into ``variable[rows]`` for all n rows, ``batch`` rows at a time."""
-    n = tf.constant(n, tf.int64)
+def _encode_all(encode, n: int, batch: int) -> tf.Tensor:
+    """``encode(rows)`` of all n rows [n, d], ``batch`` rows at a time (bounds activations)."""
+    starts = tf.range(0, n, batch, dtype=tf.int64)
+    parts = tf.TensorArray(tf.float32, size=tf.size(starts), infer_shape=False)
 
-    def body(start):
-        index = tf.range(start, tf.minimum(start + batch, n))
-        variable.scatter_nd_update(index[:, None], encode(index))
-        return (start + batch,)
+    def body(i, parts):
+        index = tf.range(starts[i], tf.minimum(starts[i] + batch, n))
+        return i + 1, parts.write(i, encode(index))
 
-    tf.while_loop(lambda start: start < n, body, (tf.constant(0, tf.int64),))
+    _, parts = tf.while_loop(lambda i, _: i < tf.size(starts), body, (tf.constant(0), parts))
+    return parts.concat()
 
 
 class PairTrainer(tf.Module):
@@ -76,8 +77,11 @@ class PairTrainer(tf.Module):
         self.text = {key: tf.constant(value) for key, value in train.text.items()}
         self.text_image_index = tf.constant(train.text_image_index)
         self.num_images, self.num_captions = len(train.image_features), train.num_captions
+        self.image_ids = tf.range(self.num_images, dtype=tf.int64)
+        # Global mining: exact (refresh_steps 1) encodes the training set inside every step;
+        # otherwise an on-device bank holds it between refreshes.
         self.bank = None
-        if config.mining == "global" and config.loss != "sh":
+        if (config.mining == "global" and config.loss != "sh" and config.refresh_steps > 1):
             self.bank = mining.EmbeddingBank(train.text_image_index, self.num_images,
                                              config.embedding_dim, config.mining_chunk_size)
 
@@ -96,20 +100,68 @@ class PairTrainer(tf.Module):
     def refresh_bank(self) -> None:
         """Re-encodes the whole training set into the bank (batched, inside one graph)."""
         batch = self.config.eval_batch_size
-        _encode_into(self.bank.image, self.embed_images, self.num_images, batch)
-        _encode_into(self.bank.text, self.embed_text, self.num_captions, batch)
+        self.bank.image.assign(_encode_all(self.embed_images, self.num_images, batch))
+        self.bank.text.assign(_encode_all(self.embed_text, self.num_captions, batch))
+
+    def _hardest_current(self, queries: tf.Tensor, query_image_index: tf.Tensor,
+                         tower: keras.Model, inputs, encode, bank_image_index: tf.Tensor
+                         ) -> tf.Tensor:
+        """Exact mode: hardest training rows as ``tower`` embeds them now.
+
+        A tower that is a linear head over its inputs with fewer input than output dimensions
+        is scored through its head (``trainer.mining`` module docstring): same negatives, less
+        work. Otherwise all rows are encoded now (``encode`` of row indices, inference mode,
+        in batches of the mining chunk).
+        """
+        chunk = self.config.mining_chunk_size
+        head = towers.linear_head(tower, inputs)
+        if head is not None and head[1].shape[0] < head[1].shape[1]:
+            return mining.hardest_rows(queries, query_image_index, head[0], bank_image_index,
+                                       chunk, head_kernel=head[1])
+        bank = _encode_all(encode, int(bank_image_index.shape[0]), max(chunk, 1024))
+        return mining.hardest_rows(queries, query_image_index, tf.stop_gradient(bank),
+                                   bank_image_index, chunk)
+
+    def global_negative_index(self, image: tf.Tensor, text: tf.Tensor, image_index: tf.Tensor,
+                              caption_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Training-set rows of the hardest negative image [B] and caption [B] of a batch.
+
+        Args:
+            image: [B, d] image embeddings of the batch pairs.
+            text: [B, d] caption embeddings of the batch pairs.
+            image_index: [B] training image row of each pair.
+            caption_index: [B] training caption row of each pair.
+
+        """
+        image, text = tf.stop_gradient(image), tf.stop_gradient(text)
+        if self.bank is None:  # exact: the whole training set with the current towers
+            return (self._hardest_current(text, image_index, self.image_tower, self.images,
+                                          self.embed_images, self.image_ids),
+                    self._hardest_current(image, image_index, self.text_tower, self.text,
+                                          self.embed_text, self.text_image_index))
+        self.bank.update(image_index, image, caption_index, text)
+        return self.bank.mine(image, text, image_index)
+
+    @tf.function
+    def mine_batch(self, caption_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """``global_negative_index`` of the batch ``caption_index`` [B], without a training step.
+
+        Embeds the batch in inference mode; with a bank, its batch rows are updated first.
+        """
+        image_index = tf.gather(self.text_image_index, caption_index)
+        return self.global_negative_index(self.embed_images(image_index),
+                                          self.embed_text(caption_index), image_index,
+                                          caption_index)
 
     def _negatives(self, image, text, image_index, caption_index):
         """Hard negatives [B, d], [B, d] and neg_is_pair [B] (in-batch or global)."""
-        if self.bank is None:
+        if self.config.mining != "global":
             neg_i, neg_t = mining.hardest_negatives(image, text, image_index, image, image_index,
                                                     text, image_index)
             self._check_found(neg_i, neg_t)
             is_pair = tf.equal(tf.gather(image_index, neg_i), tf.gather(image_index, neg_t))
             return tf.gather(image, neg_i), tf.gather(text, neg_t), is_pair
-        self.bank.update(image_index, tf.stop_gradient(image), caption_index,
-                         tf.stop_gradient(text))
-        neg_i, neg_t = self.bank.mine(image, text, image_index)
+        neg_i, neg_t = self.global_negative_index(image, text, image_index, caption_index)
         self._check_found(neg_i, neg_t)
         is_pair = tf.equal(neg_i, tf.gather(self.text_image_index, neg_t))
         return (self.embed_images(neg_i, training=True), self.embed_text(neg_t, training=True),

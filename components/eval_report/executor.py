@@ -13,6 +13,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
 from components.eval_report import data, render
+from serving.savedmodel import load_saved_model
 from trainer import features
 
 EVALUATION_KEY = "evaluation"
@@ -44,8 +45,8 @@ def read_split(examples: types.Artifact, split: str) -> list[bytes]:
 
 
 def embed_with(model: types.Artifact, records: list[bytes]) -> data.EvalEmbeddings:
-    """Loads the exported model's ``serving_default`` and embeds the records."""
-    loaded = tf.saved_model.load(path_utils.serving_model_path(model.uri))
+    """Loads the exported model's ``serving_default`` (custom ops registered), embeds records."""
+    loaded = load_saved_model(path_utils.serving_model_path(model.uri))
     return data.embed_examples(loaded.signatures[features.SERVING_DEFAULT_SIGNATURE], records)
 
 

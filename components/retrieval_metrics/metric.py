@@ -8,6 +8,10 @@ about 60 MB); scoring is chunked (``trainer.metrics.DEFAULT_CHUNK`` queries at a
 ROUGE-L relevance matrix adds ``N_txt × N_img`` float32 (500 MB for 25k × 5k) when nDCG is on.
 The relevance matrix is read from ``relevance_dir`` under the eval set's content key (written by
 the Relevance component); on a miss it is computed here with the same function and saved there.
+
+TFMA imports this module (the ``MetricConfig`` module) before it loads the model, so importing
+``serving.savedmodel`` here registers the TF-Text ops of a WordPiece (``minilm``) graph even in a
+process that runs the Evaluator alone.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import numpy as np
 from tensorflow_model_analysis.metrics import metric_types
 
 from components.relevance import store
+from serving import savedmodel  # noqa: F401  (registers TF-Text ops before TFMA loads the model)
 from trainer import features, metrics
 
 DEFAULT_NAME = "retrieval"

@@ -125,3 +125,10 @@ def test_mining_step_flops_counts_the_matmuls_it_claims():
               (queries, tf.transpose(tf.matmul(text, w_text)))]
     counted = sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for a, b in shapes)
     assert bench_vs_paper.mining_step_flops(6, 9, 4, 5, 3, 2) == counted
+
+
+def test_our_mining_flops_score_a_narrow_linear_head_in_its_input_space():
+    # 2 images x D=4 (>= d=3: encoded and scored, 2*3*2*(4 + 2) = 72), 3 captions x Dc=2
+    # (< d: queries 2*2*3*2 = 24, Gram 2*2*2*3 = 24, norms 2*3*2*2 = 24, scores 2*2*2*3 = 24).
+    assert bench_vs_paper.mining_step_flops(2, 3, 4, 2, 3, 2, ours=True) == 72 + 96
+    assert bench_vs_paper.mining_step_flops(2, 3, 4, 2, 3, 2) == 2 * 3 * (2 * 4 + 3 * 2) + 60

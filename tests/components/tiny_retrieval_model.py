@@ -10,15 +10,22 @@ from trainer import features
 
 D_IN, D_OUT, BUCKETS = 4, 3, 11
 WORDS = ["dog", "cat", "runs", "red", "ball", "grass", "a", "the", "jumps"]
+# A BERT vocabulary for WORDS: "runs"/"jumps" split into run/jump + ##s; "red"/"grass" are [UNK].
+WORDPIECE_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "dog", "cat", "run", "jump", "##s",
+                   "ball", "a", "the"]
 
 
 class TinyModel(tf.Module):
     """Two linear "towers": image features @ W and a bag of hashed words, L2-normalized."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, rows: int = BUCKETS):
         rng = np.random.default_rng(seed)
         self.image_w = tf.Variable(rng.normal(size=(D_IN, D_OUT)).astype(np.float32))
-        self.word_table = tf.Variable(rng.normal(size=(BUCKETS, D_OUT)).astype(np.float32))
+        self.word_table = tf.Variable(rng.normal(size=(rows, D_OUT)).astype(np.float32))
+
+    def caption_ids(self, captions):
+        """Ragged [N, (tokens)] rows of ``word_table`` for string [N] captions."""
+        return tf.strings.to_hash_bucket_fast(tf.strings.split(captions), BUCKETS)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
     def serve(self, examples):
@@ -26,11 +33,25 @@ class TinyModel(tf.Module):
             features.IMAGE_FEATURES_KEY: tf.io.FixedLenFeature([D_IN], tf.float32),
             features.CAPTION_KEY: tf.io.FixedLenFeature([], tf.string)})
         image = tf.math.l2_normalize(parsed[features.IMAGE_FEATURES_KEY] @ self.image_w, axis=1)
-        ids = tf.strings.to_hash_bucket_fast(tf.strings.split(parsed[features.CAPTION_KEY]),
-                                             BUCKETS)
+        ids = self.caption_ids(parsed[features.CAPTION_KEY])
         text = tf.reduce_sum(tf.gather(self.word_table, ids), axis=1)
         return {features.IMAGE_EMBEDDING_OUTPUT: image,
                 features.TEXT_EMBEDDING_OUTPUT: tf.math.l2_normalize(text, axis=1)}
+
+
+class TinyWordPieceModel(TinyModel):
+    """TinyModel embedding BERT WordPiece ids (``trainer.wordpiece``): TF-Text ops in the graph."""
+
+    def __init__(self, seed: int):
+        from trainer import wordpiece
+
+        super().__init__(seed, rows=len(WORDPIECE_VOCAB))
+        self.wordpiece = wordpiece.WordPieceEncoder(WORDPIECE_VOCAB, max_tokens=16)
+
+    def caption_ids(self, captions):
+        """``[CLS] pieces [SEP]`` ids (unpadded) of string [N] captions."""
+        ids, mask = self.wordpiece(captions)
+        return tf.RaggedTensor.from_tensor(ids, lengths=tf.reduce_sum(mask, axis=1))
 
 
 def examples(n_images=6):
@@ -55,10 +76,10 @@ def serialize(row):
     return example.SerializeToString()
 
 
-def export(seed, uri):
+def export(seed, uri, model_class=TinyModel):
     from tfx.utils import path_utils
 
-    module = TinyModel(seed)
+    module = model_class(seed)
     tf.saved_model.save(module, path_utils.serving_model_dir(uri),
                         signatures={features.SERVING_DEFAULT_SIGNATURE: module.serve})
     return module

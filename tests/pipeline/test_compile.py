@@ -7,9 +7,10 @@ import json
 
 import pytest
 
+from benchmarks.slices import write_flickr_slice
 from pipeline import config as config_lib
 from pipeline import vertex_runner
-from tests.pipeline.slices import write_flickr_slice
+from pipeline.pipeline import with_beam_plugins
 
 pytestmark = pytest.mark.e2e
 
@@ -72,4 +73,15 @@ def test_parameters_and_images_reach_the_spec(spec):
     assert "--runner=DataflowRunner" in text
     assert "--region=europe-west4" in text
     assert f"--sdk_container_image={IMAGE}" in text
+    # Dataflow workers register the TF-Text ops (WordPiece graphs) before loading any graph.
+    assert "--beam_plugins=tensorflow_text" in text
     assert "123" in text  # the rsum lower bound inside the Evaluator's eval_config
+
+
+def test_beam_plugins_are_added_once():
+    assert with_beam_plugins(("--runner=DirectRunner",)) == [
+        "--runner=DirectRunner",
+        "--beam_plugins=tensorflow_text",
+    ]
+    named = ["--beam_plugins=tensorflow_text", "--beam_plugins=my.plugin"]
+    assert with_beam_plugins(named) == named

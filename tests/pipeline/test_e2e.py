@@ -6,12 +6,13 @@ import dataclasses
 import os
 import pathlib
 
+import numpy as np
 import pytest
 
+from benchmarks.slices import write_flickr_slice
 from pipeline import config as config_lib
 from pipeline import mlmd_summary
 from pipeline import run as run_lib
-from tests.pipeline.slices import write_flickr_slice
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -109,6 +110,51 @@ def test_full_pipeline_blesses_pushes_then_serves_from_cache(flickr_slice, tmp_p
     # The cached Trainer's model is now the baseline itself: never re-blessed nor re-pushed.
     assert not blessed(second) and not pushed(second)
     assert pushed_versions(config) == versions
+
+
+def candidate_metrics(nodes: dict[str, mlmd_summary.NodeRun]) -> dict[str, float]:
+    """The candidate model's metrics in the Evaluator's output, by name."""
+    import tensorflow_model_analysis as tfma
+
+    evaluation = nodes["Evaluator"].outputs["evaluation"][0]
+    return {
+        kv.key.name: kv.value.double_value.value
+        for result in tfma.load_metrics(evaluation.uri)
+        for kv in result.metric_keys_and_values
+        if not kv.key.is_diff and kv.key.model_name != "baseline"
+    }
+
+
+def test_minilm_text_tower_evaluates_pushes_and_embeds_raw_text(flickr_slice, tmp_path):
+    """text_tower=minilm: TF-Text ops in Transform, Trainer, Evaluator, report, Pusher, client."""
+    from components.retrieval_metrics import metric_names
+    from serving.client import EmbeddingClient, LocalBackend
+
+    config = config_lib.apply_overrides(
+        make_config(tmp_path, flickr_slice, text_tower="minilm", epochs=2),
+        ["transform.wordpiece_max_tokens=64"],
+    )
+    assert run_lib.run(config) == 0
+    nodes = last_run(config)
+    assert all(node.state == "ran" for node in nodes.values()), {
+        n.node_id: n.state for n in nodes.values()
+    }
+    found = candidate_metrics(nodes)
+    assert set(metric_names()) <= set(found), sorted(found)
+    assert found["rsum"] >= config.eval.rsum_lower_bound
+    assert blessed(nodes) and pushed(nodes)
+    (version,) = pushed_versions(config)
+    client = EmbeddingClient(
+        LocalBackend(str(pathlib.Path(config.serving_dir) / config.model_name / version))
+    )
+    text = client.embed_text(
+        ["a dog runs on the beach", "A DOG RUNS ON THE BEACH", "two children play in the snow"]
+    )
+    assert text.shape == (3, FAST_TRAINER["embedding_dim"])
+    np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, rtol=1e-5)
+    # BERT-uncased WordPiece in the served graph: case does not matter, words do.
+    np.testing.assert_allclose(text[0], text[1], atol=1e-6)
+    assert float(text[0] @ text[2]) < 0.99
 
 
 def test_broken_candidate_is_not_blessed_and_nothing_is_pushed(flickr_slice, tmp_path):

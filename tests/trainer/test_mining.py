@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from trainer import mining
 
@@ -80,3 +81,58 @@ def test_bad_chunk_size_raises():
     rows = np.eye(2, dtype=np.float32)
     with pytest.raises(ValueError, match="chunk_size"):
         mining.hardest_negatives(rows, rows, [0, 1], rows, [0, 1], rows, [0, 1], chunk_size=0)
+
+
+def test_linear_head_scores_like_the_embeddings_it_makes():
+    # Head W maps x=(1,0) -> (3,4) (norm 5) and x=(0,1) -> (0,1); inputs (1,0), (0,1), (1,1).
+    # Embeddings: (.6,.8), (0,1), (3,5)/sqrt(34) = (.5145,.8575). Query (1,0) scores them
+    # .6, 0, .5145 -> row 0; with row 0 masked (same id) -> row 2.
+    kernel = np.array([[3, 4], [0, 1]], np.float32)
+    inputs = np.array([[1, 0], [0, 1], [1, 1]], np.float32)
+    query = np.array([[1, 0], [1, 0]], np.float32)
+    rows = mining.hardest_rows(query, [9, 5], inputs, [5, 6, 7], head_kernel=kernel)
+    assert rows.numpy().tolist() == [0, 2]
+
+
+@pytest.mark.parametrize("chunk_size", [1, 5, 100])
+def test_linear_head_matches_brute_force_on_embeddings(chunk_size):
+    rng = np.random.default_rng(2)
+    inputs = rng.normal(size=(40, 6)).astype(np.float32)
+    kernel = rng.normal(size=(6, 16)).astype(np.float32)
+    ids = np.repeat(np.arange(8), 5)
+    queries = _unit(rng.normal(size=(9, 16)))
+    query_ids = rng.integers(0, 8, size=9)
+    embeddings = _unit(inputs @ kernel)
+    rows = mining.hardest_rows(queries, query_ids, inputs, ids, chunk_size, head_kernel=kernel)
+    np.testing.assert_array_equal(rows.numpy(),
+                                  _brute_force(queries, query_ids, embeddings, ids))
+
+
+def test_variable_bank_is_read_by_chunks_with_the_same_result():
+    rng = np.random.default_rng(3)
+    bank = _unit(rng.normal(size=(30, 4)))
+    ids = np.arange(30) // 3
+    queries, query_ids = _unit(rng.normal(size=(6, 4))), np.array([0, 1, 2, 3, 4, 9])
+    variable = tf.Variable(bank)
+    variable.scatter_nd_update([[0]], bank[:1])  # a sparse write, as EmbeddingBank.update does
+    from_variable = mining.hardest_rows(queries, query_ids, variable, ids, chunk_size=7)
+    np.testing.assert_array_equal(from_variable.numpy(),
+                                  _brute_force(queries, query_ids, bank, ids))
+
+
+def test_banks_of_different_sizes_each_mine_their_own_rows():
+    # Regression: a tf.function trace generalized over shapes kept reading the variable of an
+    # earlier call, so a later, larger bank was mined as the earlier one.
+    rng = np.random.default_rng(4)
+    for num_images in (3, 40, 700):
+        image_index = np.arange(num_images * 2) // 2
+        bank = mining.EmbeddingBank(image_index, num_images, dim=8, chunk_size=16)
+        image, text = _unit(rng.normal(size=(num_images, 8))), _unit(
+            rng.normal(size=(num_images * 2, 8)))
+        bank.update(np.arange(num_images), image, np.arange(num_images * 2), text)
+        queries, query_ids = _unit(rng.normal(size=(4, 8))), np.array([0, 1, 2, 0])
+        neg_image, neg_text = bank.mine(queries, queries, query_ids)
+        np.testing.assert_array_equal(
+            neg_image.numpy(), _brute_force(queries, query_ids, image, np.arange(num_images)))
+        np.testing.assert_array_equal(neg_text.numpy(),
+                                      _brute_force(queries, query_ids, text, image_index))

@@ -29,10 +29,12 @@ def test_tables_dedupe_images(transformed):  # noqa: F811
     assert evaluation.image_ids.tolist() == [f"eval{i}.jpg".encode() for i in range(8)]
 
 
-@pytest.mark.parametrize("loss,mining", [("fhn", "in_batch"), ("hn", "global")])
-def test_train_learns_and_keeps_the_best_epoch(transformed, tmp_path, loss, mining):  # noqa: F811
+@pytest.mark.parametrize("loss,mining,refresh_steps",
+                         [("fhn", "in_batch", 1), ("hn", "global", 1), ("fhn", "global", 4)])
+def test_train_learns_and_keeps_the_best_epoch(transformed, tmp_path, loss, mining,  # noqa: F811
+                                               refresh_steps):
     cfg, (image_tower, text_tower), train, evaluation = _setup(
-        transformed, loss=loss, mining=mining, epochs=3)
+        transformed, loss=loss, mining=mining, refresh_steps=refresh_steps, epochs=3)
     result = training.train(cfg, image_tower, text_tower, train, evaluation, str(tmp_path),
                             verbose=0)
     rsums = [epoch["rsum"] for epoch in result.history]
@@ -49,7 +51,7 @@ def test_train_learns_and_keeps_the_best_epoch(transformed, tmp_path, loss, mini
 
 def test_bank_refresh_equals_full_encoding_and_schedule(transformed):  # noqa: F811
     cfg, (image_tower, text_tower), train, _ = _setup(
-        transformed, mining="global", eval_batch_size=5, epochs=4)
+        transformed, mining="global", refresh_steps=3, eval_batch_size=5, epochs=4)
     trainer = training.PairTrainer(cfg, image_tower, text_tower, train, steps_per_epoch=6)
     trainer.refresh_bank()
     np.testing.assert_allclose(trainer.bank.image.numpy(),
@@ -70,3 +72,27 @@ def test_same_seed_same_run(transformed, tmp_path):  # noqa: F811
                                 str(tmp_path / str(run)), verbose=0)
         histories.append(result.history)
     assert histories[0] == histories[1]
+
+
+def _brute_force_rows(queries, query_ids, bank, bank_ids):
+    scores = queries @ bank.T
+    scores[query_ids[:, None] == bank_ids[None, :]] = -np.inf
+    return scores.argmax(axis=1)
+
+
+@pytest.mark.parametrize("image_tower,text_tower", [("linear", "mean"), ("mlp", "mean")])
+def test_exact_global_negatives_are_those_of_the_current_towers(
+        transformed, image_tower, text_tower):  # noqa: F811
+    cfg, (images, texts), train, _ = _setup(transformed, mining="global", eval_batch_size=5,
+                                            image_tower=image_tower, text_tower=text_tower)
+    trainer = training.PairTrainer(cfg, images, texts, train, steps_per_epoch=6)
+    caption_index = tf.constant([0, 7, 13, 30, 47], tf.int64)
+    image_index = tf.gather(trainer.text_image_index, caption_index)
+    image, text = images(tf.gather(train.image_features, image_index)), texts(
+        {key: tf.gather(value, caption_index) for key, value in train.text.items()})
+    neg_image, neg_text = trainer.global_negative_index(image, text, image_index, caption_index)
+    all_images, all_text = images(train.image_features).numpy(), texts(train.text).numpy()
+    np.testing.assert_array_equal(neg_image.numpy(), _brute_force_rows(
+        text.numpy(), image_index.numpy(), all_images, np.arange(len(all_images))))
+    np.testing.assert_array_equal(neg_text.numpy(), _brute_force_rows(
+        image.numpy(), image_index.numpy(), all_text, train.text_image_index))

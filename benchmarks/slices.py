@@ -1,4 +1,4 @@
-"""Small Flickr-format data slices for end-to-end tests (real Flickr8k rows when available)."""
+"""Small Flickr-format data slices (real Flickr8k rows) for end-to-end tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ def write_flickr_slice(
 
     Returns:
       ``out``.
+
     """
     out.mkdir(parents=True, exist_ok=True)
     train = _lines(source / LISTS["train"])[offset : offset + n_train]

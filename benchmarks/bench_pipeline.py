@@ -1,0 +1,87 @@
+"""Issue 11 item 6: end-to-end ``python -m pipeline run`` wall time on Flickr8k, per component.
+
+Runs the real CLI in a child process on a fresh pipeline root (nothing cached), with the
+pipeline's defaults, and prints the wall time of the whole run, the child's peak resident memory
+and each component's wall time as the run's own summary reports it (from ML Metadata).
+``--quick`` runs a 300-image slice of Flickr8k for 1 epoch instead (a smoke run, ~2 min).
+
+``python -m benchmarks.bench_pipeline [--quick] [--data DIR] [--keep DIR]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import re
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+from benchmarks import harness
+from benchmarks.slices import write_flickr_slice
+
+# "  Trainer                    ran      130.5s" in the run summary (pipeline/summary.py).
+COMPONENT_LINE = re.compile(r"^  (\w+)\s+([A-Za-z]+)\s+(?:([\d.]+)s|-)\s*$")
+RESULT_LINE = re.compile(r"^(blessing:|pushed:|push:|  rsum )")
+
+
+def component_seconds(output: str) -> dict[str, float | None]:
+    """Component -> wall seconds (None when it did not run) from the run summary's lines."""
+    rows = {}
+    for line in output.splitlines():
+        match = COMPONENT_LINE.match(line)
+        if match:
+            rows[match.group(1)] = float(match.group(3)) if match.group(3) else None
+    return rows
+
+
+def run_pipeline(data: pathlib.Path, work: pathlib.Path, extra: list[str]) -> dict:
+    """Runs ``python -m pipeline run`` once; returns its wall time, output and peak RSS."""
+    command = [sys.executable, "-m", "pipeline", "run", "--data", str(data),
+               "--pipeline-root", str(work / "root"), "--serving-dir", str(work / "serving"),
+               *extra]
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited with {done.returncode}:\n"
+                           f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return {"seconds": seconds, "peak_gib": peak_kib / 2**20, "output": done.stdout}
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="300-image slice, 1 epoch")
+    parser.add_argument("--data", help="Flickr8k folder (default ../shared/data/flickr8k)")
+    parser.add_argument("--keep", help="write the pipeline root and serving dir here (kept)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = _parse(argv)
+    data = harness.flickr8k_dir(args.data)
+    with tempfile.TemporaryDirectory() as scratch:
+        work = pathlib.Path(args.keep or scratch)
+        extra: list[str] = []
+        if args.quick:
+            data = write_flickr_slice(data, work / "slice", n_train=250, n_eval=50)
+            extra = ["--epochs", "1"]
+        result = run_pipeline(data, work, extra)
+    components = component_seconds(result["output"])
+    print("== summary: bench_pipeline (python -m pipeline run, defaults, fresh root) ==")
+    print(harness.machine_line())
+    print(f"data: {'300-image slice, 1 epoch' if args.quick else data}")
+    print(f"wall {result['seconds']:.0f} s, peak RSS {result['peak_gib']:.2f} GiB")
+    for name, seconds in components.items():
+        print(f"  {name:<26} {'-' if seconds is None else f'{seconds:7.1f} s'}")
+    for line in result["output"].splitlines():
+        if RESULT_LINE.match(line):
+            print(line)
+    return {**result, "components": components}
+
+
+if __name__ == "__main__":
+    main()
