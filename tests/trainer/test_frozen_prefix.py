@@ -63,9 +63,11 @@ def test_frozen_blocks_and_when_the_trainer_caches(tower):
         tower.encoder.blocks[5].trainable = True
 
 
-def test_trainer_step_moves_the_encoder_at_the_lower_rate_through_the_cache():
+@pytest.mark.parametrize("mining", ["in_batch", "global"])
+def test_trainer_step_moves_the_encoder_at_the_lower_rate_through_the_cache(mining):
     config = TrainerConfig(text_tower="minilm", minilm_trainable_layers=1, embedding_dim=8,
-                           batch_size=4, learning_rate=1e-3, minilm_lr_multiplier=0.1)
+                           batch_size=4, learning_rate=1e-3, minilm_lr_multiplier=0.1,
+                           mining=mining)
     image_tower, text_tower = towers.build_towers(config, 0, image_dim=5)
     rng = np.random.default_rng(0)
     split = data.SplitTables(
