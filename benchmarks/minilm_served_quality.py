@@ -1,24 +1,31 @@
-"""Issue 10: the served ``minilm`` model (raw text in) vs the features-mode model, Flickr8k eval.
+"""Issue 10: the served ``minilm`` models (raw text in) vs the features-mode model, Flickr8k eval.
 
 A frozen MiniLM encoder (``minilm_trainable_layers=0``) outputs exactly the precomputed
-``minilm_l6_v2.npy`` caption features, so one training run serves both models:
+``minilm_l6_v2.npy`` caption features, so one training run serves two models; a third is
+fine-tuned:
 
-1. Transform (in-process ``tensorflow_transform.beam``, the real ``preprocessing_fn`` with
-   ``wordpiece_max_tokens`` set) over Flickr8k train (analyzed) and dev, raw examples carrying
-   ``caption_features`` = the precomputed MiniLM rows.
+1. Transform (``benchmarks.train_quality.transform_flickr8k``: in-process
+   ``tensorflow_transform.beam``, the real ``preprocessing_fn`` with ``wordpiece_max_tokens``
+   set) over Flickr8k train (analyzed) and dev, raw examples carrying ``caption_features`` = the
+   precomputed MiniLM rows.
 2. Features mode: ``trainer.task.train_and_export`` with ``text_tower="linear"`` (the function
    ``run_fn`` calls) trains and exports ``features_model`` (``embed_text`` reads caption
    features).
-3. ``minilm`` model: the towers of the exported features model are read back into a
+3. Frozen ``minilm`` model: the towers of the exported features model are read back into a
    ``text_tower="minilm"`` build (``trainer.towers.build_towers``): the image tower as is, the
    linear text projection (bias-free ``[384, d]`` kernel) copied into the MiniLM tower's
    ``projection`` Dense kernel with its bias set to 0; exported with ``trainer.export`` as
    ``minilm_model`` (``embed_text`` reads raw captions; WordPiece runs in the Transform graph).
-4. Both SavedModels are loaded with ``tf.saved_model.load`` and scored on the 1,000 dev images /
+4. Fine-tuned ``minilm`` model: ``trainer.task.train_and_export`` with ``text_tower="minilm"``,
+   the top ``--finetune-layers`` MiniLM layers trained at ``learning_rate *
+   --lr-multiplier``, every other setting as the features-mode model's except the epochs
+   (``--finetune-epochs``); exported as ``finetuned_model`` (raw captions in).
+5. All SavedModels are loaded with ``tf.saved_model.load`` and scored on the 1,000 dev images /
    5,000 captions with ``trainer.metrics.retrieval_metrics`` through their ``embed_image`` and
    ``embed_text`` signatures.
 
-Run: ``python -m benchmarks.minilm_served_quality [--quick] [--epochs N] [--work-dir DIR]``.
+Run: ``python -m benchmarks.minilm_served_quality [--quick] [--epochs N] [--finetune-layers K]
+[--lr-multiplier M] [--finetune-epochs N] [--work-dir DIR]`` (``--finetune-layers 0`` skips 4).
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # legacy Keras 2: set before 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import pathlib  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -38,8 +46,13 @@ import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from benchmarks.train_quality import DEFAULT_DATA, METRICS, flickr8k_rows  # noqa: E402
-from trainer import export, features, metrics, preprocessing, task, towers  # noqa: E402
+from benchmarks.train_quality import (  # noqa: E402
+    DEFAULT_DATA,
+    METRICS,
+    flickr8k_rows,
+    transform_flickr8k,
+)
+from trainer import export, features, metrics, task, towers  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
 
 WORDPIECE_MAX_TOKENS = 64
@@ -80,53 +93,6 @@ def rows_with_caption_features(data: pathlib.Path, max_images: int | None) -> di
     return splits
 
 
-def _raw_metadata(splits: dict[str, list]):
-    from tensorflow_transform.tf_metadata import dataset_metadata
-
-    first = splits["train"][0]
-    spec = {key: tf.io.FixedLenFeature([], tf.string) for key in
-            (features.IMAGE_ID_KEY, features.CAPTION_ID_KEY, features.CAPTION_KEY)}
-    for key in (features.IMAGE_FEATURES_KEY, features.CAPTION_FEATURES_KEY):
-        spec[key] = tf.io.FixedLenFeature([len(first[key])], tf.float32)
-    return dataset_metadata.DatasetMetadata.from_feature_spec(spec)
-
-
-def _write_examples(rows, schema, path: pathlib.Path) -> None:
-    coder = tft.coders.ExampleProtoCoder(schema)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tf.io.TFRecordWriter(str(path), options="GZIP") as writer:
-        for row in rows:
-            writer.write(coder.encode(row))
-
-
-def run_transform(splits: dict[str, list], out_dir: pathlib.Path) -> pathlib.Path:
-    """``preprocessing_fn`` with WordPiece on: analyze train, transform train + eval.
-
-    Writes ``out_dir/transform`` (the TFT output) and ``out_dir/{train,eval}/part-0.gz``;
-    an existing complete ``out_dir`` is reused (delete it to rerun Transform).
-    """
-    if (out_dir / "eval" / "part-0.gz").exists():
-        return out_dir
-    import tensorflow_transform.beam as tft_beam
-    from tensorflow_transform.tf_metadata import metadata_io
-
-    custom_config = {"wordpiece_max_tokens": WORDPIECE_MAX_TOKENS}
-
-    def preprocessing_fn(inputs):
-        return preprocessing.preprocessing_fn(inputs, custom_config)
-
-    metadata = _raw_metadata(splits)
-    with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=False):
-        (train_xf, train_meta), transform_fn = (
-            (splits["train"], metadata) | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn))
-        eval_xf, _ = ((splits["eval"], metadata), transform_fn) | tft_beam.TransformDataset()
-        _ = transform_fn | tft_beam.WriteTransformFn(str(out_dir / "transform"))
-    metadata_io.write_metadata(metadata, str(out_dir / "transform" / "metadata"))
-    _write_examples(train_xf, train_meta.schema, out_dir / "train" / "part-0.gz")
-    _write_examples(eval_xf, train_meta.schema, out_dir / "eval" / "part-0.gz")
-    return out_dir
-
-
 def copy_projection(feature_tower: keras.Model, minilm_tower: keras.Model) -> None:
     """Gives the ``minilm`` tower the linear text tower's projection.
 
@@ -156,15 +122,12 @@ def export_minilm_model(features_config: TrainerConfig, features_model: pathlib.
     image_tower, feature_tower = towers.build_towers(features_config, 0, image_dim, caption_dim)
     task.warm_start(image_tower, feature_tower, str(features_model))
     minilm_config = TrainerConfig.from_dict(
-        {**_as_dict(features_config), "text_tower": "minilm", "minilm_trainable_layers": 0})
+        {**dataclasses.asdict(features_config), "text_tower": "minilm",
+         "minilm_trainable_layers": 0})
     _, minilm_tower = towers.build_towers(minilm_config, 0, image_dim)
     copy_projection(feature_tower, minilm_tower)
     export.export_model(image_tower, minilm_tower, tf_transform_output, features.CAPTION_KEY,
                         str(export_dir))
-
-
-def _as_dict(config: TrainerConfig) -> dict:
-    return {name: getattr(config, name) for name in config.__dataclass_fields__}
 
 
 def _embed(signature, name: str, output: str, inputs: np.ndarray,
@@ -218,44 +181,86 @@ def _parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", type=pathlib.Path, default=DEFAULT_DATA)
     parser.add_argument("--work-dir", type=pathlib.Path,
                         default=pathlib.Path(tempfile.gettempdir()) / "xmodal_minilm_served")
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=6, help="features-mode model")
+    parser.add_argument("--finetune-layers", type=int, default=1,
+                        help="top MiniLM layers fine-tuned (0 = no fine-tuned model)")
+    parser.add_argument("--lr-multiplier", type=float, default=0.1)
+    parser.add_argument("--finetune-epochs", type=int, default=None,
+                        help="fine-tuned model's epochs (default: --epochs)")
     parser.add_argument("--quick", action="store_true", help="300 images per split, 1 epoch")
     return parser.parse_args(argv)
 
 
+def _train(config: TrainerConfig, tf_output: tft.TFTransformOutput, transformed: pathlib.Path,
+           work: pathlib.Path, name: str) -> None:
+    """``trainer.task.train_and_export`` into ``work/name``; prints the epochs' timing."""
+    start = time.perf_counter()
+    result = task.train_and_export(
+        config, tf_output, str(transformed / "train" / "*"), str(transformed / "eval" / "*"),
+        str(work / f"{name}_run"), str(work / name), verbose=2)
+    print(f"{name}: best epoch {result.best_epoch}, in-process eval rsum "
+          f"{result.best_metrics['rsum']:.2f}; train epochs "
+          f"{[round(s) for s in result.epoch_seconds]} s; train + eval + export "
+          f"{time.perf_counter() - start:.0f} s", flush=True)
+
+
+def _score(models: dict[str, tuple[pathlib.Path, str]], eval_rows: list[dict]) -> dict:
+    """Scores each served model (name -> (directory, text input key)).
+
+    Prints the ``embed_text`` timings, and how close the frozen model's text embeddings (the
+    second model) are to the features-mode model's (the first).
+    """
+    results, texts = {}, {}
+    for name, (directory, text_key) in models.items():
+        results[name], texts[name], seconds = score_saved_model(directory, eval_rows, text_key)
+        print(f"{name}: embed_text over {len(texts[name])} captions: {seconds:.0f} s", flush=True)
+    features_text, frozen_text = list(texts.values())[:2]
+    cosine = np.sum(features_text * frozen_text, axis=1)
+    print(f"cosine(features mode, frozen minilm) text embeddings: min {cosine.min():.5f} mean "
+          f"{cosine.mean():.6f}")
+    return results
+
+
+def transformed_flickr8k(data: pathlib.Path, work: pathlib.Path, max_images: int | None):
+    """Flickr8k rows with their caption features, and their Transform output.
+
+    The Transform runs with WordPiece on, into ``work/transformed`` (reused when complete).
+    """
+    splits = rows_with_caption_features(data, max_images)
+    transformed = transform_flickr8k(splits, work / "transformed",
+                                     {"wordpiece_max_tokens": WORDPIECE_MAX_TOKENS})
+    return splits, transformed
+
+
 def main(argv=None) -> None:
-    """Transform, train (features mode), export both models, score both served models."""
+    """Transform, train and export the served models, score them, print the table."""
     args = _parse_args(argv)
-    max_images = 300 if args.quick else None
-    config = TrainerConfig.from_dict({"text_tower": "linear",
-                                      "epochs": 1 if args.quick else args.epochs})
+    epochs = 1 if args.quick else args.epochs
+    config = TrainerConfig.from_dict({"text_tower": "linear", "epochs": epochs})
     work = args.work_dir / ("quick" if args.quick else "full")
     clock = time.perf_counter()
-    splits = rows_with_caption_features(args.data, max_images)
-    transformed = run_transform(splits, work / "transformed")
+    splits, transformed = transformed_flickr8k(args.data, work, 300 if args.quick else None)
     print(f"transform: {len(splits['train'])} train / {len(splits['eval'])} eval captions, "
           f"{time.perf_counter() - clock:.0f} s", flush=True)
     tf_output = tft.TFTransformOutput(str(transformed / "transform"))
-    result = task.train_and_export(
-        config, tf_output, str(transformed / "train" / "*"), str(transformed / "eval" / "*"),
-        str(work / "run"), str(work / "features_model"), verbose=2)
-    print(f"features mode trained: best epoch {result.best_epoch}, in-process eval rsum "
-          f"{result.best_metrics['rsum']:.2f}", flush=True)
+    _train(config, tf_output, transformed, work, "features_model")
     image_dim = len(splits["train"][0][features.IMAGE_FEATURES_KEY])
     export_minilm_model(config, work / "features_model", tf_output, image_dim,
                         work / "minilm_model")
-    feat, feat_text, _ = score_saved_model(work / "features_model", splits["eval"],
-                                           features.CAPTION_FEATURES_KEY)
-    mini, mini_text, seconds = score_saved_model(work / "minilm_model", splits["eval"],
-                                                 features.CAPTION_KEY)
-    cosine = np.sum(feat_text * mini_text, axis=1)
-    print(f"config: {_as_dict(config)}")
-    print(f"minilm embed_text over {len(mini_text)} raw captions: {seconds:.0f} s; cosine("
-          f"minilm, features) text embeddings: min {cosine.min():.5f} mean {cosine.mean():.6f}")
-    _table({"features mode (`linear`, precomputed caption features)": feat,
-            "`minilm` (frozen, raw text in)": mini})
-    print(f"ratio rsum minilm / features: {mini['rsum'] / feat['rsum']:.4f}; total "
-          f"{time.perf_counter() - clock:.0f} s")
+    models = {"features mode (`linear`, precomputed caption features in)":
+              (work / "features_model", features.CAPTION_FEATURES_KEY),
+              "`minilm`, frozen (raw text in)": (work / "minilm_model", features.CAPTION_KEY)}
+    print(f"config: {dataclasses.asdict(config)}")
+    if args.finetune_layers:
+        finetune = dataclasses.replace(
+            config, text_tower="minilm", minilm_trainable_layers=args.finetune_layers,
+            minilm_lr_multiplier=args.lr_multiplier, epochs=args.finetune_epochs or epochs)
+        _train(finetune, tf_output, transformed, work, "finetuned_model")
+        models[f"`minilm`, top {args.finetune_layers} layer(s) fine-tuned at "
+               f"x{args.lr_multiplier} lr, {finetune.epochs} epochs (raw text in)"] = (
+            work / "finetuned_model", features.CAPTION_KEY)
+    _table(_score(models, splits["eval"]))
+    print(f"total {time.perf_counter() - clock:.0f} s")
 
 
 if __name__ == "__main__":

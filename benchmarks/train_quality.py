@@ -66,6 +66,22 @@ def flickr8k_rows(data_dir: pathlib.Path, max_images: int | None = None) -> dict
     return splits
 
 
+def raw_metadata(rows: list[dict]):
+    """Raw feature spec of Flickr8k rows, as ``DatasetMetadata``.
+
+    The id and caption strings, and the float vectors the rows carry (``image_features``;
+    ``caption_features`` if present), sized from the first row.
+    """
+    from tensorflow_transform.tf_metadata import dataset_metadata
+
+    spec = {key: tf.io.FixedLenFeature([], tf.string) for key in
+            (features.IMAGE_ID_KEY, features.CAPTION_ID_KEY, features.CAPTION_KEY)}
+    for key in (features.IMAGE_FEATURES_KEY, features.CAPTION_FEATURES_KEY):
+        if key in rows[0]:
+            spec[key] = tf.io.FixedLenFeature([len(rows[0][key])], tf.float32)
+    return dataset_metadata.DatasetMetadata.from_feature_spec(spec)
+
+
 def _write(rows, schema, path: pathlib.Path) -> None:
     coder = tft.coders.ExampleProtoCoder(schema)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,24 +90,33 @@ def _write(rows, schema, path: pathlib.Path) -> None:
             writer.write(coder.encode(row))
 
 
-def transform_flickr8k(data_dir: pathlib.Path, out_dir: pathlib.Path,
-                       max_images: int | None = None) -> pathlib.Path:
-    """Runs preprocessing_fn over Flickr8k train (analyze) and dev; cached in ``out_dir``."""
+def transform_flickr8k(splits: dict[str, list], out_dir: pathlib.Path,
+                       transform_config: dict | None = None) -> pathlib.Path:
+    """Runs ``preprocessing_fn`` over the train (analyze + transform) and eval rows.
+
+    Args:
+        splits: ``{"train": rows, "eval": rows}`` raw feature dicts (``flickr8k_rows``).
+        out_dir: writes ``transform/`` (the TFT output) and ``{train,eval}/part-0.gz``; an
+            existing complete ``out_dir`` is reused (delete it to rerun Transform).
+        transform_config: ``preprocessing_fn``'s ``custom_config`` (``TransformConfig``).
+
+    Returns:
+        ``out_dir``.
+
+    """
     import tensorflow_transform.beam as tft_beam
-    from tensorflow_transform.tf_metadata import dataset_metadata, metadata_io
+    from tensorflow_transform.tf_metadata import metadata_io
 
     if (out_dir / "eval" / "part-0.gz").exists():
         return out_dir
-    splits = flickr8k_rows(data_dir, max_images)
-    dim = len(splits["train"][0][features.IMAGE_FEATURES_KEY])
-    spec = {key: tf.io.FixedLenFeature([], tf.string) for key in
-            (features.IMAGE_ID_KEY, features.CAPTION_ID_KEY, features.CAPTION_KEY)}
-    spec[features.IMAGE_FEATURES_KEY] = tf.io.FixedLenFeature([dim], tf.float32)
-    metadata = dataset_metadata.DatasetMetadata.from_feature_spec(spec)
+
+    def preprocessing_fn(inputs):
+        return preprocessing.preprocessing_fn(inputs, transform_config)
+
+    metadata = raw_metadata(splits["train"])
     with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=False):
         (train_xf, train_meta), transform_fn = (
-            (splits["train"], metadata)
-            | tft_beam.AnalyzeAndTransformDataset(preprocessing.preprocessing_fn))
+            (splits["train"], metadata) | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn))
         eval_xf, _ = ((splits["eval"], metadata), transform_fn) | tft_beam.TransformDataset()
         _ = transform_fn | tft_beam.WriteTransformFn(str(out_dir / "transform"))
     metadata_io.write_metadata(metadata, str(out_dir / "transform" / "metadata"))
@@ -144,7 +169,7 @@ def main(argv=None) -> None:
     config = TrainerConfig.from_dict(overrides)
     max_images = 500 if args.quick else None
     cache = args.work_dir / ("transformed_quick" if args.quick else "transformed")
-    transformed = transform_flickr8k(args.data, cache, max_images)
+    transformed = transform_flickr8k(flickr8k_rows(args.data, max_images), cache)
     result, seconds = run(config, transformed, args.work_dir / "last")
     best = result.best_metrics
     print(f"config: {overrides or 'defaults'}; best epoch {result.best_epoch}; "

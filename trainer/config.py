@@ -19,8 +19,8 @@ _CHOICES = {
     "text_tower": TEXT_TOWERS,
 }
 _POSITIVE = ("embedding_dim", "word_dim", "gru_units", "mlp_hidden", "epochs", "batch_size",
-             "learning_rate", "refresh_steps", "mining_chunk_size", "eval_batch_size",
-             "log_every_steps")
+             "learning_rate", "minilm_lr_multiplier", "refresh_steps", "mining_chunk_size",
+             "eval_batch_size", "log_every_steps")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +47,8 @@ class TrainerConfig:
             (pretrained MiniLM-L6 over in-graph WordPiece; ``trainer/minilm.py``).
         minilm_trainable_layers: top MiniLM layers fine-tuned by the ``minilm`` tower (0 =
             frozen encoder, at most 6).
+        minilm_lr_multiplier: the fine-tuned MiniLM layers train at ``learning_rate`` times
+            this (same schedule shape, own Adam); every other variable at ``learning_rate``.
         embedding_dim: joint embedding size d (paper: 1024).
         word_dim: token embedding size.
         gru_units: GRU units per direction.
@@ -80,6 +82,7 @@ class TrainerConfig:
     word_dim: int = 300
     gru_units: int = 512
     minilm_trainable_layers: int = 0
+    minilm_lr_multiplier: float = 0.1
     mlp_hidden: int = 2048
     dropout: float = 0.0
     epochs: int = 6

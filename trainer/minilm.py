@@ -15,19 +15,14 @@ import dataclasses
 import json
 import math
 import pathlib
-from collections.abc import Iterator
 
-import numpy as np
 import tensorflow as tf
 import tf_keras as keras
-from safetensors.numpy import load_file
 
 from trainer import wordpiece
+from trainer.minilm_weights import load_safetensors_weights
 
 SENTENCE_DIM = 384
-# Checkpoint tensors that the sentence encoder does not use (BERT's [CLS] pooler head and the
-# constant position-id buffer); every other tensor must be loaded.
-UNUSED_CHECKPOINT_PREFIXES = ("pooler.", "embeddings.position_ids")
 
 
 def default_model_dir() -> pathlib.Path:
@@ -183,19 +178,36 @@ class MiniLMEncoder(keras.layers.Layer):
         ]
 
     def call(self, ids: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-        """Encodes ``ids`` / ``mask`` int [B, L]; L2-normalized float32 [B, hidden].
+        """Encodes ``ids`` / ``mask`` int [B, L]; L2-normalized float32 [B, hidden]."""
+        return self.top(*self.bottom(ids, mask, 0), 0)
+
+    def bottom(self, ids: tf.Tensor, mask: tf.Tensor, blocks: int) -> tuple[tf.Tensor, tf.Tensor]:
+        """The embeddings and the lowest ``blocks`` transformer layers.
 
         Columns after the batch's longest caption are padding only; they are cut off before
         the transformer (same output, far less work on fixed-length Transform features).
+
+        Returns:
+            ``(hidden float32 [B, L', H], mask float32 [B, L'])``, L' = the longest caption.
 
         """
         longest = tf.reduce_max(tf.reduce_sum(tf.cast(mask, tf.int32), axis=1))
         ids, mask = ids[:, :longest], mask[:, :longest]
         float_mask = tf.cast(mask, tf.float32)
         hidden = self.embeddings(ids)
-        for block in self.blocks:
+        for block in self.blocks[:blocks]:
             hidden = block(hidden, float_mask)
-        return tf.math.l2_normalize(masked_mean(hidden, float_mask), axis=-1)
+        return hidden, float_mask
+
+    def top(self, hidden: tf.Tensor, mask: tf.Tensor, first_block: int) -> tf.Tensor:
+        """The layers from ``first_block`` on, mean pooling and L2 normalization.
+
+        ``hidden`` float32 [B, L, H] under ``mask`` float32 [B, L] -> float32 [B, H];
+        ``top(*bottom(ids, mask, k), k)`` is the encoder's output for every k.
+        """
+        for block in self.blocks[first_block:]:
+            hidden = block(hidden, mask)
+        return tf.math.l2_normalize(masked_mean(hidden, mask), axis=-1)
 
     def freeze(self, trainable_layers: int) -> None:
         """Freezes all but the top ``trainable_layers`` transformer layers (0 = fully frozen).
@@ -210,64 +222,6 @@ class MiniLMEncoder(keras.layers.Layer):
         self.embeddings.trainable = False
         for i, block in enumerate(self.blocks):
             block.trainable = i >= total - trainable_layers
-
-
-def _checkpoint_variables(encoder: MiniLMEncoder) -> Iterator[tuple[str, tf.Variable, bool]]:
-    """Yields (safetensors name, Keras variable, transpose?) for every encoder weight."""
-    emb = encoder.embeddings
-    yield "embeddings.word_embeddings.weight", emb.word.embeddings, False
-    yield "embeddings.position_embeddings.weight", emb.position.embeddings, False
-    yield "embeddings.token_type_embeddings.weight", emb.token_type.embeddings, False
-    norms = [("embeddings.LayerNorm", emb.norm)]
-    for i, block in enumerate(encoder.blocks):
-        prefix = f"encoder.layer.{i}."
-        dense = (
-            ("attention.self.query", block.query),
-            ("attention.self.key", block.key),
-            ("attention.self.value", block.value),
-            ("attention.output.dense", block.attention_output),
-            ("intermediate.dense", block.intermediate),
-            ("output.dense", block.output_dense),
-        )
-        for name, layer in dense:
-            # torch Linear stores [out, in]; a Keras Dense kernel is [in, out].
-            yield f"{prefix}{name}.weight", layer.kernel, True
-            yield f"{prefix}{name}.bias", layer.bias, False
-        norms += [(f"{prefix}attention.output.LayerNorm", block.attention_norm)]
-        norms += [(f"{prefix}output.LayerNorm", block.output_norm)]
-    for name, layer in norms:
-        yield f"{name}.weight", layer.gamma, False
-        yield f"{name}.bias", layer.beta, False
-
-
-def load_safetensors_weights(encoder: MiniLMEncoder, path: str | pathlib.Path) -> None:
-    """Assigns every encoder variable from the HF BERT checkpoint at ``path``, by name.
-
-    The encoder must be built. Checkpoint tensors named by ``UNUSED_CHECKPOINT_PREFIXES`` are
-    ignored by policy; any other tensor left over is an error, as is a missing one.
-
-    Raises:
-        ValueError: a tensor is missing, has the wrong shape, or is not used by the encoder.
-
-    """
-    tensors = load_file(str(path))
-    used = set()
-    for name, variable, transpose in _checkpoint_variables(encoder):
-        if name not in tensors:
-            raise ValueError(f"{path}: tensor {name!r} is missing")
-        value = tensors[name].T if transpose else tensors[name]
-        if tuple(value.shape) != tuple(variable.shape):
-            raise ValueError(
-                f"{path}: tensor {name!r} has shape {tuple(value.shape)} "
-                f"(after transpose={transpose}), the Keras variable needs {tuple(variable.shape)}"
-            )
-        variable.assign(value.astype(np.float32))
-        used.add(name)
-    left = sorted(
-        n for n in tensors if n not in used and not n.startswith(UNUSED_CHECKPOINT_PREFIXES)
-    )
-    if left:
-        raise ValueError(f"{path}: tensors not used by the encoder: {left}")
 
 
 def load_pretrained_encoder(model_dir: str | pathlib.Path | None = None) -> MiniLMEncoder:

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import losses, metrics, mining, towers
+from trainer import frozen_prefix, losses, metrics, minilm, mining, optimization, towers
 from trainer.config import TrainerConfig
 from trainer.data import SplitTables
 
@@ -65,16 +65,25 @@ def _rows_by_group(group: np.ndarray, num_groups: int) -> np.ndarray:
 
 
 class PairTrainer(tf.Module):
-    """Optimizer, device-resident training tables, optional embedding bank, and the train step."""
+    """Optimizer, device-resident training tables, optional embedding bank, and the train step.
+
+    A ``minilm`` text tower's fine-tuned layers get their own, lower learning rate
+    (``trainer.optimization``); with a frozen bottom, its output for the training captions is
+    computed once (``trainer.frozen_prefix``) and each step runs only the rest of the tower
+    (``cache_frozen_text=False`` runs the whole tower every step instead).
+    """
 
     def __init__(self, config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Model,
-                 train: SplitTables, steps_per_epoch: int):
+                 train: SplitTables, steps_per_epoch: int, cache_frozen_text: bool = True):
         super().__init__(name="pair_trainer")
         self.config, self.image_tower, self.text_tower = config, image_tower, text_tower
-        self.schedule = keras.optimizers.schedules.PiecewiseConstantDecay(
-            [config.decay_epoch * steps_per_epoch],
-            [config.learning_rate, config.learning_rate * config.lr_decay_factor])
-        self.optimizer = keras.optimizers.Adam(self.schedule, global_clipnorm=config.clip_norm)
+        self.schedule = optimization.step_schedule(config, steps_per_epoch)
+        encoder = minilm.encoder_variables(text_tower) if config.text_tower == "minilm" else []
+        self.optimizer = optimization.make_optimizer(config, self.schedule, steps_per_epoch,
+                                                     encoder)
+        self.text_prefix = (frozen_prefix.for_tower(config, text_tower, train.text,
+                                                    config.eval_batch_size)
+                            if cache_frozen_text else None)
         self.images = tf.constant(train.image_features)
         self.text = {key: tf.constant(value) for key, value in train.text.items()}
         self.text_image_index = tf.constant(train.text_image_index)
@@ -95,6 +104,8 @@ class PairTrainer(tf.Module):
 
     def embed_text(self, index: tf.Tensor, training: bool = False) -> tf.Tensor:
         """[B] caption rows -> [B, d] embeddings."""
+        if self.text_prefix is not None:
+            return self.text_prefix.embed(index)
         inputs = {key: tf.gather(value, index) for key, value in self.text.items()}
         return self.text_tower(inputs, training=training)
 
@@ -208,11 +219,17 @@ def _encode_rows(encode, inputs, n: int, batch: int) -> np.ndarray:
 
 
 def evaluate(image_tower: keras.Model, text_tower: keras.Model, split: SplitTables,
-             batch_size: int = 1024) -> dict[str, float]:
-    """Embeds a split (each image once) and returns ``trainer.metrics.retrieval_metrics``."""
+             batch_size: int = 1024,
+             text_prefix: frozen_prefix.FrozenPrefix | None = None) -> dict[str, float]:
+    """Embeds a split (each image once) and returns ``trainer.metrics.retrieval_metrics``.
+
+    ``text_prefix``, the split's ``FrozenPrefix`` of ``text_tower`` if given, embeds the
+    captions instead of the whole tower (same embeddings, less work).
+    """
     image = _encode_rows(image_tower, split.image_features, len(split.image_features),
                          batch_size)
-    text = _encode_rows(text_tower, split.text, split.num_captions, batch_size)
+    text = (text_prefix.embed_all() if text_prefix is not None
+            else _encode_rows(text_tower, split.text, split.num_captions, batch_size))
     return metrics.retrieval_metrics(image, split.image_ids, text,
                                      split.image_ids[split.text_image_index])
 
@@ -283,6 +300,8 @@ def train(config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Mod
     batch = min(config.batch_size, train_split.num_captions)
     steps = train_split.num_captions // batch
     trainer = PairTrainer(config, image_tower, text_tower, train_split, steps)
+    eval_prefix = frozen_prefix.for_tower(config, text_tower, eval_split.text,
+                                          config.eval_batch_size)
     writer = tf.summary.create_file_writer(os.path.join(work_dir, "logs"))
     checkpoint = tf.train.Checkpoint(image_tower=image_tower, text_tower=text_tower)
     prefix = os.path.join(work_dir, "best", "towers")
@@ -295,7 +314,8 @@ def train(config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Mod
         batches = epoch_batches(train_split.num_captions, batch, config.seed + epoch)
         mean_terms = _train_epoch(trainer, batches, writer, epoch_steps, verbose)
         result.epoch_seconds.append(time.perf_counter() - start)
-        scores = evaluate(image_tower, text_tower, eval_split, config.eval_batch_size)
+        scores = evaluate(image_tower, text_tower, eval_split, config.eval_batch_size,
+                          eval_prefix)
         _log_epoch(writer, epoch, scores, verbose)
         result.history.append({**mean_terms, **scores})
         patience = config.early_stopping_patience

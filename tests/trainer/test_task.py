@@ -30,6 +30,9 @@ def test_config_from_dict_validates_names_types_and_ranges():
         TrainerConfig.from_dict({"mining": "hard"})
     with pytest.raises(ValueError, match="TrainerConfig.batch_size=0"):
         TrainerConfig.from_dict({"batch_size": 0})
+    assert TrainerConfig().minilm_lr_multiplier == 0.1
+    with pytest.raises(ValueError, match="TrainerConfig.minilm_lr_multiplier=0.0: must be > 0"):
+        TrainerConfig.from_dict({"minilm_lr_multiplier": 0})
     with pytest.raises(dataclasses.FrozenInstanceError):
         TrainerConfig().loss = "hn"
 
