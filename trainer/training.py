@@ -1,8 +1,8 @@
 """The training loop: Adam with the paper's step schedule, hard-negative mining, best-on-rsum.
 
 One epoch visits every training caption once (with its image) in a seeded shuffle. Each step
-embeds the batch, mines the hardest negatives (in the batch, or over the ``EmbeddingBank`` of the
-whole training set), re-encodes global negatives through the towers so that gradients reach
+embeds the batch, mines the hardest negatives (in the batch, or over the whole training set with
+``trainer.global_mining``), re-encodes global negatives through the towers so that gradients reach
 them, and applies the triplet loss. After every epoch the eval split is embedded and scored with
 ``trainer.metrics.retrieval_metrics``; the towers of the best eval rsum are kept.
 """
@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import frozen_prefix, losses, metrics, minilm, mining, optimization, towers
+from trainer import frozen_prefix, global_mining, losses, metrics, minilm, mining, optimization
 from trainer.config import TrainerConfig
 from trainer.data import SplitTables
 
@@ -38,30 +38,6 @@ class TrainResult:
     best_epoch: int
     history: list[dict[str, float]]
     epoch_seconds: list[float]
-
-
-def _encode_all(encode, n: int, batch: int) -> tf.Tensor:
-    """``encode(rows)`` of all n rows [n, d], ``batch`` rows at a time (bounds activations)."""
-    starts = tf.range(0, n, batch, dtype=tf.int64)
-    parts = tf.TensorArray(tf.float32, size=tf.size(starts), infer_shape=False)
-
-    def body(i, parts):
-        index = tf.range(starts[i], tf.minimum(starts[i] + batch, n))
-        return i + 1, parts.write(i, encode(index))
-
-    _, parts = tf.while_loop(lambda i, _: i < tf.size(starts), body, (tf.constant(0), parts))
-    return parts.concat()
-
-
-def _rows_by_group(group: np.ndarray, num_groups: int) -> np.ndarray:
-    """[num_groups, max group size] int64: the rows of each group (``group[row]``), -1 padded."""
-    group = np.asarray(group, np.int64)
-    sizes = np.bincount(group, minlength=num_groups)
-    table = np.full((num_groups, max(int(sizes.max(initial=0)), 1)), -1, np.int64)
-    order = np.argsort(group, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    table[group[order], np.arange(len(group)) - starts[group[order]]] = order
-    return table
 
 
 class PairTrainer(tf.Module):
@@ -88,15 +64,20 @@ class PairTrainer(tf.Module):
         self.text = {key: tf.constant(value) for key, value in train.text.items()}
         self.text_image_index = tf.constant(train.text_image_index)
         self.num_images, self.num_captions = len(train.image_features), train.num_captions
-        self.image_ids = tf.range(self.num_images, dtype=tf.int64)
-        self.captions_of_image = tf.constant(_rows_by_group(train.text_image_index,
-                                                            self.num_images))
-        # Global mining: exact (refresh_steps 1) encodes the training set inside every step;
-        # otherwise an on-device bank holds it between refreshes.
-        self.bank = None
-        if (config.mining == "global" and config.loss != "sh" and config.refresh_steps > 1):
-            self.bank = mining.EmbeddingBank(train.text_image_index, self.num_images,
-                                             config.embedding_dim, config.mining_chunk_size)
+        self.miner = None
+        if config.mining == "global" and config.loss != "sh":
+            self.miner = global_mining.GlobalMiner(
+                config,
+                global_mining.Modality(image_tower, self.images, self.embed_images,
+                                       tf.range(self.num_images, dtype=tf.int64),
+                                       self.num_images),
+                global_mining.Modality(text_tower, self.text, self.embed_text,
+                                       self.text_image_index, self.num_captions))
+
+    @property
+    def bank(self) -> mining.EmbeddingBank | None:
+        """The global-mining bank (``refresh_steps > 1``), else None."""
+        return None if self.miner is None else self.miner.bank
 
     def embed_images(self, index: tf.Tensor, training: bool = False) -> tf.Tensor:
         """[B] image rows -> [B, d] embeddings."""
@@ -109,54 +90,14 @@ class PairTrainer(tf.Module):
         inputs = {key: tf.gather(value, index) for key, value in self.text.items()}
         return self.text_tower(inputs, training=training)
 
-    @tf.function
     def refresh_bank(self) -> None:
-        """Re-encodes the whole training set into the bank (batched, inside one graph)."""
-        batch = self.config.eval_batch_size
-        self.bank.image.assign(_encode_all(self.embed_images, self.num_images, batch))
-        self.bank.text.assign(_encode_all(self.embed_text, self.num_captions, batch))
-
-    def _hardest_current(self, queries: tf.Tensor, query_image_index: tf.Tensor,
-                         tower: keras.Model, inputs, encode, bank_image_index: tf.Tensor,
-                         exclude: tf.Tensor) -> tf.Tensor:
-        """Exact mode: hardest training rows as ``tower`` embeds them now.
-
-        A tower that is a linear head over its inputs with fewer input than output dimensions
-        is scored through its head (``trainer.mining`` module docstring): same negatives, less
-        work. Otherwise all rows are encoded now (``encode`` of row indices, inference mode,
-        in batches of the mining chunk). ``exclude`` [B, P]: the rows of each query's image.
-        """
-        chunk = self.config.mining_chunk_size
-        head = towers.linear_head(tower, inputs)
-        if head is not None and head[1].shape[0] < head[1].shape[1]:
-            bank, kernel = head
-        else:
-            bank, kernel = tf.stop_gradient(_encode_all(
-                encode, int(bank_image_index.shape[0]), max(chunk, 1024))), None
-        return mining.hardest_rows(queries, query_image_index, bank, bank_image_index, chunk,
-                                   head_kernel=kernel, exclude_rows=exclude)
+        """Re-encodes the whole training set into the global-mining bank."""
+        self.miner.refresh()
 
     def global_negative_index(self, image: tf.Tensor, text: tf.Tensor, image_index: tf.Tensor,
                               caption_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Training-set rows of the hardest negative image [B] and caption [B] of a batch.
-
-        Args:
-            image: [B, d] image embeddings of the batch pairs.
-            text: [B, d] caption embeddings of the batch pairs.
-            image_index: [B] training image row of each pair.
-            caption_index: [B] training caption row of each pair.
-
-        """
-        image, text = tf.stop_gradient(image), tf.stop_gradient(text)
-        if self.bank is None:  # exact: the whole training set with the current towers
-            return (self._hardest_current(text, image_index, self.image_tower, self.images,
-                                          self.embed_images, self.image_ids,
-                                          image_index[:, None]),
-                    self._hardest_current(image, image_index, self.text_tower, self.text,
-                                          self.embed_text, self.text_image_index,
-                                          tf.gather(self.captions_of_image, image_index)))
-        self.bank.update(image_index, image, caption_index, text)
-        return self.bank.mine(image, text, image_index)
+        """``GlobalMiner.negative_index``: training rows of a batch's hardest negatives."""
+        return self.miner.negative_index(image, text, image_index, caption_index)
 
     @tf.function
     def mine_batch(self, caption_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

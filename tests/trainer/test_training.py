@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tests.trainer.fixtures import transformed  # noqa: F401  (pytest fixture)
-from trainer import data, features, preprocessing, towers, training
+from trainer import data, features, global_mining, preprocessing, towers, training
 from trainer.config import TrainerConfig
 
 TEXT_KEYS = (features.CAPTION_TOKENS_XF, features.CAPTION_LENGTH_XF)
@@ -99,5 +99,5 @@ def test_exact_global_negatives_are_those_of_the_current_towers(
 
 
 def test_rows_by_group_lists_each_groups_rows_padded():
-    table = training._rows_by_group(np.array([2, 0, 2, 1, 0, 2]), num_groups=4)
+    table = global_mining.rows_by_group(np.array([2, 0, 2, 1, 0, 2]), num_groups=4)
     assert table.tolist() == [[1, 4, -1], [3, -1, -1], [0, 2, 5], [-1, -1, -1]]

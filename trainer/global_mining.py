@@ -1,0 +1,116 @@
+"""Global hard-negative mining over the whole training set, for ``PairTrainer``.
+
+Exact mode (``refresh_steps == 1``) scores, at every step, every training image and caption as
+the current towers embed them, with no stored bank: a linear tower narrower than d is scored
+through its head (``trainer.mining``), any other tower is encoded in inference mode. With
+``refresh_steps > 1`` an ``EmbeddingBank`` keeps the embeddings between refreshes (the rows of
+each batch are refreshed at every step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from trainer import mining, towers
+from trainer.config import TrainerConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class Modality:
+    """One side of the training set (its images, or its captions) as global mining sees it.
+
+    Attributes:
+        tower: the side's tower.
+        inputs: the tower's inputs for every row ([N, D] tensor or dict of them).
+        encode: row indices [n] -> [n, d] embeddings in inference mode.
+        image_index: [N] int64 training image row of each row.
+        size: N.
+
+    """
+
+    tower: keras.Model
+    inputs: object
+    encode: Callable[[tf.Tensor], tf.Tensor]
+    image_index: tf.Tensor
+    size: int
+
+
+def encode_all(encode: Callable[[tf.Tensor], tf.Tensor], n: int, batch: int) -> tf.Tensor:
+    """``encode(rows)`` of all n rows [n, d], ``batch`` rows at a time (bounds activations)."""
+    starts = tf.range(0, n, batch, dtype=tf.int64)
+    parts = tf.TensorArray(tf.float32, size=tf.size(starts), infer_shape=False)
+
+    def body(i, parts):
+        index = tf.range(starts[i], tf.minimum(starts[i] + batch, n))
+        return i + 1, parts.write(i, encode(index))
+
+    _, parts = tf.while_loop(lambda i, _: i < tf.size(starts), body, (tf.constant(0), parts))
+    return parts.concat()
+
+
+def rows_by_group(group: np.ndarray, num_groups: int) -> np.ndarray:
+    """[num_groups, max group size] int64: the rows of each group (``group[row]``), -1 padded."""
+    group = np.asarray(group, np.int64)
+    sizes = np.bincount(group, minlength=num_groups)
+    table = np.full((num_groups, max(int(sizes.max(initial=0)), 1)), -1, np.int64)
+    order = np.argsort(group, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    table[group[order], np.arange(len(group)) - starts[group[order]]] = order
+    return table
+
+
+class GlobalMiner(tf.Module):
+    """Hardest negative image and caption rows of a batch among all training rows."""
+
+    def __init__(self, config: TrainerConfig, images: Modality, captions: Modality):
+        super().__init__(name="global_miner")
+        self.config, self.images, self.captions = config, images, captions
+        self.captions_of_image = tf.constant(rows_by_group(captions.image_index, images.size))
+        self.bank = None
+        if config.refresh_steps > 1:
+            self.bank = mining.EmbeddingBank(captions.image_index, images.size,
+                                             config.embedding_dim, config.mining_chunk_size)
+
+    @tf.function
+    def refresh(self) -> None:
+        """Re-encodes the whole training set into the bank (batched, inside one graph)."""
+        batch = self.config.eval_batch_size
+        self.bank.image.assign(encode_all(self.images.encode, self.images.size, batch))
+        self.bank.text.assign(encode_all(self.captions.encode, self.captions.size, batch))
+
+    def _hardest_now(self, queries: tf.Tensor, query_image_index: tf.Tensor, side: Modality,
+                     exclude: tf.Tensor) -> tf.Tensor:
+        """Hardest rows of ``side`` as its tower embeds them now; ``exclude`` [B, P]: own rows."""
+        chunk = self.config.mining_chunk_size
+        head = towers.linear_head(side.tower, side.inputs)
+        if head is not None and head[1].shape[0] < head[1].shape[1]:
+            bank, kernel = head
+        else:
+            bank = tf.stop_gradient(encode_all(side.encode, side.size, max(chunk, 1024)))
+            kernel = None
+        return mining.hardest_rows(queries, query_image_index, bank, side.image_index, chunk,
+                                   head_kernel=kernel, exclude_rows=exclude)
+
+    def negative_index(self, image: tf.Tensor, text: tf.Tensor, image_index: tf.Tensor,
+                       caption_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """Training rows of the hardest negative image [B] and caption [B] of a batch.
+
+        Args:
+            image: [B, d] image embeddings of the batch pairs.
+            text: [B, d] caption embeddings of the batch pairs.
+            image_index: [B] training image row of each pair.
+            caption_index: [B] training caption row of each pair.
+
+        """
+        image, text = tf.stop_gradient(image), tf.stop_gradient(text)
+        if self.bank is not None:
+            self.bank.update(image_index, image, caption_index, text)
+            return self.bank.mine(image, text, image_index)
+        return (self._hardest_now(text, image_index, self.images, image_index[:, None]),
+                self._hardest_now(image, image_index, self.captions,
+                                  tf.gather(self.captions_of_image, image_index)))
