@@ -221,9 +221,8 @@ class EmbeddingBank(tf.Module):
         self.image.scatter_nd_update(tf.cast(image_index, tf.int64)[:, None], image_rows)
         self.text.scatter_nd_update(tf.cast(text_index, tf.int64)[:, None], text_rows)
 
-    @tf.function(reduce_retracing=True)
     def mine(self, query_image, query_text, query_image_index) -> tuple[tf.Tensor, tf.Tensor]:
-        """``hardest_negatives`` of a batch against the whole bank.
+        """``hardest_negatives`` of a batch against the whole bank (``chunk_size`` rows a time).
 
         Args:
             query_image: [B, d] image embeddings.
@@ -234,6 +233,11 @@ class EmbeddingBank(tf.Module):
             ``(neg_image_index [B], neg_text_index [B])`` into the bank's image/caption rows.
 
         """
+        return self._mine(query_image, query_text, query_image_index, self.chunk_size)
+
+    @tf.function(reduce_retracing=True)
+    def _mine(self, query_image, query_text, query_image_index, chunk_size: int):
+        """``mine`` in a graph of this bank's own (a new ``chunk_size`` traces a new one)."""
         return hardest_negatives(query_image, query_text, query_image_index, self.image,
                                  self.image_ids, self.text, self.text_image_ids,
-                                 chunk_size=self.chunk_size)
+                                 chunk_size=chunk_size)

@@ -150,3 +150,18 @@ def test_excluded_rows_replace_the_id_comparison(chunk_size):
         exclude[b, :len(rows)] = rows
     by_rows = mining.hardest_rows(queries, query_ids, bank, ids, chunk_size, exclude_rows=exclude)
     np.testing.assert_array_equal(by_rows.numpy(), _brute_force(queries, query_ids, bank, ids))
+
+
+def test_a_new_chunk_size_is_honoured_after_the_first_mining():
+    rng = np.random.default_rng(6)
+    image_index = np.arange(12) // 2
+    bank = mining.EmbeddingBank(image_index, 6, dim=4, chunk_size=5)
+    bank.update(np.arange(6), _unit(rng.normal(size=(6, 4))), np.arange(12),
+                _unit(rng.normal(size=(12, 4))))
+    queries = _unit(rng.normal(size=(3, 4)))
+    first = bank.mine(queries, queries, [0, 1, 2])
+    bank.chunk_size = 12  # e.g. the unchunked comparison of bench_mining_scaling
+    again = bank.mine(queries, queries, [0, 1, 2])
+    assert bank._mine.experimental_get_tracing_count() == 2
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
