@@ -36,6 +36,15 @@ def _chunk_rows(bank, start: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
     return tf.slice(bank, tf.stack([start, 0]), tf.stack([size, -1]))
 
 
+def _num_rows(bank) -> tf.Tensor:
+    """N of a bank [N, p] as int64, without reading a variable's value (which would copy it)."""
+    if bank.shape[0] is not None:
+        return tf.constant(bank.shape[0], tf.int64)
+    if isinstance(bank, tf.Variable):
+        return tf.raw_ops.VariableShape(input=bank.handle, out_type=tf.int64)[0]
+    return tf.shape(bank, out_type=tf.int64)[0]
+
+
 def _inverse_norms(rows: tf.Tensor, gram: tf.Tensor) -> tf.Tensor:
     """1 / |x_n W| for rows x_n [c, p] given G = W W^T [p, p] (as ``l2_normalize`` computes it)."""
     squared = tf.reduce_sum(tf.matmul(rows, gram) * rows, axis=1)
@@ -73,7 +82,7 @@ def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.
         [B] int64 bank indices (ties go to the lowest index; ``NO_NEGATIVE`` when none).
 
     """
-    n = tf.shape(bank, out_type=tf.int64)[0]
+    n = _num_rows(bank)
     batch = tf.shape(queries)[0]
     best_score = tf.fill([batch], tf.constant(-float("inf"), tf.float32))
     best_index = tf.fill([batch], tf.constant(NO_NEGATIVE, tf.int64))
@@ -95,6 +104,7 @@ def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.
     _, _, best_index = tf.while_loop(
         lambda start, *_: start < n, body,
         (tf.constant(0, tf.int64), best_score, best_index),
+        parallel_iterations=2,  # at most two chunks in flight: the memory bound holds
     )
     return best_index
 
