@@ -9,9 +9,9 @@ Memory bound. Scores are never materialized for the whole bank: each step of the
 holds one [B, chunk_size] float32 score matrix and one [B, chunk_size] bool mask (``5 * B *
 chunk_size`` bytes) and the chunk's rows (``4 * chunk_size * d`` bytes, plus the matmul's packed
 copy of them), independent of the corpus size. A ``tf.Variable`` bank is read one chunk at a time
-(``tf.gather`` of the chunk's rows), never copied whole: ``benchmarks/bench_mining_scaling.py``
-measures about 110 MiB above the bank for B = 128, d = 1024, chunk 8192, from 100k to 1M
-captions.
+(``tf.gather`` of the chunk's rows), never copied whole, with at most two chunks in flight:
+``benchmarks/bench_mining_scaling.py`` measures 79-135 MiB above the bank for B = 128,
+d = 1024, chunk 8192, from 10k to 1M captions.
 
 Linear heads. When a bank row's embedding is ``normalize(x_n @ W)`` with inputs x_n [p] and a
 head kernel W [p, d] with p < d (a linear tower over precomputed features), the bank can hold the
