@@ -203,9 +203,16 @@ def set_seeds(seed: int) -> None:
 
 
 def epoch_batches(num_captions: int, batch: int, seed: int) -> tf.data.Dataset:
-    """Caption indices [batch] of one epoch, shuffled with a per-epoch seed."""
+    """Caption indices [batch] of one epoch, shuffled with a per-epoch seed.
+
+    tf.data autotuning is off: there is nothing to tune in range -> shuffle -> batch, and with
+    it on, deleting the epoch's iterator waited ~30-40 s (all threads idle) for the autotune
+    thread at the end of some epochs of a long run (measured on the minilm fine-tuning run).
+    """
+    options = tf.data.Options()
+    options.autotune.enabled = False
     return (tf.data.Dataset.range(num_captions).shuffle(num_captions, seed=seed)
-            .batch(batch, drop_remainder=True))
+            .batch(batch, drop_remainder=True).with_options(options))
 
 
 def _keep_if_best(result: TrainResult, epoch: int, scores: dict[str, float],

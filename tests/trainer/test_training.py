@@ -101,3 +101,10 @@ def test_exact_global_negatives_are_those_of_the_current_towers(
 def test_rows_by_group_lists_each_groups_rows_padded():
     table = global_mining.rows_by_group(np.array([2, 0, 2, 1, 0, 2]), num_groups=4)
     assert table.tolist() == [[1, 4, -1], [3, -1, -1], [0, 2, 5], [-1, -1, -1]]
+
+
+def test_epoch_batches_cover_each_caption_once_with_autotune_off():
+    dataset = training.epoch_batches(10, 3, seed=1)
+    rows = np.concatenate([batch.numpy() for batch in dataset])
+    assert len(rows) == 9 and len(set(rows.tolist())) == 9 and rows.max() < 10
+    assert dataset.options().autotune.enabled is False  # its iterator teardown stalled ~35 s
