@@ -3,9 +3,10 @@
 For banks of 10k, 100k and 1M captions (5 per image, so N/5 images, d = 1024 by default) one
 mining step of B queries (``EmbeddingBank.mine``: B captions against every image and B images
 against every caption) is timed, and the resident memory it adds on top of the bank is sampled.
-The chunked path holds at most ``5 * B * chunk_size`` bytes of scores and masks per modality,
-independent of N; the unchunked path (one chunk = the whole bank) is measured next to it where
-its [B, N] score matrix fits, to show the difference.
+The chunked path holds at most two chunks in flight, each ``5 * B * chunk_size`` bytes of scores
+and mask plus the chunk's rows and the matmul's packed copy of them (``8 * chunk_size * d``),
+independent of N (``trainer.mining``); the unchunked path (one chunk = the whole bank) is
+measured next to it where its [B, N] score matrix fits, to show the difference.
 ``python -m benchmarks.bench_mining_scaling [--quick]``.
 """
 
@@ -111,9 +112,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     args = _parse(argv)
-    bound = 5 * args.batch * args.chunk / MIB
+    bound = 2 * args.chunk * (5 * args.batch + 8 * args.dim) / MIB
     print(f"mining step vs bank size: B={args.batch}, d={args.dim}, chunk={args.chunk} "
-          f"(chunked working set bound 5*B*chunk = {bound:.0f} MiB per modality)", flush=True)
+          f"(chunked working set bound 2*chunk*(5*B + 8*d) = {bound:.0f} MiB)", flush=True)
     rows = []
     for size in args.sizes:
         row = _row(size, args.dim, args.batch, args.chunk, repeats=2 if args.quick else 3)
@@ -122,8 +123,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             _print_row(row)
     print("== summary: bench_mining_scaling ==")
     print(harness.machine_line())
-    print(f"B={args.batch}, d={args.dim}, chunk={args.chunk}: working-set bound {bound:.0f} MiB "
-          f"per modality; {len(args.sizes) - len(rows)} size(s) skipped for memory")
+    print(f"B={args.batch}, d={args.dim}, chunk={args.chunk}: working-set bound {bound:.0f} MiB; "
+          f"{len(args.sizes) - len(rows)} size(s) skipped for memory")
     for row in rows:
         extra = row["chunked"]["peak_extra_mib"]
         print(f"{row['captions']:>9,} captions: {row['chunked']['seconds']:.3f} s/step, peak "

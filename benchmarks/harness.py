@@ -153,12 +153,6 @@ def matmul_step(dtype: tf.DType, size: int = 4096) -> tuple[Callable[[], object]
     return (lambda: product().numpy()), 2 * size**3
 
 
-def matmul_gflops(dtype: tf.DType, size: int = 4096, repeats: int = 3) -> float:
-    """Achieved GFLOP/s of a plain ``tf.matmul`` of two [size, size] matrices."""
-    fn, flops = matmul_step(dtype, size)
-    return flops / median_seconds(fn, repeats) / 1e9
-
-
 def allocator_peak_extra(fn: Callable[[], object], device: str = "CPU:0") -> int:
     """Peak bytes that TensorFlow's allocator holds during ``fn()`` above what it held before.
 
