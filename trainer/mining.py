@@ -45,27 +45,53 @@ def _num_rows(bank) -> tf.Tensor:
     return tf.shape(bank, out_type=tf.int64)[0]
 
 
-def _inverse_norms(rows: tf.Tensor, gram: tf.Tensor) -> tf.Tensor:
-    """1 / |x_n W| for rows x_n [c, p] given G = W W^T [p, p] (as ``l2_normalize`` computes it)."""
-    squared = tf.reduce_sum(tf.matmul(rows, gram) * rows, axis=1)
+def _inverse_norms(rows: tf.Tensor, gram: tf.Tensor | None) -> tf.Tensor:
+    """1 / |x_n W| of rows x_n [c, p] given G = W W^T [p, p], or 1 / |x_n| without G.
+
+    As ``l2_normalize`` computes it (so that normalized rows are bit-identical to its).
+    """
+    squared = tf.reduce_sum((rows if gram is None else tf.matmul(rows, gram)) * rows, axis=1)
     return tf.math.rsqrt(tf.maximum(squared, _NORM_EPSILON))
 
 
-def _mask_same(scores: tf.Tensor, query_ids: tf.Tensor, ids: tf.Tensor, start: tf.Tensor,
-               exclude: tf.Tensor | None) -> tf.Tensor:
-    """-inf where a chunk row shares the query's id: by comparing ids, or at ``exclude`` rows."""
-    minus_inf = tf.constant(-float("inf"), tf.float32)
-    if exclude is None:
-        return tf.where(tf.equal(query_ids[:, None], ids[None, :]), minus_inf, scores)
-    local = exclude - start  # [B, P] chunk columns of the rows to exclude
-    at = tf.where((local >= 0) & (local < tf.shape(ids, out_type=tf.int64)[0]))  # [M, 2]
+def _mask_same(scores: tf.Tensor, query_ids: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
+    """-inf where a chunk row [B, C] shares the query's id (compares every id pair)."""
+    same = tf.equal(query_ids[:, None], ids[None, :])
+    return tf.where(same, tf.constant(-float("inf"), tf.float32), scores)
+
+
+def _mask_rows(scores: tf.Tensor, local: tf.Tensor) -> tf.Tensor:
+    """-inf at chunk columns ``local`` [k, P] of scores [k, C] (columns outside [0, C) ignored)."""
+    at = tf.where((local >= 0) & (local < tf.shape(scores, out_type=tf.int64)[1]))  # [M, 2]
     at = tf.stack([at[:, 0], tf.gather_nd(local, at)], axis=1)
-    return tf.tensor_scatter_nd_update(scores, at, tf.fill([tf.shape(at)[0]], minus_inf))
+    return tf.tensor_scatter_nd_update(scores, at, tf.fill([tf.shape(at)[0]], -float("inf")))
+
+
+def _chunk_best(scores: tf.Tensor, query_ids: tf.Tensor, ids: tf.Tensor, start: tf.Tensor,
+                exclude: tf.Tensor | None) -> tuple[tf.Tensor, tf.Tensor]:
+    """Per query, the chunk column [B] of highest score among allowed rows, and that score [B].
+
+    With ``exclude`` (rows of the query's own id), the unmasked argmax stands unless it is an
+    excluded row; only those queries (typically few) are masked and searched again, so the
+    [B, C] scores are never copied whole.
+    """
+    if exclude is None:
+        scores = _mask_same(scores, query_ids, ids)
+        index = tf.argmax(scores, axis=1, output_type=tf.int64)
+        return index, tf.gather(scores, index, batch_dims=1)
+    index = tf.argmax(scores, axis=1, output_type=tf.int64)
+    best = tf.gather(scores, index, batch_dims=1)
+    local = exclude - start  # [B, P] chunk columns of each query's excluded rows
+    again = tf.where(tf.reduce_any(tf.equal(local, index[:, None]), axis=1))  # [k, 1]
+    masked = _mask_rows(tf.gather_nd(scores, again), tf.gather_nd(local, again))
+    index = tf.tensor_scatter_nd_update(index, again,
+                                        tf.argmax(masked, axis=1, output_type=tf.int64))
+    return index, tf.tensor_scatter_nd_update(best, again, tf.reduce_max(masked, axis=1))
 
 
 def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.Tensor,
                    chunk_size: int, gram: tf.Tensor | None = None,
-                   exclude: tf.Tensor | None = None) -> tf.Tensor:
+                   exclude: tf.Tensor | None = None, normalize: bool = False) -> tf.Tensor:
     """For each query, the bank row of highest score whose id differs from the query's.
 
     Args:
@@ -77,6 +103,7 @@ def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.
         gram: optional [p, p]; row n then scores ``<q, x_n> / sqrt(x_n^T gram x_n)``.
         exclude: optional [B, P] int64: every bank row with query b's id, -1 padded (used
             instead of comparing ids).
+        normalize: whether to L2-normalize bank rows before scoring (without ``gram``).
 
     Returns:
         [B] int64 bank indices (ties go to the lowest index; ``NO_NEGATIVE`` when none).
@@ -90,13 +117,11 @@ def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.
     def body(start, best_score, best_index):
         size = tf.minimum(tf.constant(chunk_size, tf.int64), n - start)
         rows = _chunk_rows(bank, start, size)
-        if gram is not None:  # scale the [chunk, p] rows, not the [B, chunk] scores
+        if gram is not None or normalize:  # scale the [chunk, p] rows, not [B, chunk] scores
             rows *= _inverse_norms(rows, gram)[:, None]
         scores = tf.matmul(queries, rows, transpose_b=True)  # [B, chunk]
-        scores = _mask_same(scores, query_ids, tf.slice(bank_ids, [start], [size]), start,
-                            exclude)
-        chunk_index = tf.argmax(scores, axis=1, output_type=tf.int64)
-        chunk_best = tf.gather(scores, chunk_index, batch_dims=1)
+        chunk_index, chunk_best = _chunk_best(scores, query_ids,
+                                              tf.slice(bank_ids, [start], [size]), start, exclude)
         better = chunk_best > best_score
         return (start + size, tf.where(better, chunk_best, best_score),
                 tf.where(better, chunk_index + start, best_index))
@@ -128,7 +153,7 @@ def _as_float(x):
 
 
 def hardest_rows(queries, query_ids, bank, bank_ids, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 head_kernel=None, exclude_rows=None) -> tf.Tensor:
+                 head_kernel=None, exclude_rows=None, normalize_bank: bool = False) -> tf.Tensor:
     """For each query, the bank row of highest score whose id differs from the query's id.
 
     Args:
@@ -141,6 +166,8 @@ def hardest_rows(queries, query_ids, bank, bank_ids, chunk_size: int = DEFAULT_C
         head_kernel: optional [p, d] kernel W; row n is then scored as ``normalize(bank[n] @ W)``.
         exclude_rows: optional [B, P] int: all bank rows whose id is query b's, padded with -1.
             The caller's guarantee replaces the [B, chunk] id comparison by P writes per query.
+        normalize_bank: the bank rows are unnormalized embeddings (e.g. ``x @ W`` of a linear
+            head); each chunk is L2-normalized before scoring, as ``l2_normalize`` would.
 
     Returns:
         [B] int64 bank rows (ties to the lowest row; ``NO_NEGATIVE`` where every row shares the
@@ -161,7 +188,7 @@ def hardest_rows(queries, query_ids, bank, bank_ids, chunk_size: int = DEFAULT_C
     argmax = _masked_argmax if isinstance(bank, tf.Variable) else _masked_argmax_graph
     exclude = None if exclude_rows is None else tf.cast(exclude_rows, tf.int64)
     return argmax(tf.stop_gradient(queries), _as_ids(query_ids), bank, _as_ids(bank_ids),
-                  chunk_size, gram, exclude)
+                  chunk_size, gram, exclude, normalize_bank and gram is None)
 
 
 def hardest_negatives(

@@ -165,3 +165,30 @@ def test_a_new_chunk_size_is_honoured_after_the_first_mining():
     assert bank._mine.experimental_get_tracing_count() == 2
     for a, b in zip(first, again, strict=True):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+@pytest.mark.parametrize("chunk_size", [1, 3, 100])
+def test_excluded_rows_that_score_highest_are_searched_again(chunk_size):
+    # Each query is one of its own rows, so the unmasked argmax of every chunk holding its rows
+    # is excluded and must be replaced; query 0's id also fills a whole chunk ([0, 3)).
+    rng = np.random.default_rng(7)
+    ids = np.array([0, 0, 0, 1, 2, 2, 3, 1, 4, 4, 5, 3])
+    bank = _unit(rng.normal(size=(12, 5)))
+    query_rows = np.array([1, 3, 5, 6, 9, 10, 2])
+    queries, query_ids = bank[query_rows], ids[query_rows]
+    rows_of = [np.flatnonzero(ids == i) for i in query_ids]
+    exclude = np.full((len(query_rows), 3), -1)
+    for b, rows in enumerate(rows_of):
+        exclude[b, :len(rows)] = rows
+    by_rows = mining.hardest_rows(queries, query_ids, bank, ids, chunk_size, exclude_rows=exclude)
+    expected = _brute_force(queries, query_ids, bank, ids)
+    np.testing.assert_array_equal(by_rows.numpy(), expected)
+    assert (ids[(queries @ bank.T).argmax(axis=1)] == query_ids).all()  # unmasked: own rows
+    assert (ids[expected] != query_ids).all()
+
+
+def test_excluded_rows_leave_no_negative_when_every_row_is_excluded():
+    bank = _unit(np.random.default_rng(8).normal(size=(4, 3)))
+    rows = mining.hardest_rows(bank[:2], [7, 7], bank, [7, 7, 7, 7], chunk_size=3,
+                               exclude_rows=np.tile(np.arange(4), (2, 1)))
+    np.testing.assert_array_equal(rows.numpy(), [mining.NO_NEGATIVE] * 2)
