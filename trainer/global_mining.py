@@ -83,21 +83,37 @@ class GlobalMiner(tf.Module):
         self.bank.image.assign(encode_all(self.images.encode, self.images.size, batch))
         self.bank.text.assign(encode_all(self.captions.encode, self.captions.size, batch))
 
+    def image_products(self) -> tf.Tensor | None:
+        """``x @ W`` [N_i, d] of every training image, as exact mode scores them, else None.
+
+        Exact mode scores a linear image head at least as wide as d through these products
+        (normalized by chunks); other heads and the bank mode have none.
+        """
+        return None if self.bank is not None else _products(self.images)
+
     def _hardest_now(self, queries: tf.Tensor, query_image_index: tf.Tensor, side: Modality,
-                     exclude: tf.Tensor) -> tf.Tensor:
-        """Hardest rows of ``side`` as its tower embeds them now; ``exclude`` [B, P]: own rows."""
+                     exclude: tf.Tensor, products: tf.Tensor | None = None) -> tf.Tensor:
+        """Hardest rows of ``side`` as its tower embeds them now; ``exclude`` [B, P]: own rows.
+
+        ``products``: the side's ``x @ W`` when the caller computed them already.
+        """
         chunk = self.config.mining_chunk_size
+        products = _products(side) if products is None else products
+        if products is not None:
+            return mining.hardest_rows(queries, query_image_index, products, side.image_index,
+                                       chunk, exclude_rows=exclude, normalize_bank=True)
         head = towers.linear_head(side.tower, side.inputs)
-        if head is not None and head[1].shape[0] < head[1].shape[1]:
-            bank, kernel = head
-        else:
-            bank = tf.stop_gradient(encode_all(side.encode, side.size, max(chunk, 1024)))
-            kernel = None
-        return mining.hardest_rows(queries, query_image_index, bank, side.image_index, chunk,
-                                   head_kernel=kernel, exclude_rows=exclude)
+        if head is not None:  # narrower inputs: score in the input space
+            return mining.hardest_rows(queries, query_image_index, head[0], side.image_index,
+                                       chunk, head_kernel=head[1], exclude_rows=exclude)
+        return mining.hardest_rows(
+            queries, query_image_index,
+            tf.stop_gradient(encode_all(side.encode, side.size, max(chunk, 1024))),
+            side.image_index, chunk, exclude_rows=exclude)
 
     def negative_index(self, image: tf.Tensor, text: tf.Tensor, image_index: tf.Tensor,
-                       caption_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+                       caption_index: tf.Tensor, image_products: tf.Tensor | None = None
+                       ) -> tuple[tf.Tensor, tf.Tensor]:
         """Training rows of the hardest negative image [B] and caption [B] of a batch.
 
         Args:
@@ -105,12 +121,30 @@ class GlobalMiner(tf.Module):
             text: [B, d] caption embeddings of the batch pairs.
             image_index: [B] training image row of each pair.
             caption_index: [B] training caption row of each pair.
+            image_products: ``image_products()`` of this step, when the caller has them and
+                ``image`` is their normalized rows (a dropout-free tower). The caption search
+                then runs once per distinct batch image (a batch repeats a few).
 
         """
         image, text = tf.stop_gradient(image), tf.stop_gradient(text)
         if self.bank is not None:
             self.bank.update(image_index, image, caption_index, text)
             return self.bank.mine(image, text, image_index)
-        return (self._hardest_now(text, image_index, self.images, image_index[:, None]),
-                self._hardest_now(image, image_index, self.captions,
-                                  tf.gather(self.captions_of_image, image_index)))
+        neg_image = self._hardest_now(text, image_index, self.images, image_index[:, None],
+                                      image_products)
+        if image_products is None:
+            return neg_image, self._hardest_now(image, image_index, self.captions,
+                                                tf.gather(self.captions_of_image, image_index))
+        distinct, position = tf.unique(image_index)
+        queries = towers.l2_normalize(tf.gather(image_products, distinct))
+        neg_text = self._hardest_now(queries, distinct, self.captions,
+                                     tf.gather(self.captions_of_image, distinct))
+        return neg_image, tf.gather(neg_text, position)
+
+
+def _products(side: Modality) -> tf.Tensor | None:
+    """``x @ W`` [N, d] (no gradient) of a linear head with inputs at least d wide, else None."""
+    head = towers.linear_head(side.tower, side.inputs)
+    if head is None or head[1].shape[0] < head[1].shape[1]:
+        return None
+    return tf.stop_gradient(tf.matmul(*head))

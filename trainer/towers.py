@@ -103,6 +103,37 @@ def linear_head(tower: keras.Model, inputs) -> tuple[tf.Tensor, tf.Variable] | N
     return None
 
 
+def reusable_training_head(tower: keras.Model, inputs) -> tuple[tf.Tensor, tf.Variable] | None:
+    """``linear_head`` of a tower whose training call is ``l2_normalize(x @ W)`` too.
+
+    That is the ``linear`` image tower without dropout: its products ``x @ W``, once computed
+    for global mining, are also its training outputs (``rows_of_products``).
+    """
+    if isinstance(tower, ImageTower) and tower.dropout.rate == 0:
+        return linear_head(tower, inputs)
+    return None
+
+
+def rows_of_products(inputs: tf.Tensor, kernel: tf.Variable, products: tf.Tensor,
+                     rows: tf.Tensor) -> tf.Tensor:
+    """``inputs[rows] @ kernel`` [k, d], read from ``products`` = ``inputs @ kernel`` [N, d].
+
+    The gradient to ``kernel`` is ``inputs[rows]^T @ upstream``, as if the rows were multiplied
+    again: the forward matmul is saved. ``products`` must be those of the kernel's current value.
+    """
+
+    @tf.custom_gradient
+    def project(kernel_value: tf.Tensor) -> tuple[tf.Tensor, object]:
+        del kernel_value  # the value is in products; the tape records the kernel's read
+
+        def gradient(upstream: tf.Tensor) -> tf.Tensor:
+            return tf.matmul(tf.gather(inputs, rows), upstream, transpose_a=True)
+
+        return tf.gather(products, rows), gradient
+
+    return project(tf.convert_to_tensor(kernel))
+
+
 def _token_tower(config: TrainerConfig, vocab_size: int) -> keras.Model:
     return TokenTextTower(config.text_tower, vocab_size, config.embedding_dim, config.word_dim,
                           config.gru_units, config.dropout, name="text_tower")

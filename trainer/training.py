@@ -17,7 +17,16 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import frozen_prefix, global_mining, losses, metrics, minilm, mining, optimization
+from trainer import (
+    frozen_prefix,
+    global_mining,
+    losses,
+    metrics,
+    minilm,
+    mining,
+    optimization,
+    towers,
+)
 from trainer.config import TrainerConfig
 from trainer.data import SplitTables
 
@@ -46,11 +55,16 @@ class PairTrainer(tf.Module):
     A ``minilm`` text tower's fine-tuned layers get their own, lower learning rate
     (``trainer.optimization``); with a frozen bottom, its output for the training captions is
     computed once (``trainer.frozen_prefix``) and each step runs only the rest of the tower
-    (``cache_frozen_text=False`` runs the whole tower every step instead).
+    (``cache_frozen_text=False`` runs the whole tower every step instead). In exact global
+    mining, a dropout-free linear image tower's products ``x @ W`` of all training images, which
+    mining computes anyway, are also the step's image outputs (``towers.rows_of_products``:
+    same values and gradients, one matmul less per step; ``reuse_image_products=False`` runs
+    the tower instead).
     """
 
     def __init__(self, config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Model,
-                 train: SplitTables, steps_per_epoch: int, cache_frozen_text: bool = True):
+                 train: SplitTables, steps_per_epoch: int, cache_frozen_text: bool = True,
+                 reuse_image_products: bool = True):
         super().__init__(name="pair_trainer")
         self.config, self.image_tower, self.text_tower = config, image_tower, text_tower
         self.schedule = optimization.step_schedule(config, steps_per_epoch)
@@ -73,6 +87,9 @@ class PairTrainer(tf.Module):
                                        self.num_images),
                 global_mining.Modality(text_tower, self.text, self.embed_text,
                                        self.text_image_index, self.num_captions))
+        self.reused_head = None
+        if reuse_image_products and self.miner is not None:
+            self.reused_head = towers.reusable_training_head(image_tower, self.images)
 
     @property
     def bank(self) -> mining.EmbeddingBank | None:
@@ -110,18 +127,29 @@ class PairTrainer(tf.Module):
                                           self.embed_text(caption_index), image_index,
                                           caption_index)
 
-    def _negatives(self, image, text, image_index, caption_index):
-        """Hard negatives [B, d], [B, d] and neg_is_pair [B] (in-batch or global)."""
+    def _train_images(self, index: tf.Tensor, products: tf.Tensor | None) -> tf.Tensor:
+        """[B] image rows -> [B, d] training embeddings, read from ``products`` when given."""
+        if products is None:
+            return self.embed_images(index, training=True)
+        return towers.l2_normalize(towers.rows_of_products(*self.reused_head, products, index))
+
+    def _negatives(self, image, text, image_index, caption_index, products=None):
+        """Hard negatives [B, d], [B, d] and neg_is_pair [B] (in-batch or global).
+
+        ``products``: this step's ``GlobalMiner.image_products``, reused by mining and as the
+        negative images' training outputs.
+        """
         if self.config.mining != "global":
             neg_i, neg_t = mining.hardest_negatives(image, text, image_index, image, image_index,
                                                     text, image_index)
             self._check_found(neg_i, neg_t)
             is_pair = tf.equal(tf.gather(image_index, neg_i), tf.gather(image_index, neg_t))
             return tf.gather(image, neg_i), tf.gather(text, neg_t), is_pair
-        neg_i, neg_t = self.global_negative_index(image, text, image_index, caption_index)
+        neg_i, neg_t = self.miner.negative_index(image, text, image_index, caption_index,
+                                                 products)
         self._check_found(neg_i, neg_t)
         is_pair = tf.equal(neg_i, tf.gather(self.text_image_index, neg_t))
-        return (self.embed_images(neg_i, training=True), self.embed_text(neg_t, training=True),
+        return (self._train_images(neg_i, products), self.embed_text(neg_t, training=True),
                 is_pair)
 
     @staticmethod
@@ -136,14 +164,15 @@ class PairTrainer(tf.Module):
         """One optimizer step on the captions ``caption_index`` [B]; returns the loss terms."""
         config = self.config
         image_index = tf.gather(self.text_image_index, caption_index)
+        products = None if self.reused_head is None else self.miner.image_products()
         with tf.GradientTape() as tape:
-            image = self.embed_images(image_index, training=True)
+            image = self._train_images(image_index, products)
             text = self.embed_text(caption_index, training=True)
             if config.loss == "sh":
                 terms = losses.loss_terms("sh", image, text, margin=config.margin,
                                           image_ids=image_index)
             else:
-                negatives = self._negatives(image, text, image_index, caption_index)
+                negatives = self._negatives(image, text, image_index, caption_index, products)
                 terms = losses.loss_terms(config.loss, image, text, *negatives, config.margin,
                                           config.intra_margin)
             loss = tf.add_n(list(terms.values()))

@@ -108,3 +108,34 @@ def test_epoch_batches_cover_each_caption_once_with_autotune_off():
     rows = np.concatenate([batch.numpy() for batch in dataset])
     assert len(rows) == 9 and len(set(rows.tolist())) == 9 and rows.max() < 10
     assert dataset.options().autotune.enabled is False  # its iterator teardown stalled ~35 s
+
+
+def _exact_steps(transformed, reuse: bool, **overrides):  # noqa: F811
+    cfg, (images, texts), train, _ = _setup(transformed, mining="global", **overrides)
+    trainer = training.PairTrainer(cfg, images, texts, train, steps_per_epoch=6,
+                                   reuse_image_products=reuse)
+    # captions 0-2 (and 3-5) share an image: the batch repeats images
+    batches = ([0, 1, 2, 3, 4, 5, 30, 47], [7, 8, 9, 10, 11, 12, 13, 14], [0, 3, 6, 9, 1, 4, 7, 2])
+    losses = [float(trainer.train_step(tf.constant(rows, tf.int64))["loss"]) for rows in batches]
+    weights = [v.numpy() for v in images.trainable_variables + texts.trainable_variables]
+    return trainer, losses, weights
+
+
+def test_exact_steps_reading_the_image_products_equal_running_the_image_tower(
+        transformed):  # noqa: F811
+    # d = 8 = the image feature width: exact mining scores the images through x @ W, which the
+    # step then also uses as the batch's and the negatives' image outputs
+    reused, losses, weights = _exact_steps(transformed, True, embedding_dim=8)
+    tower, tower_losses, tower_weights = _exact_steps(transformed, False, embedding_dim=8)
+    assert reused.reused_head is not None and tower.reused_head is None
+    np.testing.assert_allclose(losses, tower_losses, rtol=1e-5)
+    assert losses[-1] != losses[0]
+    for got, expected in zip(weights, tower_weights, strict=True):
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_image_products_are_not_reused_for_a_tower_with_dropout(transformed):  # noqa: F811
+    cfg, (images, texts), train, _ = _setup(transformed, mining="global", embedding_dim=8,
+                                            dropout=0.2)
+    trainer = training.PairTrainer(cfg, images, texts, train, steps_per_epoch=6)
+    assert trainer.reused_head is None and trainer.miner.image_products() is not None
