@@ -6,7 +6,7 @@ Adam's first update is ``lr * g / (|g| + eps)``, whatever the scale of g. So ``E
 keeps two Adams over disjoint variable groups (the encoder's at ``learning_rate *
 minilm_lr_multiplier``), fed from one gradient computation that is clipped once by the global
 norm over all variables, as ``global_clipnorm`` does. Towers without such an encoder keep the
-single ``keras.optimizers.Adam(schedule, global_clipnorm=clip_norm)``.
+single ``FusedAdam(schedule, global_clipnorm=clip_norm)`` (Keras' Adam, fused kernel).
 """
 
 from __future__ import annotations
@@ -27,6 +27,33 @@ def step_schedule(config: TrainerConfig, steps_per_epoch: int,
         [config.learning_rate * scale, config.learning_rate * config.lr_decay_factor * scale])
 
 
+class FusedAdam(keras.optimizers.Adam):
+    """``keras.optimizers.Adam`` whose dense step is TensorFlow's fused ``ResourceApplyAdam``.
+
+    Same formula (``m += (g - m)(1 - b1)``, ``v += (g^2 - v)(1 - b2)``,
+    ``w -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``) in one kernel per variable
+    instead of about ten element-wise ops, each a pass over the variable: on the Trainer's
+    linear towers that is ~3 ms of a ~30 ms in-batch step. Equal to Keras' to float32 rounding
+    (``1 - b1`` is taken in float32 here, in float64 by Keras). Sparse gradients, AMSGrad and
+    adaptive epsilon keep Keras' own update.
+    """
+
+    def update_step(self, gradient, variable) -> None:
+        """Applies one Adam step to ``variable`` (fused when the gradient is dense)."""
+        if isinstance(gradient, tf.IndexedSlices) or self.amsgrad or self.adaptive_epsilon:
+            super().update_step(gradient, variable)
+            return
+        dtype = variable.dtype
+        step = tf.cast(self.iterations + 1, dtype)
+        beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+        index = self._index_dict[self._var_key(variable)]
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle, m=self._momentums[index].handle,
+            v=self._velocities[index].handle, beta1_power=tf.pow(beta_1, step),
+            beta2_power=tf.pow(beta_2, step), lr=tf.cast(self.learning_rate, dtype),
+            beta1=beta_1, beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype), grad=gradient)
+
+
 class EncoderRateAdam:
     """Adam at ``schedule``, except ``encoder_variables`` at ``encoder_schedule``.
 
@@ -36,8 +63,8 @@ class EncoderRateAdam:
 
     def __init__(self, schedule, encoder_schedule, encoder_variables: Sequence[tf.Variable],
                  clip_norm: float | None):
-        self.main = keras.optimizers.Adam(schedule)
-        self.encoder = keras.optimizers.Adam(encoder_schedule)
+        self.main = FusedAdam(schedule)
+        self.encoder = FusedAdam(encoder_schedule)
         self.clip_norm = clip_norm
         self._encoder_refs = frozenset(v.ref() for v in encoder_variables)
 
@@ -76,12 +103,12 @@ def make_optimizer(config: TrainerConfig, schedule, steps_per_epoch: int,
             trained from scratch).
 
     Returns:
-        ``keras.optimizers.Adam(schedule, global_clipnorm=clip_norm)`` without encoder
+        ``FusedAdam(schedule, global_clipnorm=clip_norm)`` without encoder
         variables, else an ``EncoderRateAdam`` whose encoder rate is scaled by
         ``minilm_lr_multiplier``.
 
     """
     if not encoder_variables:
-        return keras.optimizers.Adam(schedule, global_clipnorm=config.clip_norm)
+        return FusedAdam(schedule, global_clipnorm=config.clip_norm)
     encoder_schedule = step_schedule(config, steps_per_epoch, config.minilm_lr_multiplier)
     return EncoderRateAdam(schedule, encoder_schedule, encoder_variables, config.clip_norm)

@@ -55,7 +55,7 @@ def _run(make, steps: int = 4):
 def test_two_rates_with_multiplier_one_equal_single_adam_bit_for_bit():
     same = dataclasses.replace(CONFIG, minilm_lr_multiplier=1.0)
     schedule = optimization.step_schedule(same, 2)
-    single = _run(lambda v: keras.optimizers.Adam(schedule, global_clipnorm=same.clip_norm))
+    single = _run(lambda v: optimization.FusedAdam(schedule, global_clipnorm=same.clip_norm))
     split = _run(lambda v: optimization.make_optimizer(same, schedule, 2, v[1:]))
     for expected, got in zip(single, split, strict=True):
         np.testing.assert_array_equal(got, expected)
@@ -64,9 +64,34 @@ def test_two_rates_with_multiplier_one_equal_single_adam_bit_for_bit():
 def test_without_encoder_variables_the_optimizer_is_the_single_clipped_adam():
     schedule = optimization.step_schedule(CONFIG, 2)
     optimizer = optimization.make_optimizer(CONFIG, schedule, 2)
-    assert type(optimizer) is keras.optimizers.Adam
+    assert type(optimizer) is optimization.FusedAdam
     assert optimizer.global_clipnorm == CONFIG.clip_norm
-    reference = _run(lambda v: keras.optimizers.Adam(schedule, global_clipnorm=CONFIG.clip_norm))
+    reference = _run(lambda v: optimization.FusedAdam(schedule, global_clipnorm=CONFIG.clip_norm))
     made = _run(lambda v: optimization.make_optimizer(CONFIG, schedule, 2))
     for expected, got in zip(reference, made, strict=True):
         np.testing.assert_array_equal(got, expected)
+
+
+def test_fused_adam_steps_as_keras_adam_with_schedule_and_clipping():
+    schedule = optimization.step_schedule(CONFIG, 2)
+    keras_adam = _run(lambda v: keras.optimizers.Adam(schedule, global_clipnorm=CONFIG.clip_norm),
+                      steps=6)
+    fused = _run(lambda v: optimization.FusedAdam(schedule, global_clipnorm=CONFIG.clip_norm),
+                 steps=6)
+    start = _run(lambda v: optimization.FusedAdam(schedule), steps=0)
+    for expected, got, initial in zip(keras_adam, fused, start, strict=True):
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
+        assert np.abs(got - initial).min() > 1e-4  # every element moved
+
+
+def test_fused_adam_keeps_keras_update_for_sparse_gradients():
+    results = []
+    for make in (keras.optimizers.Adam, optimization.FusedAdam):
+        table = tf.Variable(np.arange(8, dtype=np.float32).reshape(4, 2))
+        optimizer = make(0.1)
+        for _ in range(2):
+            optimizer.apply_gradients([(tf.IndexedSlices(tf.ones([1, 2]), tf.constant([2])),
+                                        table)])
+        results.append(table.numpy())
+    np.testing.assert_array_equal(results[1], results[0])
+    np.testing.assert_array_equal(results[1][[0, 1, 3]], [[0, 1], [2, 3], [6, 7]])
