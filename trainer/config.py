@@ -75,7 +75,7 @@ class TrainerConfig:
     intra_margin: float = 0.4
     mining: str = "in_batch"
     refresh_steps: int = 1
-    mining_chunk_size: int = 8192
+    mining_chunk_size: int = 2048  # = trainer.mining.DEFAULT_CHUNK_SIZE
     image_tower: str = "linear"
     text_tower: str = "mean"
     embedding_dim: int = 1024

@@ -192,3 +192,9 @@ def test_excluded_rows_leave_no_negative_when_every_row_is_excluded():
     rows = mining.hardest_rows(bank[:2], [7, 7], bank, [7, 7, 7, 7], chunk_size=3,
                                exclude_rows=np.tile(np.arange(4), (2, 1)))
     np.testing.assert_array_equal(rows.numpy(), [mining.NO_NEGATIVE] * 2)
+
+
+def test_trainer_default_chunk_size_is_the_mining_default():
+    from trainer.config import TrainerConfig
+
+    assert TrainerConfig().mining_chunk_size == mining.DEFAULT_CHUNK_SIZE
