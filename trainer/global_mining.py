@@ -75,6 +75,7 @@ class GlobalMiner(tf.Module):
         if config.refresh_steps > 1:
             self.bank = mining.EmbeddingBank(captions.image_index, images.size,
                                              config.embedding_dim, config.mining_chunk_size)
+        self.has_image_products = self.bank is None and _wide_head(images) is not None
 
     @tf.function
     def refresh(self) -> None:
@@ -89,7 +90,7 @@ class GlobalMiner(tf.Module):
         Exact mode scores a linear image head at least as wide as d through these products
         (normalized by chunks); other heads and the bank mode have none.
         """
-        return None if self.bank is not None else _products(self.images)
+        return _products(self.images) if self.has_image_products else None
 
     def _hardest_now(self, queries: tf.Tensor, query_image_index: tf.Tensor, side: Modality,
                      exclude: tf.Tensor, products: tf.Tensor | None = None) -> tf.Tensor:
@@ -117,23 +118,25 @@ class GlobalMiner(tf.Module):
         """Training rows of the hardest negative image [B] and caption [B] of a batch.
 
         Args:
-            image: [B, d] image embeddings of the batch pairs.
+            image: [B, d] image embeddings of the batch pairs (None with ``image_products``).
             text: [B, d] caption embeddings of the batch pairs.
             image_index: [B] training image row of each pair.
             caption_index: [B] training caption row of each pair.
-            image_products: ``image_products()`` of this step, when the caller has them and
-                ``image`` is their normalized rows (a dropout-free tower). The caption search
-                then runs once per distinct batch image (a batch repeats a few).
+            image_products: ``image_products()`` of this step, when the caller has them; the
+                caption search then takes its image queries from them (normalized rows, as a
+                dropout-free tower embeds them), once per distinct batch image.
 
         """
-        image, text = tf.stop_gradient(image), tf.stop_gradient(text)
+        text = tf.stop_gradient(text)
         if self.bank is not None:
+            image = tf.stop_gradient(image)
             self.bank.update(image_index, image, caption_index, text)
             return self.bank.mine(image, text, image_index)
         neg_image = self._hardest_now(text, image_index, self.images, image_index[:, None],
                                       image_products)
         if image_products is None:
-            return neg_image, self._hardest_now(image, image_index, self.captions,
+            return neg_image, self._hardest_now(tf.stop_gradient(image), image_index,
+                                                self.captions,
                                                 tf.gather(self.captions_of_image, image_index))
         distinct, position = tf.unique(image_index)
         queries = towers.l2_normalize(tf.gather(image_products, distinct))
@@ -142,9 +145,13 @@ class GlobalMiner(tf.Module):
         return neg_image, tf.gather(neg_text, position)
 
 
-def _products(side: Modality) -> tf.Tensor | None:
-    """``x @ W`` [N, d] (no gradient) of a linear head with inputs at least d wide, else None."""
+def _wide_head(side: Modality) -> tuple[tf.Tensor, tf.Variable] | None:
+    """The side's ``towers.linear_head`` if its inputs are at least d wide, else None."""
     head = towers.linear_head(side.tower, side.inputs)
-    if head is None or head[1].shape[0] < head[1].shape[1]:
-        return None
-    return tf.stop_gradient(tf.matmul(*head))
+    return None if head is None or head[1].shape[0] < head[1].shape[1] else head
+
+
+def _products(side: Modality) -> tf.Tensor | None:
+    """``x @ W`` [N, d] (no gradient) of the side's ``_wide_head``, else None."""
+    head = _wide_head(side)
+    return None if head is None else tf.stop_gradient(tf.matmul(*head))

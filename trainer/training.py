@@ -88,7 +88,7 @@ class PairTrainer(tf.Module):
                 global_mining.Modality(text_tower, self.text, self.embed_text,
                                        self.text_image_index, self.num_captions))
         self.reused_head = None
-        if reuse_image_products and self.miner is not None:
+        if reuse_image_products and self.miner is not None and self.miner.has_image_products:
             self.reused_head = towers.reusable_training_head(image_tower, self.images)
 
     @property
@@ -127,30 +127,36 @@ class PairTrainer(tf.Module):
                                           self.embed_text(caption_index), image_index,
                                           caption_index)
 
-    def _train_images(self, index: tf.Tensor, products: tf.Tensor | None) -> tf.Tensor:
-        """[B] image rows -> [B, d] training embeddings, read from ``products`` when given."""
-        if products is None:
-            return self.embed_images(index, training=True)
-        return towers.l2_normalize(towers.rows_of_products(*self.reused_head, products, index))
-
-    def _negatives(self, image, text, image_index, caption_index, products=None):
-        """Hard negatives [B, d], [B, d] and neg_is_pair [B] (in-batch or global).
-
-        ``products``: this step's ``GlobalMiner.image_products``, reused by mining and as the
-        negative images' training outputs.
-        """
+    def _negatives(self, image, text, image_index, caption_index):
+        """Hard negatives [B, d], [B, d] and neg_is_pair [B] (in-batch or global)."""
         if self.config.mining != "global":
             neg_i, neg_t = mining.hardest_negatives(image, text, image_index, image, image_index,
                                                     text, image_index)
             self._check_found(neg_i, neg_t)
             is_pair = tf.equal(tf.gather(image_index, neg_i), tf.gather(image_index, neg_t))
             return tf.gather(image, neg_i), tf.gather(text, neg_t), is_pair
-        neg_i, neg_t = self.miner.negative_index(image, text, image_index, caption_index,
-                                                 products)
+        neg_i, neg_t = self.global_negative_index(image, text, image_index, caption_index)
         self._check_found(neg_i, neg_t)
         is_pair = tf.equal(neg_i, tf.gather(self.text_image_index, neg_t))
-        return (self._train_images(neg_i, products), self.embed_text(neg_t, training=True),
+        return (self.embed_images(neg_i, training=True), self.embed_text(neg_t, training=True),
                 is_pair)
+
+    def _images_and_negatives(self, text, image_index, caption_index):
+        """Batch images [B, d] and ``_negatives``, the images read from this step's products.
+
+        Mining needs no batch image outputs (its image queries come from the products), so the
+        batch's and the negatives' images are read together: one gather, one normalization and
+        one gradient matmul.
+        """
+        products = self.miner.image_products()
+        neg_i, neg_t = self.miner.negative_index(None, text, image_index, caption_index,
+                                                 products)
+        self._check_found(neg_i, neg_t)
+        rows = tf.concat([image_index, neg_i], axis=0)
+        images = towers.l2_normalize(towers.rows_of_products(*self.reused_head, products, rows))
+        image, neg_image = tf.split(images, 2)
+        is_pair = tf.equal(neg_i, tf.gather(self.text_image_index, neg_t))
+        return image, (neg_image, self.embed_text(neg_t, training=True), is_pair)
 
     @staticmethod
     def _check_found(neg_image_index: tf.Tensor, neg_text_index: tf.Tensor) -> None:
@@ -164,15 +170,19 @@ class PairTrainer(tf.Module):
         """One optimizer step on the captions ``caption_index`` [B]; returns the loss terms."""
         config = self.config
         image_index = tf.gather(self.text_image_index, caption_index)
-        products = None if self.reused_head is None else self.miner.image_products()
         with tf.GradientTape() as tape:
-            image = self._train_images(image_index, products)
             text = self.embed_text(caption_index, training=True)
             if config.loss == "sh":
+                image = self.embed_images(image_index, training=True)
                 terms = losses.loss_terms("sh", image, text, margin=config.margin,
                                           image_ids=image_index)
             else:
-                negatives = self._negatives(image, text, image_index, caption_index, products)
+                if self.reused_head is not None:
+                    image, negatives = self._images_and_negatives(text, image_index,
+                                                                  caption_index)
+                else:
+                    image = self.embed_images(image_index, training=True)
+                    negatives = self._negatives(image, text, image_index, caption_index)
                 terms = losses.loss_terms(config.loss, image, text, *negatives, config.margin,
                                           config.intra_margin)
             loss = tf.add_n(list(terms.values()))

@@ -134,8 +134,15 @@ def test_exact_steps_reading_the_image_products_equal_running_the_image_tower(
         np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-def test_image_products_are_not_reused_for_a_tower_with_dropout(transformed):  # noqa: F811
-    cfg, (images, texts), train, _ = _setup(transformed, mining="global", embedding_dim=8,
-                                            dropout=0.2)
+@pytest.mark.parametrize("overrides,has_products", [
+    ({"embedding_dim": 8, "dropout": 0.2}, True),  # training outputs differ from x @ W
+    ({"embedding_dim": 16}, False),  # images scored in their 8-wide input space instead
+    ({"embedding_dim": 8, "refresh_steps": 3}, False),  # bank mode
+])
+def test_image_products_are_reused_only_as_the_dropout_free_training_outputs(
+        transformed, overrides, has_products):  # noqa: F811
+    cfg, (images, texts), train, _ = _setup(transformed, mining="global", **overrides)
     trainer = training.PairTrainer(cfg, images, texts, train, steps_per_epoch=6)
-    assert trainer.reused_head is None and trainer.miner.image_products() is not None
+    assert trainer.reused_head is None
+    assert (trainer.miner.image_products() is not None) == has_products
+    assert np.isfinite(float(trainer.train_step(tf.range(8, dtype=tf.int64))["loss"]))
