@@ -121,10 +121,15 @@ class PairTrainer(tf.Module):
         """``global_negative_index`` of the batch ``caption_index`` [B], without a training step.
 
         Embeds the batch in inference mode; with a bank, its batch rows are updated first.
+        Where exact mining scores the image products, the image queries are read from them,
+        as in ``train_step``.
         """
         image_index = tf.gather(self.text_image_index, caption_index)
-        return self.global_negative_index(self.embed_images(image_index),
-                                          self.embed_text(caption_index), image_index,
+        text = self.embed_text(caption_index)
+        if self.miner.has_image_products:
+            return self.miner.negative_index(None, text, image_index, caption_index,
+                                             self.miner.image_products())
+        return self.global_negative_index(self.embed_images(image_index), text, image_index,
                                           caption_index)
 
     def _negatives(self, image, text, image_index, caption_index):

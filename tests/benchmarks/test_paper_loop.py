@@ -60,16 +60,22 @@ def _split(seed: int) -> SplitTables:
     )
 
 
-@pytest.fixture()
-def loops():
-    """The paper's loop and our exact-mode trainer sharing one pair of tiny linear towers."""
+@pytest.fixture(params=[16, IMAGE_DIM])
+def loops(request):
+    """The paper's loop and our exact-mode trainer sharing one pair of tiny linear towers.
+
+    With d = 16 both modalities are scored in their input spaces; with d = IMAGE_DIM the images
+    are scored through their products x @ W and the image queries read from them (Flickr8k's
+    case: 1280 -> 1024).
+    """
     config = TrainerConfig(mining="global", refresh_steps=1, mining_chunk_size=7,
-                           image_tower="linear", text_tower="linear", embedding_dim=16,
-                           batch_size=8, eval_batch_size=16)
+                           image_tower="linear", text_tower="linear",
+                           embedding_dim=request.param, batch_size=8, eval_batch_size=16)
     split = _split(seed=3)
     image_tower, text_tower = towers.build_towers(config, 0, IMAGE_DIM, CAPTION_DIM)
     paper = PaperLoop(image_tower, text_tower, split, learning_rate=0.05)
     ours = training.PairTrainer(config, image_tower, text_tower, split, steps_per_epoch=6)
+    assert ours.miner.has_image_products == (request.param == IMAGE_DIM)
     return paper, ours, split
 
 
@@ -131,4 +137,7 @@ def test_our_mining_flops_score_a_narrow_linear_head_in_its_input_space():
     # 2 images x D=4 (>= d=3: encoded and scored, 2*3*2*(4 + 2) = 72), 3 captions x Dc=2
     # (< d: queries 2*2*3*2 = 24, Gram 2*2*2*3 = 24, norms 2*3*2*2 = 24, scores 2*2*2*3 = 24).
     assert bench_vs_paper.mining_step_flops(2, 3, 4, 2, 3, 2, ours=True) == 72 + 96
+    # one distinct batch image: queries and scores of the caption side halve (12 + 24 + 24 + 12)
+    assert bench_vs_paper.mining_step_flops(2, 3, 4, 2, 3, 2, ours=True,
+                                            image_queries=1) == 72 + 72
     assert bench_vs_paper.mining_step_flops(2, 3, 4, 2, 3, 2) == 2 * 3 * (2 * 4 + 3 * 2) + 60
