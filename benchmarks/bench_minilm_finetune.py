@@ -31,7 +31,7 @@ import tensorflow_transform as tft  # noqa: E402
 
 from benchmarks.minilm_served_quality import transformed_flickr8k  # noqa: E402
 from benchmarks.train_quality import DEFAULT_DATA  # noqa: E402
-from trainer import data, frozen_prefix, towers, training  # noqa: E402
+from trainer import data, evaluation, frozen_prefix, towers, training  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
 
 
@@ -64,7 +64,7 @@ def main(argv=None) -> None:
     config = TrainerConfig(text_tower="minilm", minilm_trainable_layers=args.layers)
     keys = towers.text_inputs(config)
     train = data.load_split(str(transformed / "train" / "*"), output, keys)
-    evaluation = data.load_split(str(transformed / "eval" / "*"), output, keys)
+    eval_split = data.load_split(str(transformed / "eval" / "*"), output, keys)
     training.set_seeds(config.seed)
     image_tower, text_tower = towers.build_towers(config, 0, train.image_features.shape[-1])
     steps_per_epoch = train.num_captions // config.batch_size
@@ -72,19 +72,19 @@ def main(argv=None) -> None:
     cached, build_train = _seconds(lambda: training.PairTrainer(
         config, image_tower, text_tower, train, steps_per_epoch))
     eval_prefix, build_eval = _seconds(lambda: frozen_prefix.FrozenPrefix(
-        text_tower, evaluation.text, config.eval_batch_size))
+        text_tower, eval_split.text, config.eval_batch_size))
     batches = iter(training.epoch_batches(train.num_captions, config.batch_size, 0).repeat())
     step_cached = _seconds_per_step(cached, batches, steps)
     uncached = training.PairTrainer(config, image_tower, text_tower, train, steps_per_epoch,
                                     cache_frozen_text=False)
     step_full = _seconds_per_step(uncached, batches, steps)
-    _, eval_cached = _seconds(lambda: training.evaluate(
-        image_tower, text_tower, evaluation, config.eval_batch_size, eval_prefix))
-    _, eval_full = _seconds(lambda: training.evaluate(
-        image_tower, text_tower, evaluation, config.eval_batch_size))
+    _, eval_cached = _seconds(lambda: evaluation.evaluate(
+        image_tower, text_tower, eval_split, config.eval_batch_size, eval_prefix))
+    _, eval_full = _seconds(lambda: evaluation.evaluate(
+        image_tower, text_tower, eval_split, config.eval_batch_size))
     megabytes = [p.values.numpy().nbytes / 1e6 for p in (cached.text_prefix, eval_prefix)]
     print(f"minilm, top {args.layers} layer(s) fine-tuned; {train.num_captions} train / "
-          f"{evaluation.num_captions} eval captions; {steps} timed steps of "
+          f"{eval_split.num_captions} eval captions; {steps} timed steps of "
           f"{config.batch_size}; {steps_per_epoch} steps per epoch")
     print(f"frozen bottom ({cached.text_prefix.first_block} layers), computed once: train "
           f"{build_train:.0f} s, {megabytes[0]:.0f} MB; eval {build_eval:.0f} s, "

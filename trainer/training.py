@@ -13,15 +13,14 @@ import dataclasses
 import os
 import time
 
-import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
 from trainer import (
+    evaluation,
     frozen_prefix,
     global_mining,
     losses,
-    metrics,
     minilm,
     mining,
     optimization,
@@ -196,29 +195,6 @@ class PairTrainer(tf.Module):
         return {"loss": loss, **terms}
 
 
-def _encode_rows(encode, inputs, n: int, batch: int) -> np.ndarray:
-    """Applies ``encode`` to rows [i, i + batch) of ``inputs`` (array or dict) -> [n, d]."""
-    return np.concatenate([
-        encode(tf.nest.map_structure(lambda x, i=i: x[i:i + batch], inputs)).numpy()
-        for i in range(0, n, batch)])
-
-
-def evaluate(image_tower: keras.Model, text_tower: keras.Model, split: SplitTables,
-             batch_size: int = 1024,
-             text_prefix: frozen_prefix.FrozenPrefix | None = None) -> dict[str, float]:
-    """Embeds a split (each image once) and returns ``trainer.metrics.retrieval_metrics``.
-
-    ``text_prefix``, the split's ``FrozenPrefix`` of ``text_tower`` if given, embeds the
-    captions instead of the whole tower (same embeddings, less work).
-    """
-    image = _encode_rows(image_tower, split.image_features, len(split.image_features),
-                         batch_size)
-    text = (text_prefix.embed_all() if text_prefix is not None
-            else _encode_rows(text_tower, split.text, split.num_captions, batch_size))
-    return metrics.retrieval_metrics(image, split.image_ids, text,
-                                     split.image_ids[split.text_image_index])
-
-
 def _train_epoch(trainer: PairTrainer, dataset: tf.data.Dataset, writer, steps: int,
                  verbose: int) -> dict[str, float]:
     """Runs one epoch; logs terms to TensorBoard and a Keras progress bar; returns their means."""
@@ -306,8 +282,8 @@ def train(config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Mod
         batches = epoch_batches(train_split.num_captions, batch, config.seed + epoch)
         mean_terms = _train_epoch(trainer, batches, writer, epoch_steps, verbose)
         result.epoch_seconds.append(time.perf_counter() - start)
-        scores = evaluate(image_tower, text_tower, eval_split, config.eval_batch_size,
-                          eval_prefix)
+        scores = evaluation.evaluate(image_tower, text_tower, eval_split,
+                                     config.eval_batch_size, eval_prefix)
         _log_epoch(writer, epoch, scores, verbose)
         result.history.append({**mean_terms, **scores})
         patience = config.early_stopping_patience

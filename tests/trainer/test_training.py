@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from tests.trainer.fixtures import transformed  # noqa: F401  (pytest fixture)
 from trainer import data, features, global_mining, preprocessing, towers, training
+from trainer import evaluation as trainer_evaluation
 from trainer.config import TrainerConfig
 
 TEXT_KEYS = (features.CAPTION_TOKENS_XF, features.CAPTION_LENGTH_XF)
@@ -41,7 +42,7 @@ def test_train_learns_and_keeps_the_best_epoch(transformed, tmp_path, loss, mini
     assert len(rsums) == 3 and result.best_metrics["rsum"] == max(rsums)
     assert result.best_epoch == 1 + int(np.argmax(rsums))
     # the towers left in place are the best epoch's
-    again = training.evaluate(image_tower, text_tower, evaluation)
+    again = trainer_evaluation.evaluate(image_tower, text_tower, evaluation)
     assert again["rsum"] == pytest.approx(result.best_metrics["rsum"])
     assert result.history[-1]["loss"] < result.history[0]["loss"]
     # class-level retrieval is learnable: t2i R@5 over 8 images beats chance (62.5%) clearly
