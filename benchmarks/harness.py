@@ -10,6 +10,7 @@ import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # legacy Keras 2: set before TensorFlow loads
 
+import gc  # noqa: E402
 import pathlib  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
@@ -158,8 +159,12 @@ def allocator_peak_extra(fn: Callable[[], object], device: str = "CPU:0") -> int
 
     Reads the allocator's own statistics (``tf.config.experimental.get_memory_info``), which
     count every tensor buffer exactly, unlike process RSS (the oneDNN CPU allocator keeps freed
-    blocks in a pool, so RSS only shows the lifetime high-water mark).
+    blocks in a pool, so RSS only shows the lifetime high-water mark). Garbage is collected
+    first: tensors of unreachable objects (an earlier benchmark's bank, held in reference cycles
+    by its traced functions) freed during ``fn()`` would otherwise hide its peak (a 1M-caption
+    bank measured +0 MiB after a 100k one).
     """
+    gc.collect()
     tf.config.experimental.reset_memory_stats(device)
     before = tf.config.experimental.get_memory_info(device)["current"]
     fn()
