@@ -88,7 +88,7 @@ class GlobalMiner(tf.Module):
         """``x @ W`` [N_i, d] of every training image, as exact mode scores them, else None.
 
         Exact mode scores a linear image head at least as wide as d through these products
-        (normalized by chunks); other heads and the bank mode have none.
+        (their scores divided by the row norms); other heads and the bank mode have none.
         """
         return _products(self.images) if self.has_image_products else None
 

@@ -52,7 +52,7 @@ def _num_rows(bank) -> tf.Tensor:
 def _inverse_norms(rows: tf.Tensor, gram: tf.Tensor | None) -> tf.Tensor:
     """1 / |x_n W| of rows x_n [c, p] given G = W W^T [p, p], or 1 / |x_n| without G.
 
-    As ``l2_normalize`` computes it (so that normalized rows are bit-identical to its).
+    With ``l2_normalize``'s epsilon (an all-zero row scores 0, never NaN).
     """
     squared = tf.reduce_sum((rows if gram is None else tf.matmul(rows, gram)) * rows, axis=1)
     return tf.math.rsqrt(tf.maximum(squared, _NORM_EPSILON))
@@ -107,7 +107,8 @@ def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.
         gram: optional [p, p]; row n then scores ``<q, x_n> / sqrt(x_n^T gram x_n)``.
         exclude: optional [B, P] int64: every bank row with query b's id, -1 padded (used
             instead of comparing ids).
-        normalize: whether to L2-normalize bank rows before scoring (without ``gram``).
+        normalize: whether to score bank rows as if L2-normalized (without ``gram``): the
+            [B, chunk] scores are divided by the rows' norms.
 
     Returns:
         [B] int64 bank indices (ties go to the lowest index; ``NO_NEGATIVE`` when none).
@@ -121,9 +122,11 @@ def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.
     def body(start, best_score, best_index):
         size = tf.minimum(tf.constant(chunk_size, tf.int64), n - start)
         rows = _chunk_rows(bank, start, size)
-        if gram is not None or normalize:  # scale the [chunk, p] rows, not [B, chunk] scores
+        if gram is not None:  # narrow head inputs: scale the [chunk, p] rows
             rows *= _inverse_norms(rows, gram)[:, None]
         scores = tf.matmul(queries, rows, transpose_b=True)  # [B, chunk]
+        if normalize and gram is None:  # d-wide rows: scale the (usually smaller) scores
+            scores *= _inverse_norms(rows, None)[None, :]
         chunk_index, chunk_best = _chunk_best(scores, query_ids,
                                               tf.slice(bank_ids, [start], [size]), start, exclude)
         better = chunk_best > best_score
@@ -171,7 +174,7 @@ def hardest_rows(queries, query_ids, bank, bank_ids, chunk_size: int = DEFAULT_C
         exclude_rows: optional [B, P] int: all bank rows whose id is query b's, padded with -1.
             The caller's guarantee replaces the [B, chunk] id comparison by P writes per query.
         normalize_bank: the bank rows are unnormalized embeddings (e.g. ``x @ W`` of a linear
-            head); each chunk is L2-normalized before scoring, as ``l2_normalize`` would.
+            head), scored as if L2-normalized (scores divided by the row norms).
 
     Returns:
         [B] int64 bank rows (ties to the lowest row; ``NO_NEGATIVE`` where every row shares the

@@ -119,7 +119,9 @@ def rows_of_products(inputs: tf.Tensor, kernel: tf.Variable, products: tf.Tensor
     """``inputs[rows] @ kernel`` [k, d], read from ``products`` = ``inputs @ kernel`` [N, d].
 
     The gradient to ``kernel`` is ``inputs[rows]^T @ upstream``, as if the rows were multiplied
-    again: the forward matmul is saved. ``products`` must be those of the kernel's current value.
+    again: the forward matmul is saved. Repeated rows (hard negatives repeat) are summed first,
+    so the gradient matmul runs over distinct rows. ``products`` must be those of the kernel's
+    current value.
     """
 
     @tf.custom_gradient
@@ -127,7 +129,9 @@ def rows_of_products(inputs: tf.Tensor, kernel: tf.Variable, products: tf.Tensor
         del kernel_value  # the value is in products; the tape records the kernel's read
 
         def gradient(upstream: tf.Tensor) -> tf.Tensor:
-            return tf.matmul(tf.gather(inputs, rows), upstream, transpose_a=True)
+            distinct, position = tf.unique(rows)
+            summed = tf.math.unsorted_segment_sum(upstream, position, tf.size(distinct))
+            return tf.matmul(tf.gather(inputs, distinct), summed, transpose_a=True)
 
         return tf.gather(products, rows), gradient
 

@@ -198,3 +198,16 @@ def test_trainer_default_chunk_size_is_the_mining_default():
     from trainer.config import TrainerConfig
 
     assert TrainerConfig().mining_chunk_size == mining.DEFAULT_CHUNK_SIZE
+
+
+@pytest.mark.parametrize("num_queries", [3, 40])  # fewer queries than d: scores are scaled
+def test_normalize_bank_matches_brute_force_on_normalized_rows(num_queries):
+    rng = np.random.default_rng(9)
+    products = rng.normal(size=(30, 16)).astype(np.float32) * rng.uniform(0.5, 3, size=(30, 1))
+    ids = np.arange(30) // 3
+    queries = _unit(rng.normal(size=(num_queries, 16)))
+    query_ids = rng.integers(0, 10, size=num_queries)
+    rows = mining.hardest_rows(queries, query_ids, products.astype(np.float32), ids,
+                               chunk_size=7, normalize_bank=True)
+    np.testing.assert_array_equal(rows.numpy(),
+                                  _brute_force(queries, query_ids, _unit(products), ids))

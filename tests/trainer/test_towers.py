@@ -67,3 +67,22 @@ def test_factory_covers_every_configured_text_tower_and_builds():
     assert image_tower(tf.ones([2, 5])).shape == (2, 4)
     with pytest.raises(ValueError, match="caption_features"):
         towers.build_towers(cfg, 0, image_dim=5)
+
+
+def test_rows_of_products_have_the_values_and_kernel_gradient_of_multiplying_again():
+    rng = np.random.default_rng(0)
+    inputs = tf.constant(rng.normal(size=(5, 3)), tf.float32)
+    kernel = tf.Variable(rng.normal(size=(3, 4)).astype(np.float32))
+    rows = tf.constant([0, 2, 2, 4, 0, 2], tf.int64)  # repeated rows, as hard negatives repeat
+    weights = tf.constant(rng.normal(size=(6, 4)), tf.float32)
+    products = tf.matmul(inputs, kernel)
+    results = []
+    for read in (lambda: towers.rows_of_products(inputs, kernel, products, rows),
+                 lambda: tf.matmul(tf.gather(inputs, rows), kernel)):
+        with tf.GradientTape() as tape:
+            value = read()
+            loss = tf.reduce_sum(towers.l2_normalize(value) * weights)
+        results.append((value.numpy(), tape.gradient(loss, kernel).numpy()))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-6)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-5, atol=1e-6)
+    assert np.abs(results[0][1]).max() > 0.1
