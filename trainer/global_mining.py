@@ -2,9 +2,10 @@
 
 Exact mode (``refresh_steps == 1``) scores, at every step, every training image and caption as
 the current towers embed them, with no stored bank: a linear tower narrower than d is scored
-through its head (``trainer.mining``), any other tower is encoded in inference mode. With
-``refresh_steps > 1`` an ``EmbeddingBank`` keeps the embeddings between refreshes (the rows of
-each batch are refreshed at every step).
+through its head (``trainer.mining``), a linear tower at least d wide through its products
+``x @ W`` (``image_products``, which the Trainer also reuses as its image outputs), any other
+tower is encoded in inference mode. With ``refresh_steps > 1`` an ``EmbeddingBank`` keeps the
+embeddings between refreshes (the rows of each batch are refreshed at every step).
 """
 
 from __future__ import annotations

@@ -195,7 +195,7 @@ def hardest_rows(queries, query_ids, bank, bank_ids, chunk_size: int = DEFAULT_C
     argmax = _masked_argmax if isinstance(bank, tf.Variable) else _masked_argmax_graph
     exclude = None if exclude_rows is None else tf.cast(exclude_rows, tf.int64)
     return argmax(tf.stop_gradient(queries), _as_ids(query_ids), bank, _as_ids(bank_ids),
-                  chunk_size, gram, exclude, normalize_bank and gram is None)
+                  chunk_size, gram, exclude, normalize_bank)
 
 
 def hardest_negatives(
