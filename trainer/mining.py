@@ -52,10 +52,26 @@ def _num_rows(bank) -> tf.Tensor:
 def _inverse_norms(rows: tf.Tensor, gram: tf.Tensor | None) -> tf.Tensor:
     """1 / |x_n W| of rows x_n [c, p] given G = W W^T [p, p], or 1 / |x_n| without G.
 
-    With ``l2_normalize``'s epsilon (an all-zero row scores 0, never NaN).
+    With ``l2_normalize``'s epsilon (an all-zero row scores 0, never NaN). Without G, one
+    ``reduce_euclidean_norm`` pass over the rows (square-then-sum was two: ~5 ms of the exact
+    Flickr8k step).
     """
-    squared = tf.reduce_sum((rows if gram is None else tf.matmul(rows, gram)) * rows, axis=1)
+    if gram is None:
+        norms = tf.math.reduce_euclidean_norm(rows, axis=1)
+        return tf.math.reciprocal(tf.maximum(norms, _NORM_EPSILON ** 0.5))
+    squared = tf.reduce_sum(tf.matmul(rows, gram) * rows, axis=1)
     return tf.math.rsqrt(tf.maximum(squared, _NORM_EPSILON))
+
+
+def _scores(queries: tf.Tensor, rows: tf.Tensor) -> tf.Tensor:
+    """Scores [B, C] = queries [B, p] @ rows [C, p]^T, as a one-batch ``BatchMatMul``.
+
+    TensorFlow's oneDNN build runs a batched matmul with oneDNN's matmul primitive and a plain
+    ``MatMul`` with its sgemm: for these shapes (B <= 512 queries, a chunk of up to 2048 rows)
+    the primitive took 20-35 % less time here (side by side; e.g. 9.7 vs 13.1 ms for
+    512 x 2048 x 1024), with the same negatives.
+    """
+    return tf.matmul(queries[None], rows[None], transpose_b=True)[0]
 
 
 def _mask_same(scores: tf.Tensor, query_ids: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
@@ -124,7 +140,7 @@ def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.
         rows = _chunk_rows(bank, start, size)
         if gram is not None:  # narrow head inputs: scale the [chunk, p] rows
             rows *= _inverse_norms(rows, gram)[:, None]
-        scores = tf.matmul(queries, rows, transpose_b=True)  # [B, chunk]
+        scores = _scores(queries, rows)  # [B, chunk]
         if normalize and gram is None:  # d-wide rows: scale the (usually smaller) scores
             scores *= _inverse_norms(rows, None)[None, :]
         chunk_index, chunk_best = _chunk_best(scores, query_ids,
