@@ -14,7 +14,7 @@ from collections.abc import Callable
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import features, minilm, wordpiece
+from trainer import features, minilm, primitive_matmul, wordpiece
 from trainer.config import TrainerConfig
 
 
@@ -131,7 +131,8 @@ def rows_of_products(inputs: tf.Tensor, kernel: tf.Variable, products: tf.Tensor
         def gradient(upstream: tf.Tensor) -> tf.Tensor:
             distinct, position = tf.unique(rows)
             summed = tf.math.unsorted_segment_sum(upstream, position, tf.size(distinct))
-            return tf.matmul(tf.gather(inputs, distinct), summed, transpose_a=True)
+            return primitive_matmul.matmul(tf.gather(inputs, distinct), summed,
+                                           transpose_a=True)
 
         return tf.gather(products, rows), gradient
 
