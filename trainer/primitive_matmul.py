@@ -1,16 +1,21 @@
-"""``matmul`` through oneDNN's matmul primitive, for the training step's hot products.
+"""Mid-size matmuls through oneDNN's matmul primitive: ``matmul`` and the ``Dense`` layer.
 
 TensorFlow's oneDNN build runs a plain ``MatMul`` with oneDNN's sgemm and a ``BatchMatMul`` with
 its matmul primitive. For the mid-size products of a training step (mining scores of B <= 512
-queries against a chunk of up to 2048 rows, the image kernel's gradient over ~900 rows) the
-primitive took 20-35 % less time on this 2-core machine, side by side (e.g. 9.7 vs 13.1 ms for
-512 x 2048 x 1024), and held up better when the host was loaded; for the large products (the
-image products x @ W, 6000 x 1280 x 1024) sgemm was as fast or faster, so those stay ``MatMul``.
+queries against a chunk of up to 2048 rows, the image kernel's gradient over ~900 rows, a
+tower's 512-row batch and its gradient) the primitive took 10-35 % less time on this 2-core
+machine, side by side (e.g. 9.7 vs 13.1 ms for 512 x 2048 x 1024; 9.4 vs 11.7 ms for a
+512-row image-tower batch), and lost less when the host was loaded. For large products (6000 x
+1280 x 1024, 30000 x 384 x 1024) sgemm was as fast or faster: ``Dense`` keeps ``MatMul`` for
+inputs of more than ``MAX_PRIMITIVE_ROWS`` rows or of unknown row count (serving signatures).
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
+import tf_keras as keras
+
+MAX_PRIMITIVE_ROWS = 4096
 
 
 def matmul(a: tf.Tensor, b: tf.Tensor, transpose_a: bool = False,
@@ -20,3 +25,21 @@ def matmul(a: tf.Tensor, b: tf.Tensor, transpose_a: bool = False,
     Same shapes, values (up to float32 rounding) and gradients as ``tf.matmul``.
     """
     return tf.matmul(a[None], b[None], transpose_a=transpose_a, transpose_b=transpose_b)[0]
+
+
+class Dense(keras.layers.Dense):
+    """``keras.layers.Dense`` whose product runs through ``matmul`` for a mid-size 2-D batch.
+
+    Same variables, names (the class name keeps Keras's default ``dense``, ``dense_1``...),
+    values and gradients as ``keras.layers.Dense``; other inputs take its own path.
+    """
+
+    def call(self, inputs):
+        """``activation(inputs @ kernel + bias)`` of [B, D] inputs -> [B, units]."""
+        rows = inputs.shape[0] if isinstance(inputs, tf.Tensor) else None
+        if inputs.shape.rank != 2 or rows is None or rows > MAX_PRIMITIVE_ROWS:
+            return super().call(inputs)
+        outputs = matmul(tf.cast(inputs, self.compute_dtype), self.kernel)
+        if self.use_bias:
+            outputs = tf.nn.bias_add(outputs, self.bias)
+        return outputs if self.activation is None else self.activation(outputs)

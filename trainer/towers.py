@@ -31,8 +31,8 @@ class ImageTower(keras.Model):
         super().__init__(**kwargs)
         self.kind = kind
         self.dropout = keras.layers.Dropout(dropout)
-        self.hidden = keras.layers.Dense(hidden, activation="relu") if kind == "mlp" else None
-        self.project = keras.layers.Dense(embedding_dim, use_bias=kind == "mlp")
+        self.hidden = primitive_matmul.Dense(hidden, activation="relu") if kind == "mlp" else None
+        self.project = primitive_matmul.Dense(embedding_dim, use_bias=kind == "mlp")
 
     def call(self, image_features: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Embeds [B, D] float32 image features into [B, d]."""
@@ -58,7 +58,7 @@ class TokenTextTower(keras.Model):
         self.dropout = keras.layers.Dropout(dropout)
         self.gru = (keras.layers.Bidirectional(keras.layers.GRU(gru_units))
                     if kind == "gru" else None)
-        self.project = keras.layers.Dense(embedding_dim)
+        self.project = primitive_matmul.Dense(embedding_dim)
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         """Embeds {tokens [B, L] int64, length [B] int64} into [B, d]."""
@@ -81,7 +81,7 @@ class FeatureTextTower(keras.Model):
     def __init__(self, embedding_dim: int, dropout: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.dropout = keras.layers.Dropout(dropout)
-        self.project = keras.layers.Dense(embedding_dim, use_bias=False)
+        self.project = primitive_matmul.Dense(embedding_dim, use_bias=False)
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
         """Embeds {caption_features [B, D_c]} into [B, d]."""

@@ -1,10 +1,11 @@
-"""primitive_matmul.matmul: tf.matmul's values and gradients, run as a BatchMatMul op."""
+"""primitive_matmul: tf.matmul's and keras Dense's values and gradients, run as BatchMatMul ops."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 
 from trainer import primitive_matmul
 
@@ -33,3 +34,36 @@ def test_runs_as_batch_matmul():
     kinds = {op.type for op in graph.get_operations()}
     assert kinds & {"BatchMatMulV2", "BatchMatMulV3"}
     assert "MatMul" not in kinds
+
+
+def _op_types(layer, spec):
+    graph = tf.function(layer).get_concrete_function(spec).graph
+    return {op.type for op in graph.get_operations()}
+
+
+def test_dense_matches_keras_dense_values_gradients_and_names():
+    x = tf.constant(np.random.default_rng(1).normal(size=(6, 3)), tf.float32)
+    theirs = tf_keras.layers.Dense(4, activation="relu")
+    ours = primitive_matmul.Dense(4, activation="relu")
+    theirs(x), ours(x)
+    ours.set_weights(theirs.get_weights())
+    results = []
+    for layer in (theirs, ours):
+        with tf.GradientTape() as tape:
+            y = layer(x)
+            loss = tf.reduce_sum(y * tf.range(4, dtype=tf.float32))
+        results.append([y, *tape.gradient(loss, layer.trainable_variables)])
+    for a, b in zip(results[0], results[1], strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    assert ours.name.startswith("dense")  # Keras's default name, as keras Dense's
+    assert [v.name.split("/")[-1] for v in ours.weights] == ["kernel:0", "bias:0"]
+
+
+def test_dense_uses_the_primitive_for_mid_size_batches_only():
+    layer = primitive_matmul.Dense(2, use_bias=False)
+    layer(tf.zeros([1, 3]))
+    mid = _op_types(layer, tf.TensorSpec([512, 3]))
+    assert mid & {"BatchMatMulV2", "BatchMatMulV3"} and "MatMul" not in mid
+    for rows in (None, primitive_matmul.MAX_PRIMITIVE_ROWS + 1):
+        kinds = _op_types(layer, tf.TensorSpec([rows, 3]))
+        assert "MatMul" in kinds and not kinds & {"BatchMatMulV2", "BatchMatMulV3"}
