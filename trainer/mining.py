@@ -19,9 +19,11 @@ by side), bank mining of B = 128 within 4 % (back-to-back runs), with a quarter 
 
 Linear heads. When a bank row's embedding is ``normalize(x_n @ W)`` with inputs x_n [p] and a
 head kernel W [p, d] with p < d (a linear tower over precomputed features), the bank can hold the
-inputs instead of the embeddings: ``<q, normalize(x_n W)> = <q W^T, x_n> / sqrt(x_n^T G x_n)``
-with G = W W^T [p, p]. Scoring then costs p/d of the embedding matmul and nothing needs
-re-encoding, with the same negatives (up to float32 rounding).
+inputs instead of the embeddings: ``<q, normalize(x_n W)> = <q W^T, x_n> / |x_n F|`` with
+F F^T = G = W W^T [p, p] (F: G's Cholesky factor, so that a row's norm is one
+``reduce_euclidean_norm`` pass instead of a product and a sum; ``gram_factor``). Scoring then
+costs p/d of the embedding matmul and nothing needs re-encoding, with the same negatives (up to
+float32 rounding).
 """
 
 from __future__ import annotations
@@ -51,18 +53,35 @@ def _num_rows(bank) -> tf.Tensor:
     return tf.shape(bank, out_type=tf.int64)[0]
 
 
-def _inverse_norms(rows: tf.Tensor, gram: tf.Tensor | None) -> tf.Tensor:
-    """1 / |x_n W| of rows x_n [c, p] given G = W W^T [p, p], or 1 / |x_n| without G.
+def gram_factor(kernel: tf.Tensor) -> tf.Tensor:
+    """F [p, p] with F F^T = W W^T for a kernel W [p, d], so that |x W| = |x F| for rows x [p].
 
-    With ``l2_normalize``'s epsilon (an all-zero row scores 0, never NaN). Without G, one
-    ``reduce_euclidean_norm`` pass over the rows (square-then-sum was two: ~5 ms of the exact
-    Flickr8k step).
+    The Cholesky factor when W W^T is positive definite (the rule for p < d); for a singular
+    W W^T (a rank-deficient kernel, e.g. all zeros), where Cholesky returns NaN, the
+    eigendecomposition's V sqrt(max(lambda, 0)) instead.
     """
-    if gram is None:
-        norms = tf.math.reduce_euclidean_norm(rows, axis=1)
-        return tf.math.reciprocal(tf.maximum(norms, _NORM_EPSILON ** 0.5))
-    squared = tf.reduce_sum(tf.matmul(rows, gram) * rows, axis=1)
-    return tf.math.rsqrt(tf.maximum(squared, _NORM_EPSILON))
+    gram = tf.matmul(kernel, kernel, transpose_b=True)
+    cholesky = tf.linalg.cholesky(gram)
+
+    def from_eigenvectors() -> tf.Tensor:
+        values, vectors = tf.linalg.eigh(gram)
+        return vectors * tf.sqrt(tf.maximum(values, 0.0))[None, :]
+
+    return tf.cond(tf.reduce_all(tf.math.is_finite(cholesky)), lambda: cholesky,
+                   from_eigenvectors)
+
+
+def _inverse_norms(rows: tf.Tensor, factor: tf.Tensor | None) -> tf.Tensor:
+    """1 / |x_n F| of rows x_n [c, p] given ``gram_factor`` F [p, p], or 1 / |x_n| without F.
+
+    One ``reduce_euclidean_norm`` pass over the rows (or their product with F): square-then-sum
+    was two (~5 ms of the exact Flickr8k step without F, ~4 ms more with it). With
+    ``l2_normalize``'s epsilon (an all-zero row scores 0, never NaN).
+    """
+    if factor is not None:
+        rows = tf.matmul(rows, factor)
+    norms = tf.math.reduce_euclidean_norm(rows, axis=1)
+    return tf.math.reciprocal(tf.maximum(norms, _NORM_EPSILON ** 0.5))
 
 
 def _mask_same(scores: tf.Tensor, query_ids: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
@@ -101,7 +120,7 @@ def _chunk_best(scores: tf.Tensor, query_ids: tf.Tensor, ids: tf.Tensor, start: 
 
 
 def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.Tensor,
-                   chunk_size: int, gram: tf.Tensor | None = None,
+                   chunk_size: int, factor: tf.Tensor | None = None,
                    exclude: tf.Tensor | None = None, normalize: bool = False) -> tf.Tensor:
     """For each query, the bank row of highest score whose id differs from the query's.
 
@@ -111,10 +130,10 @@ def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.
         bank: [N, p] float32 tensor or ``tf.Variable``.
         bank_ids: [N] ids, same dtype as ``query_ids``.
         chunk_size: bank rows scored per matmul (bounds the [B, chunk_size] score matrix).
-        gram: optional [p, p]; row n then scores ``<q, x_n> / sqrt(x_n^T gram x_n)``.
+        factor: optional [p, p] ``gram_factor`` F; row n then scores ``<q, x_n> / |x_n F|``.
         exclude: optional [B, P] int64: every bank row with query b's id, -1 padded (used
             instead of comparing ids).
-        normalize: whether to score bank rows as if L2-normalized (without ``gram``): the
+        normalize: whether to score bank rows as if L2-normalized (without ``factor``): the
             [B, chunk] scores are divided by the rows' norms.
 
     Returns:
@@ -129,10 +148,10 @@ def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.
     def body(start, best_score, best_index):
         size = tf.minimum(tf.constant(chunk_size, tf.int64), n - start)
         rows = _chunk_rows(bank, start, size)
-        if gram is not None:  # narrow head inputs: scale the [chunk, p] rows
-            rows *= _inverse_norms(rows, gram)[:, None]
+        if factor is not None:  # narrow head inputs: scale the [chunk, p] rows
+            rows *= _inverse_norms(rows, factor)[:, None]
         scores = primitive_matmul.matmul(queries, rows, transpose_b=True)  # [B, chunk]
-        if normalize and gram is None:  # d-wide rows: scale the (usually smaller) scores
+        if normalize and factor is None:  # d-wide rows: scale the (usually smaller) scores
             scores *= _inverse_norms(rows, None)[None, :]
         chunk_index, chunk_best = _chunk_best(scores, query_ids,
                                               tf.slice(bank_ids, [start], [size]), start, exclude)
@@ -193,16 +212,16 @@ def hardest_rows(queries, query_ids, bank, bank_ids, chunk_size: int = DEFAULT_C
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    queries, gram = _as_float(queries), None
+    queries, factor = _as_float(queries), None
     if head_kernel is not None:
         kernel = tf.stop_gradient(_as_float(tf.convert_to_tensor(head_kernel)))
         queries = tf.matmul(queries, kernel, transpose_b=True)  # [B, p]
-        gram = tf.matmul(kernel, kernel, transpose_b=True)  # [p, p]
+        factor = gram_factor(kernel)  # [p, p]
     bank = _as_float(bank)
     argmax = _masked_argmax if isinstance(bank, tf.Variable) else _masked_argmax_graph
     exclude = None if exclude_rows is None else tf.cast(exclude_rows, tf.int64)
     return argmax(tf.stop_gradient(queries), _as_ids(query_ids), bank, _as_ids(bank_ids),
-                  chunk_size, gram, exclude, normalize_bank)
+                  chunk_size, factor, exclude, normalize_bank)
 
 
 def hardest_negatives(

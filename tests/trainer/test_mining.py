@@ -108,6 +108,35 @@ def test_linear_head_matches_brute_force_on_embeddings(chunk_size):
                                   _brute_force(queries, query_ids, embeddings, ids))
 
 
+@pytest.mark.parametrize("kind", ["full_rank", "rank_2", "zero"])
+def test_gram_factor_gives_the_head_norms(kind):
+    # |x F| = |x W| for every row x; a singular W W^T (rank 2 of 6, or all zeros) makes the
+    # Cholesky factor NaN, and the eigendecomposition's factor takes over.
+    rng = np.random.default_rng(5)
+    kernel = {"full_rank": rng.normal(size=(6, 16)),
+              "rank_2": rng.normal(size=(6, 2)) @ rng.normal(size=(2, 16)),
+              "zero": np.zeros((6, 16))}[kind].astype(np.float32)
+    rows = rng.normal(size=(20, 6)).astype(np.float32)
+    factor = mining.gram_factor(tf.constant(kernel)).numpy()
+    assert np.isfinite(factor).all()
+    np.testing.assert_allclose(np.linalg.norm(rows @ factor, axis=1),
+                               np.linalg.norm(rows @ kernel, axis=1), rtol=1e-4, atol=1e-4)
+    if kind == "full_rank":  # Cholesky: lower triangular
+        np.testing.assert_array_equal(factor, np.tril(factor))
+
+
+def test_rank_deficient_linear_head_matches_brute_force():
+    rng = np.random.default_rng(6)
+    inputs = rng.normal(size=(30, 6)).astype(np.float32)
+    kernel = (rng.normal(size=(6, 3)) @ rng.normal(size=(3, 16))).astype(np.float32)
+    ids = np.repeat(np.arange(6), 5)
+    queries = _unit(rng.normal(size=(7, 16)))
+    query_ids = rng.integers(0, 6, size=7)
+    rows = mining.hardest_rows(queries, query_ids, inputs, ids, 8, head_kernel=kernel)
+    np.testing.assert_array_equal(rows.numpy(),
+                                  _brute_force(queries, query_ids, _unit(inputs @ kernel), ids))
+
+
 def test_variable_bank_is_read_by_chunks_with_the_same_result():
     rng = np.random.default_rng(3)
     bank = _unit(rng.normal(size=(30, 4)))

@@ -36,6 +36,20 @@ def test_runs_as_batch_matmul():
     assert "MatMul" not in kinds
 
 
+def test_gradient_has_no_slice_copies():
+    # expand_dims/squeeze: their gradients are reshapes, not StridedSliceGrad copies.
+    def loss(a, b):
+        with tf.GradientTape() as tape:
+            tape.watch([a, b])
+            value = tf.reduce_sum(primitive_matmul.matmul(a, b))
+        return tape.gradient(value, [a, b])
+
+    graph = tf.function(loss).get_concrete_function(tf.TensorSpec([2, 3]),
+                                                     tf.TensorSpec([3, 4])).graph
+    kinds = {op.type for op in graph.get_operations()}
+    assert not kinds & {"StridedSlice", "StridedSliceGrad"}
+
+
 def _op_types(layer, spec):
     graph = tf.function(layer).get_concrete_function(spec).graph
     return {op.type for op in graph.get_operations()}
