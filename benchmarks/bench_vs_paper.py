@@ -24,7 +24,6 @@ import argparse  # noqa: E402
 import dataclasses  # noqa: E402
 import itertools  # noqa: E402
 import json  # noqa: E402
-import statistics  # noqa: E402
 import tempfile  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
@@ -42,19 +41,12 @@ BATCH = 512
 DIM = 1024
 
 
-def _side_flops(rows: int, input_dim: int, dim: int, batch: int, head: bool,
-                candidates: int | None = None) -> int:
+def _side_flops(rows: int, input_dim: int, dim: int, batch: int, head: bool) -> int:
     """FLOP of mining B queries against one modality's rows (multiply-add = 2 FLOP).
 
     Encoding the rows costs 2 N D d and scoring 2 B d N; scoring through a linear head
     (``trainer.mining``) costs 2 B d D (queries) + 2 D^2 d (Gram) + 2 N D^2 (norms) + 2 B D N.
-    A screened head (``trainer.norm_screening``) with U ``candidates`` and its reference norms
-    kept makes no norm pass but a drift bound (2 D^2 d + 5 squarings 2 D^3) and the exact
-    search of the candidates (2 U D^2 + 2 B D U).
     """
-    if head and candidates is not None:
-        return 2 * (batch * dim * input_dim + 2 * input_dim ** 2 * dim + 5 * input_dim ** 3
-                    + batch * input_dim * rows + candidates * input_dim * (input_dim + batch))
     if head:
         return 2 * (batch * dim * input_dim + input_dim ** 2 * dim + rows * input_dim ** 2
                     + batch * input_dim * rows)
@@ -62,20 +54,18 @@ def _side_flops(rows: int, input_dim: int, dim: int, batch: int, head: bool,
 
 
 def mining_step_flops(num_images: int, num_captions: int, image_dim: int, text_dim: int,
-                      dim: int, batch: int, ours: bool = False, image_queries: int | None = None,
-                      caption_candidates: int | None = None) -> int:
+                      dim: int, batch: int, ours: bool = False,
+                      image_queries: int | None = None) -> int:
     """FLOP of one exact global-mining step with linear towers.
 
     The paper's loop re-encodes both modalities and scores B captions against the N_i images and
     B images against the N_c captions; ours (``ours=True``) scores a modality through its
-    linear head when its input dimension is below d (the Trainer's rule), searches the
-    captions once per distinct batch image (``image_queries`` of them; default B), and with
-    ``caption_candidates`` screens the caption norms (a step that keeps its reference norms).
+    linear head when its input dimension is below d (the Trainer's rule), and searches the
+    captions once per distinct batch image (``image_queries`` of them; default B).
     """
     image_queries = batch if image_queries is None else image_queries
     return (_side_flops(num_images, image_dim, dim, batch, ours and image_dim < dim)
-            + _side_flops(num_captions, text_dim, dim, image_queries, ours and text_dim < dim,
-                          caption_candidates))
+            + _side_flops(num_captions, text_dim, dim, image_queries, ours and text_dim < dim))
 
 
 def exact_config(epochs: int) -> TrainerConfig:
@@ -201,13 +191,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", help="Flickr8k folder (default ../shared/data/flickr8k)")
     parser.add_argument("--epochs", type=int, help="epochs of the rsum comparison (default 2)")
     parser.add_argument("--steps", type=int, help="timed rounds (one step of each loop per "
-                        "round), extrapolated to seconds per epoch (default: one epoch)")
+                        "round), extrapolated to seconds per epoch (default 30)")
     parser.add_argument("--check-batches", type=int, help="batches compared for identical "
                         "negatives (default 2)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     quick = {"epochs": 1, "steps": 3, "check_batches": 1}
-    full = {"epochs": 2, "steps": 0, "check_batches": 2}  # steps 0: one epoch of rounds
+    full = {"epochs": 2, "steps": 30, "check_batches": 2}
     for name, value in (quick if args.quick else full).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -219,9 +209,7 @@ def _time_modes(args, train: SplitTables, configs: dict[str, TrainerConfig],
     """Seconds per epoch of the paper's loop and of each of our modes, measured interleaved.
 
     Every round runs one step (ours: one refresh cycle) of each, in turn, so all see the same
-    machine load; seconds per epoch = the mean step over the rounds (by default one epoch of
-    them) times the steps of an epoch. A mean, not a median: a step's work varies (exact mode
-    re-computes the caption norms every few steps, ``trainer.norm_screening``).
+    machine load; seconds per step = median over the rounds, times the steps of an epoch.
     """
     paper = PaperLoop(*build_towers(configs["exact"], train), train)
     steppers, steps = {"paper": paper_stepper(paper, batches)}, {"paper": 1}
@@ -232,12 +220,10 @@ def _time_modes(args, train: SplitTables, configs: dict[str, TrainerConfig],
     for step in steppers.values():  # warm-up: traces the graphs
         step()
     paper.seconds = PhaseSeconds()
-    rounds = args.steps or steps_per_epoch
-    times = harness.interleaved_times(steppers, rounds, warmup=0)
-    seconds = {name: statistics.mean(times[name]) / steps[name] * steps_per_epoch
-               for name in steppers}
+    medians = harness.interleaved_medians(steppers, args.steps, warmup=0)
+    seconds = {name: medians[name] / steps[name] * steps_per_epoch for name in steppers}
     phases = ", ".join(f"{name} {value:.3f} s" for name, value in paper.seconds.per_step().items())
-    print(f"paper loop: {seconds['paper']:.1f} s/epoch ({rounds} rounds interleaved; mean "
+    print(f"paper loop: {seconds['paper']:.1f} s/epoch ({args.steps} rounds interleaved; mean "
           f"per step: {phases})", flush=True)
     for name, config in configs.items():
         print(f"ours {name} ({mining_label(config)}): {seconds[name]:.1f} s/epoch, speed-up "
@@ -258,17 +244,11 @@ def _efficiency(args, train: SplitTables, paper: PaperLoop, config: TrainerConfi
              next(iter(train.text.values())).shape[-1], DIM, BATCH)
     distinct = len(np.unique(train.text_image_index[batches[0]]))
     paper_flops = mining_step_flops(*shape)
-    trainer.mine_batch(tf.constant(batches[0]))  # takes the reference norms
-    screen = trainer.miner.caption_screen
-    candidates = None if screen is None else int(screen.candidates.numpy())
-    flops = mining_step_flops(*shape, ours=True, image_queries=distinct,
-                              caption_candidates=candidates)
+    flops = mining_step_flops(*shape, ours=True, image_queries=distinct)
     step = mining_gflops(trainer, batches[0], flops, repeats=3 if args.quick else 7)
     step["paper_gflop"], roof = paper_flops / 1e9, step.pop("matmul_gflops")
-    step["caption_candidates"] = candidates
     print(f"mining step: {flops / 1e9:.1f} GFLOP executed ({distinct} distinct images of "
-          f"{BATCH}, {candidates} candidate captions after screening; the paper's loop: "
-          f"{paper_flops / 1e9:.1f}) in {step['step_s']:.3f} s = "
+          f"{BATCH}; the paper's loop: {paper_flops / 1e9:.1f}) in {step['step_s']:.3f} s = "
           f"{step['gflops']:.0f} GFLOP/s; "
           f"plain 4096^2 matmul (interleaved): float32 {roof['float32']:.0f}, bfloat16 "
           f"{roof['bfloat16']:.0f} GFLOP/s", flush=True)

@@ -126,12 +126,12 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> f
     return statistics.median(wall_times(fn, repeats, warmup))
 
 
-def interleaved_times(fns: dict[str, Callable[[], object]], rounds: int,
-                      warmup: int = 1) -> dict[str, list[float]]:
-    """Wall times of each ``fn`` in ``rounds`` rounds that call every fn once, in turn.
+def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int,
+                        warmup: int = 1) -> dict[str, float]:
+    """Median wall time of each ``fn`` over ``rounds`` rounds that call every fn once, in turn.
 
     Interleaving exposes every function to the same machine load, so that their ratios hold on a
-    noisy, shared machine.
+    noisy, shared machine; the median drops one-off stalls.
     """
     for _ in range(warmup):
         for fn in fns.values():
@@ -142,14 +142,7 @@ def interleaved_times(fns: dict[str, Callable[[], object]], rounds: int,
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
-    return times
-
-
-def interleaved_medians(fns: dict[str, Callable[[], object]], rounds: int,
-                        warmup: int = 1) -> dict[str, float]:
-    """Median of ``interleaved_times`` (drops one-off stalls; for calls of constant work)."""
-    return {name: statistics.median(values)
-            for name, values in interleaved_times(fns, rounds, warmup).items()}
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def matmul_step(dtype: tf.DType, size: int = 4096) -> tuple[Callable[[], object], int]:

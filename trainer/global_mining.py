@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import mining, norm_screening, towers
+from trainer import mining, towers
 from trainer.config import TrainerConfig
 
 
@@ -68,20 +68,7 @@ def rows_by_group(group: np.ndarray, num_groups: int) -> np.ndarray:
 class GlobalMiner(tf.Module):
     """Hardest negative image and caption rows of a batch among all training rows."""
 
-    def __init__(self, config: TrainerConfig, images: Modality, captions: Modality,
-                 screen_norms: bool = True):
-        """Sets up the bank (``refresh_steps > 1``) or exact mode's per-side searches.
-
-        Args:
-            config: the trainer config.
-            images: the image side.
-            captions: the caption side.
-            screen_norms: in exact mode, search a narrow linear head's rows through
-                ``norm_screening.ScreenedHead`` (same negatives, norms refreshed only when
-                their drift bound exceeds ``norm_screening`` 's limit); False re-computes
-                every norm at every step.
-
-        """
+    def __init__(self, config: TrainerConfig, images: Modality, captions: Modality):
         super().__init__(name="global_miner")
         self.config, self.images, self.captions = config, images, captions
         self.captions_of_image = tf.constant(rows_by_group(captions.image_index, images.size))
@@ -90,9 +77,6 @@ class GlobalMiner(tf.Module):
             self.bank = mining.EmbeddingBank(captions.image_index, images.size,
                                              config.embedding_dim, config.mining_chunk_size)
         self.has_image_products = self.bank is None and _wide_head(images) is not None
-        screen = screen_norms and self.bank is None
-        self.image_screen = _screened_head(images, config) if screen else None
-        self.caption_screen = _screened_head(captions, config) if screen else None
 
     @tf.function
     def refresh(self) -> None:
@@ -110,20 +94,16 @@ class GlobalMiner(tf.Module):
         return _products(self.images) if self.has_image_products else None
 
     def _hardest_now(self, queries: tf.Tensor, query_image_index: tf.Tensor, side: Modality,
-                     exclude: tf.Tensor, products: tf.Tensor | None = None,
-                     screen: norm_screening.ScreenedHead | None = None) -> tf.Tensor:
+                     exclude: tf.Tensor, products: tf.Tensor | None = None) -> tf.Tensor:
         """Hardest rows of ``side`` as its tower embeds them now; ``exclude`` [B, P]: own rows.
 
-        ``products``: the side's ``x @ W`` when the caller computed them already; ``screen``:
-        the side's ``ScreenedHead``, if any.
+        ``products``: the side's ``x @ W`` when the caller computed them already.
         """
         chunk = self.config.mining_chunk_size
         products = _products(side) if products is None else products
         if products is not None:
             return mining.hardest_rows(queries, query_image_index, products, side.image_index,
                                        chunk, exclude_rows=exclude, normalize_bank=True)
-        if screen is not None:
-            return screen.hardest(queries, query_image_index, exclude)
         head = towers.linear_head(side.tower, side.inputs)
         if head is not None:  # narrower inputs: score in the input space
             return mining.hardest_rows(queries, query_image_index, head[0], side.image_index,
@@ -154,17 +134,15 @@ class GlobalMiner(tf.Module):
             self.bank.update(image_index, image, caption_index, text)
             return self.bank.mine(image, text, image_index)
         neg_image = self._hardest_now(text, image_index, self.images, image_index[:, None],
-                                      image_products, self.image_screen)
+                                      image_products)
         if image_products is None:
             return neg_image, self._hardest_now(tf.stop_gradient(image), image_index,
                                                 self.captions,
-                                                tf.gather(self.captions_of_image, image_index),
-                                                screen=self.caption_screen)
+                                                tf.gather(self.captions_of_image, image_index))
         distinct, position = tf.unique(image_index)
         queries = towers.l2_normalize(tf.gather(image_products, distinct))
         neg_text = self._hardest_now(queries, distinct, self.captions,
-                                     tf.gather(self.captions_of_image, distinct),
-                                     screen=self.caption_screen)
+                                     tf.gather(self.captions_of_image, distinct))
         return neg_image, tf.gather(neg_text, position)
 
 
@@ -172,16 +150,6 @@ def _wide_head(side: Modality) -> tuple[tf.Tensor, tf.Variable] | None:
     """The side's ``towers.linear_head`` if its inputs are at least d wide, else None."""
     head = towers.linear_head(side.tower, side.inputs)
     return None if head is None or head[1].shape[0] < head[1].shape[1] else head
-
-
-def _screened_head(side: Modality, config: TrainerConfig
-                   ) -> norm_screening.ScreenedHead | None:
-    """A ``ScreenedHead`` for a side scored through a linear head narrower than d, else None."""
-    head = towers.linear_head(side.tower, side.inputs)
-    if head is None or head[1].shape[0] >= head[1].shape[1]:
-        return None
-    return norm_screening.ScreenedHead(head[0], head[1], side.image_index,
-                                       config.mining_chunk_size)
 
 
 def _products(side: Modality) -> tf.Tensor | None:

@@ -37,14 +37,14 @@ NO_NEGATIVE = -1  # index returned when no bank row has a different image id
 _NORM_EPSILON = 1e-12  # the epsilon of trainer.towers.l2_normalize
 
 
-def chunk_rows(bank, start: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
+def _chunk_rows(bank, start: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
     """Rows [start, start + size) of a bank tensor, or of a variable without reading it whole."""
     if isinstance(bank, tf.Variable):
         return tf.gather(bank, tf.range(start, start + size))
     return tf.slice(bank, tf.stack([start, 0]), tf.stack([size, -1]))
 
 
-def num_rows(bank) -> tf.Tensor:
+def _num_rows(bank) -> tf.Tensor:
     """N of a bank [N, p] as int64, without reading a variable's value (which would copy it)."""
     if bank.shape[0] is not None:
         return tf.constant(bank.shape[0], tf.int64)
@@ -71,7 +71,7 @@ def gram_factor(kernel: tf.Tensor) -> tf.Tensor:
                    from_eigenvectors)
 
 
-def inverse_norms(rows: tf.Tensor, factor: tf.Tensor | None) -> tf.Tensor:
+def _inverse_norms(rows: tf.Tensor, factor: tf.Tensor | None) -> tf.Tensor:
     """1 / |x_n F| of rows x_n [c, p] given ``gram_factor`` F [p, p], or 1 / |x_n| without F.
 
     One ``reduce_euclidean_norm`` pass over the rows (or their product with F): square-then-sum
@@ -97,7 +97,7 @@ def _mask_rows(scores: tf.Tensor, local: tf.Tensor) -> tf.Tensor:
     return tf.tensor_scatter_nd_update(scores, at, tf.fill([tf.shape(at)[0]], -float("inf")))
 
 
-def chunk_best(scores: tf.Tensor, query_ids: tf.Tensor, ids: tf.Tensor, start: tf.Tensor,
+def _chunk_best(scores: tf.Tensor, query_ids: tf.Tensor, ids: tf.Tensor, start: tf.Tensor,
                 exclude: tf.Tensor | None) -> tuple[tf.Tensor, tf.Tensor]:
     """Per query, the chunk column [B] of highest score among allowed rows, and that score [B].
 
@@ -140,23 +140,23 @@ def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.
         [B] int64 bank indices (ties go to the lowest index; ``NO_NEGATIVE`` when none).
 
     """
-    n = num_rows(bank)
+    n = _num_rows(bank)
     batch = tf.shape(queries)[0]
     best_score = tf.fill([batch], tf.constant(-float("inf"), tf.float32))
     best_index = tf.fill([batch], tf.constant(NO_NEGATIVE, tf.int64))
 
     def body(start, best_score, best_index):
         size = tf.minimum(tf.constant(chunk_size, tf.int64), n - start)
-        rows = chunk_rows(bank, start, size)
+        rows = _chunk_rows(bank, start, size)
         if factor is not None:  # narrow head inputs: scale the [chunk, p] rows
-            rows *= inverse_norms(rows, factor)[:, None]
+            rows *= _inverse_norms(rows, factor)[:, None]
         scores = primitive_matmul.matmul(queries, rows, transpose_b=True)  # [B, chunk]
         if normalize and factor is None:  # d-wide rows: scale the (usually smaller) scores
-            scores *= inverse_norms(rows, None)[None, :]
-        chunk_index, chunk_score = chunk_best(scores, query_ids,
+            scores *= _inverse_norms(rows, None)[None, :]
+        chunk_index, chunk_best = _chunk_best(scores, query_ids,
                                               tf.slice(bank_ids, [start], [size]), start, exclude)
-        better = chunk_score > best_score
-        return (start + size, tf.where(better, chunk_score, best_score),
+        better = chunk_best > best_score
+        return (start + size, tf.where(better, chunk_best, best_score),
                 tf.where(better, chunk_index + start, best_index))
 
     _, _, best_index = tf.while_loop(
@@ -173,8 +173,7 @@ def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.
 _masked_argmax_graph = tf.function(_masked_argmax, reduce_retracing=True)
 
 
-def as_ids(ids) -> tf.Tensor:
-    """Ids as a tensor: strings stay strings, anything else becomes int64."""
+def _as_ids(ids) -> tf.Tensor:
     ids = tf.convert_to_tensor(ids)
     return ids if ids.dtype == tf.string else tf.cast(ids, tf.int64)
 
@@ -218,37 +217,11 @@ def hardest_rows(queries, query_ids, bank, bank_ids, chunk_size: int = DEFAULT_C
         kernel = tf.stop_gradient(_as_float(tf.convert_to_tensor(head_kernel)))
         queries = tf.matmul(queries, kernel, transpose_b=True)  # [B, p]
         factor = gram_factor(kernel)  # [p, p]
-    return _search(queries, query_ids, bank, bank_ids, chunk_size, factor, exclude_rows,
-                   normalize_bank)
-
-
-def hardest_head_rows(input_queries, query_ids, inputs, ids, factor,
-                      chunk_size: int = DEFAULT_CHUNK_SIZE, exclude_rows=None) -> tf.Tensor:
-    """``hardest_rows`` with ``head_kernel`` W, given the queries already in the head's input space.
-
-    Args:
-        input_queries: [B, p] the queries times W^T.
-        query_ids: [B] ids.
-        inputs: [N, p] the head's inputs (tensor or ``tf.Variable``).
-        ids: [N] their ids.
-        factor: [p, p] ``gram_factor(W)``.
-        chunk_size: rows scored per matmul.
-        exclude_rows: as in ``hardest_rows``.
-
-    Returns:
-        [B] int64 rows, as ``hardest_rows``.
-
-    """
-    return _search(_as_float(input_queries), query_ids, inputs, ids, chunk_size, factor,
-                   exclude_rows, False)
-
-
-def _search(queries, query_ids, bank, bank_ids, chunk_size, factor, exclude_rows, normalize):
     bank = _as_float(bank)
     argmax = _masked_argmax if isinstance(bank, tf.Variable) else _masked_argmax_graph
     exclude = None if exclude_rows is None else tf.cast(exclude_rows, tf.int64)
-    return argmax(tf.stop_gradient(queries), as_ids(query_ids), bank, as_ids(bank_ids),
-                  chunk_size, factor, exclude, normalize)
+    return argmax(tf.stop_gradient(queries), _as_ids(query_ids), bank, _as_ids(bank_ids),
+                  chunk_size, factor, exclude, normalize_bank)
 
 
 def hardest_negatives(

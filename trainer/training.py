@@ -58,14 +58,12 @@ class PairTrainer(tf.Module):
     mining, a dropout-free linear image tower's products ``x @ W`` of all training images, which
     mining computes anyway, are also the step's image outputs (``towers.rows_of_products``:
     same values and gradients, one matmul less per step; ``reuse_image_products=False`` runs
-    the tower instead), and a linear caption-feature head's norms are screened
-    (``trainer.norm_screening``: same negatives; ``screen_norms=False`` re-computes them all
-    at every step).
+    the tower instead).
     """
 
     def __init__(self, config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Model,
                  train: SplitTables, steps_per_epoch: int, cache_frozen_text: bool = True,
-                 reuse_image_products: bool = True, screen_norms: bool = True):
+                 reuse_image_products: bool = True):
         super().__init__(name="pair_trainer")
         self.config, self.image_tower, self.text_tower = config, image_tower, text_tower
         self.schedule = optimization.step_schedule(config, steps_per_epoch)
@@ -87,8 +85,7 @@ class PairTrainer(tf.Module):
                                        tf.range(self.num_images, dtype=tf.int64),
                                        self.num_images),
                 global_mining.Modality(text_tower, self.text, self.embed_text,
-                                       self.text_image_index, self.num_captions),
-                screen_norms)
+                                       self.text_image_index, self.num_captions))
         self.reused_head = None
         if reuse_image_products and self.miner is not None and self.miner.has_image_products:
             self.reused_head = towers.reusable_training_head(image_tower, self.images)

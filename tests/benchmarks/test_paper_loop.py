@@ -141,11 +141,3 @@ def test_our_mining_flops_score_a_narrow_linear_head_in_its_input_space():
     assert bench_vs_paper.mining_step_flops(2, 3, 4, 2, 3, 2, ours=True,
                                             image_queries=1) == 72 + 72
     assert bench_vs_paper.mining_step_flops(2, 3, 4, 2, 3, 2) == 2 * 3 * (2 * 4 + 3 * 2) + 60
-
-
-def test_our_mining_flops_with_screened_caption_norms():
-    # 3 captions x Dc=2, d=3, B=2, U=1 candidate: queries 24, Gram + drift Gram 2*24,
-    # 5 squarings 5*2*8 = 80, candidate scores 24, exact search of U: 2*1*2*(2 + 2) = 16
-    assert bench_vs_paper.mining_step_flops(2, 3, 4, 2, 3, 2, ours=True,
-                                            caption_candidates=1) == 72 + 24 + 48 + 80 + 24 + 16
-

@@ -111,10 +111,10 @@ def test_epoch_batches_cover_each_caption_once_with_autotune_off():
     assert dataset.options().autotune.enabled is False  # its iterator teardown stalled ~35 s
 
 
-def _exact_steps(transformed, reuse: bool, screen: bool = True, **overrides):  # noqa: F811
+def _exact_steps(transformed, reuse: bool, **overrides):  # noqa: F811
     cfg, (images, texts), train, _ = _setup(transformed, mining="global", **overrides)
     trainer = training.PairTrainer(cfg, images, texts, train, steps_per_epoch=6,
-                                   reuse_image_products=reuse, screen_norms=screen)
+                                   reuse_image_products=reuse)
     # captions 0-2 (and 3-5) share an image: the batch repeats images
     batches = ([0, 1, 2, 3, 4, 5, 30, 47], [7, 8, 9, 10, 11, 12, 13, 14], [0, 3, 6, 9, 1, 4, 7, 2])
     losses = [float(trainer.train_step(tf.constant(rows, tf.int64))["loss"]) for rows in batches]
@@ -132,20 +132,6 @@ def test_exact_steps_reading_the_image_products_equal_running_the_image_tower(
     np.testing.assert_allclose(losses, tower_losses, rtol=1e-5)
     assert losses[-1] != losses[0]
     for got, expected in zip(weights, tower_weights, strict=True):
-        np.testing.assert_allclose(got, expected, atol=1e-5)
-
-
-def test_exact_steps_with_screened_norms_equal_recomputing_every_norm(
-        transformed):  # noqa: F811
-    # d = 16 > the 8-wide image features: images are mined through their linear head, whose
-    # norms the screened search re-takes only when their drift bound exceeds its limit
-    screened, losses, weights = _exact_steps(transformed, True, image_tower="linear")
-    plain, plain_losses, plain_weights = _exact_steps(transformed, True, screen=False,
-                                                      image_tower="linear")
-    assert screened.miner.image_screen is not None and plain.miner.image_screen is None
-    assert int(screened.miner.image_screen.refreshes.numpy()) >= 1
-    np.testing.assert_allclose(losses, plain_losses, rtol=1e-5)
-    for got, expected in zip(weights, plain_weights, strict=True):
         np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
