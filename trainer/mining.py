@@ -259,6 +259,37 @@ def hardest_negatives(
     return neg_image, neg_text
 
 
+def in_batch_negatives(image, text, image_ids) -> tuple[tf.Tensor, tf.Tensor]:
+    """``hardest_negatives`` of a batch with the batch itself as the bank, from one matmul.
+
+    In the batch, caption -> image scores are the transpose of image -> caption scores: one
+    [B, B] matrix s(i_r, c_k) and one same-image mask serve both searches (column and row
+    argmax), instead of two matmuls and two masks.
+
+    Args:
+        image: [B, d] L2-normalized image embeddings (row b pairs with text row b).
+        text: [B, d] L2-normalized caption embeddings.
+        image_ids: [B] image id of each pair.
+
+    Returns:
+        ``(neg_image_index [B], neg_text_index [B])`` batch rows, as ``hardest_negatives`` with
+        ``bank_image = image`` and ``bank_text = text`` (ties to the lowest row,
+        ``NO_NEGATIVE`` where every pair shares the image).
+
+    """
+    scores = primitive_matmul.matmul(tf.stop_gradient(_as_float(image)),
+                                     tf.stop_gradient(_as_float(text)), transpose_b=True)
+    ids = _as_ids(image_ids)
+    masked = _mask_same(scores, ids, ids)  # [B, B]: -inf where r and k share the image
+    rows = tf.range(tf.shape(masked, out_type=tf.int64)[0])
+    neg_text = tf.argmax(masked, axis=1, output_type=tf.int64)
+    neg_image = tf.argmax(masked, axis=0, output_type=tf.int64)
+    found_text = tf.gather(masked, neg_text, batch_dims=1) > -float("inf")
+    found_image = tf.gather_nd(masked, tf.stack([neg_image, rows], axis=1)) > -float("inf")
+    return (tf.where(found_image, neg_image, NO_NEGATIVE),
+            tf.where(found_text, neg_text, NO_NEGATIVE))
+
+
 class EmbeddingBank(tf.Module):
     """On-device embeddings of the whole training set, for global hard-negative mining.
 

@@ -134,8 +134,7 @@ class PairTrainer(tf.Module):
     def _negatives(self, image, text, image_index, caption_index):
         """Hard negatives [B, d], [B, d] and neg_is_pair [B] (in-batch or global)."""
         if self.config.mining != "global":
-            neg_i, neg_t = mining.hardest_negatives(image, text, image_index, image, image_index,
-                                                    text, image_index)
+            neg_i, neg_t = mining.in_batch_negatives(image, text, image_index)
             self._check_found(neg_i, neg_t)
             is_pair = tf.equal(tf.gather(image_index, neg_i), tf.gather(image_index, neg_t))
             return tf.gather(image, neg_i), tf.gather(text, neg_t), is_pair

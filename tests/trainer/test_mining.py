@@ -70,6 +70,27 @@ def test_in_batch_equals_global_when_bank_is_the_batch():
     np.testing.assert_array_equal(in_batch[1].numpy(), global_text.numpy())
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_in_batch_negatives_equal_hardest_negatives_with_the_batch_as_bank(seed):
+    rng = np.random.default_rng(seed)
+    image, text = _unit(rng.normal(size=(12, 8))), _unit(rng.normal(size=(12, 8)))
+    ids = np.array([0, 0, 0, 1, 2, 2, 3, 4, 4, 4, 4, 5])
+    expected_image = _brute_force(text, ids, image, ids)  # caption b's hardest image row
+    expected_text = _brute_force(image, ids, text, ids)
+    neg_image, neg_text = mining.in_batch_negatives(image, text, ids)
+    np.testing.assert_array_equal(neg_image.numpy(), expected_image)
+    np.testing.assert_array_equal(neg_text.numpy(), expected_text)
+    theirs = mining.hardest_negatives(image, text, ids, image, ids, text, ids)
+    np.testing.assert_array_equal(neg_image.numpy(), theirs[0].numpy())
+    np.testing.assert_array_equal(neg_text.numpy(), theirs[1].numpy())
+
+
+def test_in_batch_negatives_report_none_when_the_batch_has_one_image():
+    image = _unit([[1, 0], [0, 1], [1, 1]])
+    neg_image, neg_text = mining.in_batch_negatives(image, image, [3, 3, 3])
+    assert neg_image.numpy().tolist() == neg_text.numpy().tolist() == [mining.NO_NEGATIVE] * 3
+
+
 def test_no_negative_is_reported():
     rows = _unit(np.eye(3)[:2])
     neg_image, neg_text = mining.hardest_negatives(rows, rows, [7, 7], rows, [7, 7], rows, [7, 7])
