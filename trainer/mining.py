@@ -1,8 +1,9 @@
 """Hard-negative mining: in-batch and global (over the whole training set, as in the paper).
 
 ``hardest_negatives`` is the DESIGN.md contract: one batched matmul per bank chunk plus a masked
-argmax, inside a ``tf.function``. In-batch mining passes the batch as the bank; global mining
-passes the whole training set: exact mode encodes it with the current towers at every step
+argmax, inside a ``tf.function``. In-batch mining is ``hardest_negatives`` with the batch as the
+bank, computed from one [B, B] score matrix (``in_batch_negatives``); global mining passes the
+whole training set: exact mode encodes it with the current towers at every step
 (``PairTrainer``), otherwise an ``EmbeddingBank`` keeps it on device between refreshes.
 
 Memory bound. Scores are never materialized for the whole bank: each step of the chunk loop

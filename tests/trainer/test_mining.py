@@ -60,8 +60,7 @@ def test_in_batch_equals_global_when_bank_is_the_batch():
     image_index = np.array([0, 0, 1, 2, 3, 3, 4])  # pairs of a batch, two images repeated
     image_table = _unit(rng.normal(size=(5, 6)))
     image, text = image_table[image_index], _unit(rng.normal(size=(7, 6)))
-    in_batch = mining.hardest_negatives(image, text, image_index, image, image_index, text,
-                                        image_index)
+    in_batch = mining.in_batch_negatives(image, text, image_index)  # the Trainer's in-batch path
     bank = mining.EmbeddingBank(image_index, num_images=5, dim=6, chunk_size=3)
     bank.update(image_index, image, np.arange(7), text)
     global_image, global_text = bank.mine(image, text, image_index)
