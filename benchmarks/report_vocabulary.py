@@ -1,9 +1,9 @@
 """Issue 4: the caption vocabulary on Flickr8k train and the out-of-vocabulary rate on eval.
 
 Runs the real ``trainer.preprocessing.preprocessing_fn`` in-process with
-``tensorflow_transform.beam`` (no TFX): analyzes and transforms the train captions (with their
-MobileNetV2 image features), transforms the dev (eval) captions with the same transform, and
-prints side by side, in one run:
+``tensorflow_transform.beam`` (no TFX): analyzes the train captions (with their MobileNetV2
+image features, read as tf.Examples through TFXIO), transforms the dev (eval) captions with the
+resulting transform, and prints side by side, in one run:
 
 - the vocabulary size, the eval OOV rate over all tokens (vocabulary file) and over the tokens
   kept after truncation (the transformed ids, OOV = ids after the vocabulary), eval captions
