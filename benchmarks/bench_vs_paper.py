@@ -45,10 +45,13 @@ def _side_flops(rows: int, input_dim: int, dim: int, batch: int, head: bool) -> 
     """FLOP of mining B queries against one modality's rows (multiply-add = 2 FLOP).
 
     Encoding the rows costs 2 N D d and scoring 2 B d N; scoring through a linear head
-    (``trainer.mining``) costs 2 B d D (queries) + 2 D^2 d (Gram) + 2 N D^2 (norms) + 2 B D N.
+    (``trainer.mining``) costs 2 B d D (queries) + 2 D^2 d (Gram) + 2 N (D s + (D - s)^2)
+    (norms through the triangular factor's two blocks, s = D // 2) + 2 B D N.
     """
     if head:
-        return 2 * (batch * dim * input_dim + input_dim ** 2 * dim + rows * input_dim ** 2
+        split = input_dim // 2
+        norms = rows * (input_dim * split + (input_dim - split) ** 2)
+        return 2 * (batch * dim * input_dim + input_dim ** 2 * dim + norms
                     + batch * input_dim * rows)
     return 2 * dim * rows * (input_dim + batch)
 

@@ -31,6 +31,8 @@ class Modality:
         encode: row indices [n] -> [n, d] embeddings in inference mode.
         image_index: [N] int64 training image row of each row.
         size: N.
+        head_tail: for a linear head narrower than d, ``mining.head_tail`` of its inputs, kept
+            for the norms of every exact-mode step (``GlobalMiner`` sets it), else None.
 
     """
 
@@ -39,6 +41,7 @@ class Modality:
     encode: Callable[[tf.Tensor], tf.Tensor]
     image_index: tf.Tensor
     size: int
+    head_tail: tf.Tensor | None = None
 
 
 def encode_all(encode: Callable[[tf.Tensor], tf.Tensor], n: int, batch: int) -> tf.Tensor:
@@ -70,6 +73,8 @@ class GlobalMiner(tf.Module):
 
     def __init__(self, config: TrainerConfig, images: Modality, captions: Modality):
         super().__init__(name="global_miner")
+        if config.refresh_steps <= 1:  # exact mode scores narrow heads at every step
+            images, captions = _with_head_tail(images), _with_head_tail(captions)
         self.config, self.images, self.captions = config, images, captions
         self.captions_of_image = tf.constant(rows_by_group(captions.image_index, images.size))
         self.bank = None
@@ -107,7 +112,8 @@ class GlobalMiner(tf.Module):
         head = towers.linear_head(side.tower, side.inputs)
         if head is not None:  # narrower inputs: score in the input space
             return mining.hardest_rows(queries, query_image_index, head[0], side.image_index,
-                                       chunk, head_kernel=head[1], exclude_rows=exclude)
+                                       chunk, head_kernel=head[1], exclude_rows=exclude,
+                                       bank_tail=side.head_tail)
         return mining.hardest_rows(
             queries, query_image_index,
             tf.stop_gradient(encode_all(side.encode, side.size, max(chunk, 1024))),
@@ -144,6 +150,14 @@ class GlobalMiner(tf.Module):
         neg_text = self._hardest_now(queries, distinct, self.captions,
                                      tf.gather(self.captions_of_image, distinct))
         return neg_image, tf.gather(neg_text, position)
+
+
+def _with_head_tail(side: Modality) -> Modality:
+    """``side`` with its ``head_tail`` when its linear head is narrower than d."""
+    head = towers.linear_head(side.tower, side.inputs)
+    if head is None or _wide_head(side) is not None:
+        return side
+    return dataclasses.replace(side, head_tail=mining.head_tail(head[0]))
 
 
 def _wide_head(side: Modality) -> tuple[tf.Tensor, tf.Variable] | None:

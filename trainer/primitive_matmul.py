@@ -8,6 +8,8 @@ machine, side by side (e.g. 9.7 vs 13.1 ms for 512 x 2048 x 1024; 9.4 vs 11.7 ms
 512-row image-tower batch), and lost less when the host was loaded. For large products (6000 x
 1280 x 1024, 30000 x 384 x 1024) sgemm was as fast or faster: ``Dense`` keeps ``MatMul`` for
 inputs of more than ``MAX_PRIMITIVE_ROWS`` rows or of unknown row count (serving signatures).
+Scores through a narrow linear head (``trainer.mining``: 384-wide caption inputs) stay on sgemm
+too, which was faster for that inner dimension (38.2 vs 40.9 ms per 30,000 rows).
 """
 
 from __future__ import annotations

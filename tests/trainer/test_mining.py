@@ -130,8 +130,9 @@ def test_linear_head_matches_brute_force_on_embeddings(chunk_size):
 
 @pytest.mark.parametrize("kind", ["full_rank", "rank_2", "zero"])
 def test_gram_factor_gives_the_head_norms(kind):
-    # |x F| = |x W| for every row x; a singular W W^T (rank 2 of 6, or all zeros) makes the
-    # Cholesky factor NaN, and the eigendecomposition's factor takes over.
+    # |x F| = |x W| for every row x, F lower triangular; a singular W W^T (rank 2 of 6, or all
+    # zeros) makes the Cholesky factor NaN, and the eigendecomposition's (made triangular)
+    # takes over.
     rng = np.random.default_rng(5)
     kernel = {"full_rank": rng.normal(size=(6, 16)),
               "rank_2": rng.normal(size=(6, 2)) @ rng.normal(size=(2, 16)),
@@ -141,8 +142,33 @@ def test_gram_factor_gives_the_head_norms(kind):
     assert np.isfinite(factor).all()
     np.testing.assert_allclose(np.linalg.norm(rows @ factor, axis=1),
                                np.linalg.norm(rows @ kernel, axis=1), rtol=1e-4, atol=1e-4)
-    if kind == "full_rank":  # Cholesky: lower triangular
-        np.testing.assert_array_equal(factor, np.tril(factor))
+    np.testing.assert_array_equal(factor, np.tril(factor))
+
+
+@pytest.mark.parametrize("width", [1, 5, 6])
+def test_norms_through_the_triangular_blocks_equal_the_head_norms(width):
+    # |x F|^2 = |x F[:, :s]|^2 + |x[:, s:] F[s:, s:]|^2, s = width // 2, for odd widths too.
+    rng = np.random.default_rng(8)
+    kernel = rng.normal(size=(width, 16)).astype(np.float32)
+    rows = rng.normal(size=(20, width)).astype(np.float32)
+    factor = mining._factor_blocks(mining.gram_factor(tf.constant(kernel)))
+    inverse = mining._inverse_norms(tf.constant(rows), factor, mining.head_tail(rows))
+    np.testing.assert_allclose(1 / inverse.numpy(), np.linalg.norm(rows @ kernel, axis=1),
+                               rtol=1e-5)
+
+
+def test_kept_head_tail_gives_the_same_rows_as_slicing_it():
+    rng = np.random.default_rng(9)
+    inputs = rng.normal(size=(40, 7)).astype(np.float32)
+    kernel = rng.normal(size=(7, 16)).astype(np.float32)
+    ids = np.repeat(np.arange(8), 5)
+    queries, query_ids = _unit(rng.normal(size=(9, 16))), rng.integers(0, 8, size=9)
+    sliced = mining.hardest_rows(queries, query_ids, inputs, ids, 6, head_kernel=kernel)
+    kept = mining.hardest_rows(queries, query_ids, inputs, ids, 6, head_kernel=kernel,
+                               bank_tail=mining.head_tail(inputs))
+    np.testing.assert_array_equal(kept.numpy(), sliced.numpy())
+    np.testing.assert_array_equal(sliced.numpy(),
+                                  _brute_force(queries, query_ids, _unit(inputs @ kernel), ids))
 
 
 def test_rank_deficient_linear_head_matches_brute_force():

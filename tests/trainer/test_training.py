@@ -147,3 +147,19 @@ def test_image_products_are_reused_only_as_the_dropout_free_training_outputs(
     assert trainer.reused_head is None
     assert (trainer.miner.image_products() is not None) == has_products
     assert np.isfinite(float(trainer.train_step(tf.range(8, dtype=tf.int64))["loss"]))
+
+
+@pytest.mark.parametrize("overrides,tail_width", [
+    ({}, 4),  # 8-wide image head < d = 16: its last 4 input columns are kept for the norms
+    ({"embedding_dim": 8}, None),  # d-wide head: scored through its products instead
+    ({"refresh_steps": 3}, None),  # bank mode scores stored embeddings
+])
+def test_exact_mode_keeps_the_narrow_heads_input_tail(
+        transformed, overrides, tail_width):  # noqa: F811
+    cfg, (images, texts), train, _ = _setup(transformed, mining="global", **overrides)
+    trainer = training.PairTrainer(cfg, images, texts, train, steps_per_epoch=6)
+    tail = trainer.miner.images.head_tail
+    assert (None if tail is None else tail.shape[1]) == tail_width
+    if tail is not None:
+        np.testing.assert_array_equal(tail.numpy(), train.image_features[:, 4:])
+    assert trainer.miner.captions.head_tail is None  # the mean text tower has no linear head
