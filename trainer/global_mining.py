@@ -73,14 +73,14 @@ class GlobalMiner(tf.Module):
 
     def __init__(self, config: TrainerConfig, images: Modality, captions: Modality):
         super().__init__(name="global_miner")
-        if config.refresh_steps <= 1:  # exact mode scores narrow heads at every step
-            images, captions = _with_head_tail(images), _with_head_tail(captions)
         self.config, self.images, self.captions = config, images, captions
         self.captions_of_image = tf.constant(rows_by_group(captions.image_index, images.size))
         self.bank = None
         if config.refresh_steps > 1:
             self.bank = mining.EmbeddingBank(captions.image_index, images.size,
                                              config.embedding_dim, config.mining_chunk_size)
+        else:  # exact mode scores narrow heads at every step
+            self.images, self.captions = _with_head_tail(images), _with_head_tail(captions)
         self.has_image_products = self.bank is None and _wide_head(images) is not None
 
     @tf.function

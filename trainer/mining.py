@@ -99,15 +99,18 @@ def _inverse_norms(rows: tf.Tensor, factor: tuple[tf.Tensor, tf.Tensor] | None =
         norms = tf.math.reduce_euclidean_norm(rows, axis=1)
     else:
         left, corner = factor
-        norms = tf.sqrt(tf.square(tf.math.reduce_euclidean_norm(tf.matmul(rows, left), axis=1))
-                        + tf.square(tf.math.reduce_euclidean_norm(tf.matmul(tail, corner),
-                                                                  axis=1)))
+        head_norms = tf.math.reduce_euclidean_norm(tf.matmul(rows, left), axis=1)
+        tail_norms = tf.math.reduce_euclidean_norm(tf.matmul(tail, corner), axis=1)
+        norms = tf.sqrt(tf.square(head_norms) + tf.square(tail_norms))
     return tf.math.reciprocal(tf.maximum(norms, _NORM_EPSILON ** 0.5))
 
 
-def _factor_blocks(factor: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    """``(F[:, :s], F[s:, s:])`` of a lower-triangular F [p, p], s = p // 2 (``head_tail``)."""
-    split = factor.shape[0] // 2
+def _factor_blocks(factor: tf.Tensor, tail_width: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(F[:, :s], F[s:, s:])`` of a lower-triangular F [p, p], s = p - ``tail_width``.
+
+    ``tail_width``: the width of the rows' ``head_tail``, which fixes s.
+    """
+    split = factor.shape[0] - tail_width
     return factor[:, :split], factor[split:, split:]
 
 
@@ -180,12 +183,12 @@ def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.
         rows = _chunk_rows(bank, start, size)
         if factor is None:
             scores = primitive_matmul.matmul(queries, rows, transpose_b=True)  # [B, chunk]
+            if normalize:  # d-wide rows: scale the (usually smaller) scores
+                scores *= _inverse_norms(rows)[None, :]
         else:  # narrow head inputs: scale the [chunk, p] rows
             rows *= _inverse_norms(rows, factor, _chunk_rows(tail, start, size))[:, None]
             # For p = 384 sgemm beat the matmul primitive (38.2 vs 40.9 ms per 30,000 rows).
             scores = tf.matmul(queries, rows, transpose_b=True)
-        if normalize and factor is None:  # d-wide rows: scale the (usually smaller) scores
-            scores *= _inverse_norms(rows, None)[None, :]
         chunk_index, chunk_best = _chunk_best(scores, query_ids,
                                               tf.slice(bank_ids, [start], [size]), start, exclude)
         better = chunk_best > best_score
@@ -253,8 +256,8 @@ def hardest_rows(queries, query_ids, bank, bank_ids, chunk_size: int = DEFAULT_C
     if head_kernel is not None:
         kernel = tf.stop_gradient(_as_float(tf.convert_to_tensor(head_kernel)))
         queries = tf.matmul(queries, kernel, transpose_b=True)  # [B, p]
-        factor = _factor_blocks(gram_factor(kernel))
         tail = head_tail(bank) if bank_tail is None else _as_float(bank_tail)
+        factor = _factor_blocks(gram_factor(kernel), tail.shape[1])
     argmax = _masked_argmax if isinstance(bank, tf.Variable) else _masked_argmax_graph
     exclude = None if exclude_rows is None else tf.cast(exclude_rows, tf.int64)
     return argmax(tf.stop_gradient(queries), _as_ids(query_ids), bank, _as_ids(bank_ids),

@@ -151,8 +151,9 @@ def test_norms_through_the_triangular_blocks_equal_the_head_norms(width):
     rng = np.random.default_rng(8)
     kernel = rng.normal(size=(width, 16)).astype(np.float32)
     rows = rng.normal(size=(20, width)).astype(np.float32)
-    factor = mining._factor_blocks(mining.gram_factor(tf.constant(kernel)))
-    inverse = mining._inverse_norms(tf.constant(rows), factor, mining.head_tail(rows))
+    tail = mining.head_tail(rows)
+    factor = mining._factor_blocks(mining.gram_factor(tf.constant(kernel)), tail.shape[1])
+    inverse = mining._inverse_norms(tf.constant(rows), factor, tail)
     np.testing.assert_allclose(1 / inverse.numpy(), np.linalg.norm(rows @ kernel, axis=1),
                                rtol=1e-5)
 
