@@ -36,6 +36,7 @@ from benchmarks.paper_loop import Negatives, PaperLoop, PhaseSeconds, pick_negat
 from trainer import towers, training  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
 from trainer.data import SplitTables  # noqa: E402
+from trainer.training_rows import TrainingRows  # noqa: E402
 
 BATCH = 512
 DIM = 1024
@@ -86,9 +87,18 @@ def fast_config(exact: TrainerConfig) -> TrainerConfig:
 
 
 def mining_label(config: TrainerConfig) -> str:
+    """The config's mining mode and the settings it reads, for the printed report."""
     if config.mining != "global":
         return f"mining={config.mining}"
-    return f"mining=global refresh_steps={config.refresh_steps} chunk={config.mining_chunk_size}"
+    return (f"mining=global refresh_steps={config.refresh_steps} "
+            f"chunk={config.mining_chunk_size} ({config.mining_mode})")
+
+
+def make_trainer(config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Model,
+                 train: SplitTables, steps_per_epoch: int) -> training.PairTrainer:
+    """The Trainer's own step over ``train``, as ``trainer.training.train`` builds it."""
+    rows = TrainingRows.for_training(config, image_tower, text_tower, train)
+    return training.PairTrainer(config, rows, steps_per_epoch)
 
 
 def build_towers(config: TrainerConfig, train: SplitTables):
@@ -114,15 +124,13 @@ def our_stepper(trainer: training.PairTrainer, batches: list[np.ndarray]
                 ) -> tuple[Callable[[], None], int]:
     """One call = one bank-refresh cycle of our training: ``(step function, steps per call)``.
 
-    With a bank, a call refreshes it and runs ``refresh_steps`` steps, so that the refresh cost
-    is in the time; otherwise a call is one step.
+    In bank mode a call runs ``refresh_steps`` steps (the first refreshes the bank), so that the
+    refresh cost is in the time; otherwise a call is one step.
     """
     batches = itertools.cycle(batches)
-    steps = trainer.config.refresh_steps if trainer.bank is not None else 1
+    steps = trainer.config.refresh_steps if trainer.config.mining_mode == "bank" else 1
 
     def cycle() -> None:
-        if trainer.bank is not None:
-            trainer.refresh_bank()
         for _ in range(steps):
             float(trainer.train_step(tf.constant(next(batches)))["loss"])
 
@@ -130,9 +138,9 @@ def our_stepper(trainer: training.PairTrainer, batches: list[np.ndarray]
 
 
 def our_negatives(trainer: training.PairTrainer, caption_index: np.ndarray) -> Negatives:
-    """Our exact global mining of a batch (``PairTrainer.mine_batch``)."""
-    neg_image, neg_text = trainer.mine_batch(tf.constant(caption_index))
-    is_pair = tf.equal(neg_image, tf.gather(trainer.text_image_index, neg_text))
+    """Our exact global mining of a batch (``GlobalMiner.mine_captions``, as a step mines)."""
+    neg_image, neg_text = trainer.strategy.miner.mine_captions(tf.constant(caption_index))
+    is_pair = tf.equal(neg_image, tf.gather(trainer.rows.text_image_index, neg_text))
     return Negatives(neg_image.numpy(), neg_text.numpy(), is_pair.numpy())
 
 
@@ -167,7 +175,8 @@ def mining_gflops(trainer: training.PairTrainer, caption_index: np.ndarray, flop
                   repeats: int) -> dict[str, float]:
     """GFLOP/s of one exact mining step and of plain 4096^2 matmuls, measured interleaved."""
     index = tf.constant(caption_index)
-    steps = {"mine": (lambda: trainer.mine_batch(index)[0].numpy(), flops)}
+    mine = trainer.strategy.miner.mine_captions
+    steps = {"mine": (lambda: mine(index)[0].numpy(), flops)}
     for dtype in (tf.float32, tf.bfloat16):
         steps[f"matmul_{dtype.name}"] = harness.matmul_step(dtype)
     medians = harness.interleaved_medians({name: fn for name, (fn, _) in steps.items()}, repeats)
@@ -217,8 +226,7 @@ def _time_modes(args, train: SplitTables, configs: dict[str, TrainerConfig],
     paper = PaperLoop(*build_towers(configs["exact"], train), train)
     steppers, steps = {"paper": paper_stepper(paper, batches)}, {"paper": 1}
     for name, config in configs.items():
-        trainer = training.PairTrainer(config, *build_towers(config, train), train,
-                                       steps_per_epoch)
+        trainer = make_trainer(config, *build_towers(config, train), train, steps_per_epoch)
         steppers[name], steps[name] = our_stepper(trainer, batches)
     for step in steppers.values():  # warm-up: traces the graphs
         step()
@@ -237,8 +245,7 @@ def _time_modes(args, train: SplitTables, configs: dict[str, TrainerConfig],
 def _efficiency(args, train: SplitTables, paper: PaperLoop, config: TrainerConfig,
                 batches: list[np.ndarray], steps_per_epoch: int) -> dict:
     """Identical-negatives check and mining FLOP/s vs plain matmul, on the paper's towers."""
-    trainer = training.PairTrainer(config, paper.image_tower, paper.text_tower, train,
-                                   steps_per_epoch)
+    trainer = make_trainer(config, paper.image_tower, paper.text_tower, train, steps_per_epoch)
     same = compare_negatives(paper, trainer, batches[:args.check_batches])
     print(f"negatives identical: {same['identical']}/{same['queries']}, pair flags "
           f"{same['pair_flags_identical']}/{same['queries'] // 2}, max score gap of "

@@ -204,9 +204,10 @@ class PaperLoop(tf.Module):
             image = self.image_tower(tf.gather(self.images, image_index), training=True)
             text = encode_text(caption_index)
             negative_image = self.image_tower(tf.gather(self.images, neg_image), training=True)
-            loss = losses.triplet_loss(self.loss, image, text, negative_image,
-                                       encode_text(neg_text), is_pair, self.margin,
-                                       self.intra_margin)
+            loss = losses.triplet_loss(self.loss, image=image, text=text,
+                                       neg_image=negative_image, neg_text=encode_text(neg_text),
+                                       neg_is_pair=is_pair, margin=self.margin,
+                                       intra_margin=self.intra_margin)
         variables = self.image_tower.trainable_variables + self.text_tower.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         return loss

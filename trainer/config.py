@@ -10,6 +10,7 @@ from typing import Any
 from trainer.losses import LOSS_KINDS
 
 MINING_KINDS = ("in_batch", "global")
+MINING_MODES = ("none", "in_batch", "exact", "bank")  # TrainerConfig.mining_mode
 IMAGE_TOWERS = ("linear", "mlp")
 TEXT_TOWERS = ("gru", "mean", "linear", "minilm")  # "linear" reads caption_features
 _CHOICES = {
@@ -35,7 +36,8 @@ class TrainerConfig:
         loss: triplet loss kind (``trainer.losses.LOSS_KINDS``); ``fhn`` is the paper's.
         margin: cross-modal margin m (paper: 0.4).
         intra_margin: intra-modal margin m2 of ``fhn`` (paper: 0.4).
-        mining: ``in_batch`` or ``global`` (hardest negatives over the whole training set).
+        mining: ``in_batch`` or ``global`` (hardest negatives over the whole training set);
+            with ``loss`` and ``refresh_steps`` it fixes ``mining_mode``.
         refresh_steps: 1 = exact global mining: every step scores the whole training set as
             the current towers embed it (a linear tower through its head, see
             ``trainer.mining``). k > 1: an on-device bank is re-encoded every k steps, and the
@@ -120,6 +122,21 @@ class TrainerConfig:
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"TrainerConfig.{name}={getattr(self, name)!r} is out of range")
+
+    @property
+    def mining_mode(self) -> str:
+        """How the Trainer finds hard negatives (``trainer.negatives`` has one strategy each).
+
+        ``none`` for the ``sh`` loss (it sums over every in-batch negative); else ``in_batch``
+        (the benchmarks' "fast mode"), ``exact`` (``global`` with ``refresh_steps`` 1: all
+        training rows scored by the current towers at every step) or ``bank`` (``global``
+        with ``refresh_steps`` > 1: stored embeddings, re-encoded every ``refresh_steps``).
+        """
+        if self.loss == "sh":
+            return "none"
+        if self.mining == "in_batch":
+            return "in_batch"
+        return "exact" if self.refresh_steps == 1 else "bank"
 
     @property
     def decay_epoch(self) -> int:

@@ -1,11 +1,11 @@
-"""Global hard-negative mining over the whole training set, for ``PairTrainer``.
+"""Exact global hard-negative mining over the whole training set (the ``exact`` mining mode).
 
-Exact mode (``refresh_steps == 1``) scores, at every step, every training image and caption as
-the current towers embed them, with no stored bank: a linear tower narrower than d is scored
-through its head (``trainer.mining``), a linear tower at least d wide through its products
-``x @ W`` (``image_products``, which the Trainer also reuses as its image outputs), any other
-tower is encoded in inference mode. With ``refresh_steps > 1`` an ``EmbeddingBank`` keeps the
-embeddings between refreshes (the rows of each batch are refreshed at every step).
+At every step, every training image and caption is scored as the current towers embed them,
+with no stored bank: a linear tower narrower than d is scored through its head
+(``trainer.mining``), a linear tower at least d wide through its products ``x @ W``
+(``image_products``, which ``trainer.negatives.ExactGlobal`` also reuses as its image outputs),
+any other tower is encoded in inference mode. ``encode_all`` also fills the ``bank`` mode's
+``EmbeddingBank``.
 """
 
 from __future__ import annotations
@@ -69,32 +69,24 @@ def rows_by_group(group: np.ndarray, num_groups: int) -> np.ndarray:
 
 
 class GlobalMiner(tf.Module):
-    """Hardest negative image and caption rows of a batch among all training rows."""
+    """Hardest negative image and caption rows of a batch among all training rows, as now embedded.
+
+    Narrow linear heads are scored in their input space at every step, so their inputs' tail
+    columns (``Modality.head_tail``) are sliced once, here.
+    """
 
     def __init__(self, config: TrainerConfig, images: Modality, captions: Modality):
         super().__init__(name="global_miner")
-        self.config, self.images, self.captions = config, images, captions
+        self.config = config
+        self.images, self.captions = _with_head_tail(images), _with_head_tail(captions)
         self.captions_of_image = tf.constant(rows_by_group(captions.image_index, images.size))
-        self.bank = None
-        if config.refresh_steps > 1:
-            self.bank = mining.EmbeddingBank(captions.image_index, images.size,
-                                             config.embedding_dim, config.mining_chunk_size)
-        else:  # exact mode scores narrow heads at every step
-            self.images, self.captions = _with_head_tail(images), _with_head_tail(captions)
-        self.has_image_products = self.bank is None and _wide_head(images) is not None
-
-    @tf.function
-    def refresh(self) -> None:
-        """Re-encodes the whole training set into the bank (batched, inside one graph)."""
-        batch = self.config.eval_batch_size
-        self.bank.image.assign(encode_all(self.images.encode, self.images.size, batch))
-        self.bank.text.assign(encode_all(self.captions.encode, self.captions.size, batch))
+        self.has_image_products = _wide_head(images) is not None
 
     def image_products(self) -> tf.Tensor | None:
         """``x @ W`` [N_i, d] of every training image, as exact mode scores them, else None.
 
-        Exact mode scores a linear image head at least as wide as d through these products
-        (their scores divided by the row norms); other heads and the bank mode have none.
+        A linear image head at least as wide as d is scored through these products (their
+        scores divided by the row norms); other image towers have none.
         """
         return _products(self.images) if self.has_image_products else None
 
@@ -135,10 +127,6 @@ class GlobalMiner(tf.Module):
 
         """
         text = tf.stop_gradient(text)
-        if self.bank is not None:
-            image = tf.stop_gradient(image)
-            self.bank.update(image_index, image, caption_index, text)
-            return self.bank.mine(image, text, image_index)
         neg_image = self._hardest_now(text, image_index, self.images, image_index[:, None],
                                       image_products)
         if image_products is None:
@@ -150,6 +138,20 @@ class GlobalMiner(tf.Module):
         neg_text = self._hardest_now(queries, distinct, self.captions,
                                      tf.gather(self.captions_of_image, distinct))
         return neg_image, tf.gather(neg_text, position)
+
+    @tf.function
+    def mine_captions(self, caption_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """``negative_index`` of the training captions ``caption_index`` [B], without a step.
+
+        The batch is embedded in inference mode; where the image products exist, the image
+        queries are read from them, as the training step does (benchmarks compare these
+        negatives with the paper's loop and time this search alone).
+        """
+        image_index = tf.gather(self.captions.image_index, caption_index)
+        text = self.captions.encode(caption_index)
+        products = self.image_products()
+        image = self.images.encode(image_index) if products is None else None
+        return self.negative_index(image, text, image_index, caption_index, products)
 
 
 def _with_head_tail(side: Modality) -> Modality:

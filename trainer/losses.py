@@ -96,6 +96,7 @@ def _sh_terms(image: tf.Tensor, text: tf.Tensor, image_ids, margin: float) -> di
 
 def loss_terms(
     kind: str,
+    *,
     image,
     text,
     neg_image=None,
@@ -103,10 +104,12 @@ def loss_terms(
     neg_is_pair=None,
     margin: float = 0.4,
     intra_margin: float = 0.4,
-    *,
     image_ids=None,
 ) -> dict[str, tf.Tensor]:
     """The loss terms of ``kind``, each averaged over the batch.
+
+    Everything after ``kind`` is a keyword: eight similar tensors and margins are easy to pass
+    in the wrong order.
 
     Args:
         kind: one of ``LOSS_KINDS``.
@@ -171,6 +174,7 @@ def triplet_loss(
         Scalar float32 tensor.
 
     """
-    terms = loss_terms(kind, image, text, neg_image, neg_text, neg_is_pair, margin,
-                       intra_margin, image_ids=image_ids)
+    terms = loss_terms(kind, image=image, text=text, neg_image=neg_image, neg_text=neg_text,
+                       neg_is_pair=neg_is_pair, margin=margin, intra_margin=intra_margin,
+                       image_ids=image_ids)
     return tf.add_n(list(terms.values()))

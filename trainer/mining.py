@@ -3,8 +3,8 @@
 ``hardest_negatives`` is the DESIGN.md contract: one batched matmul per bank chunk plus a masked
 argmax, inside a ``tf.function``. In-batch mining is ``hardest_negatives`` with the batch as the
 bank, computed from one [B, B] score matrix (``in_batch_negatives``); global mining passes the
-whole training set: exact mode encodes it with the current towers at every step
-(``PairTrainer``), otherwise an ``EmbeddingBank`` keeps it on device between refreshes.
+whole training set: exact mode scores it as the current towers embed it at every step
+(``trainer.global_mining``), bank mode keeps an ``EmbeddingBank`` on device between refreshes.
 
 Memory bound. Scores are never materialized for the whole bank: each step of the chunk loop
 holds one [B, chunk_size] float32 score matrix and one [B, chunk_size] bool mask (``5 * B *

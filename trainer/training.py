@@ -1,9 +1,9 @@
 """The training loop: Adam with the paper's step schedule, hard-negative mining, best-on-rsum.
 
 One epoch visits every training caption once (with its image) in a seeded shuffle. Each step
-embeds the batch, mines the hardest negatives (in the batch, or over the whole training set with
-``trainer.global_mining``), re-encodes global negatives through the towers so that gradients reach
-them, and applies the triplet loss. After every epoch the eval split is embedded and scored with
+embeds the batch's captions, lets the configured negative strategy (``trainer.negatives``) embed
+its images and find their hard negatives (in the batch, or over the whole training set), and
+applies the triplet loss. After every epoch the eval split is embedded and scored with
 ``trainer.metrics.retrieval_metrics``; the towers of the best eval rsum are kept.
 """
 
@@ -16,18 +16,10 @@ import time
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import (
-    evaluation,
-    frozen_prefix,
-    global_mining,
-    losses,
-    minilm,
-    mining,
-    optimization,
-    towers,
-)
+from trainer import evaluation, frozen_prefix, losses, minilm, negatives, optimization
 from trainer.config import TrainerConfig
 from trainer.data import SplitTables
+from trainer.training_rows import TrainingRows
 
 
 @dataclasses.dataclass
@@ -49,160 +41,57 @@ class TrainResult:
 
 
 class PairTrainer(tf.Module):
-    """Optimizer, device-resident training tables, optional embedding bank, and the train step.
+    """The optimizer, the training rows and a negative strategy: one training step.
 
-    A ``minilm`` text tower's fine-tuned layers get their own, lower learning rate
-    (``trainer.optimization``); with a frozen bottom, its output for the training captions is
-    computed once (``trainer.frozen_prefix``) and each step runs only the rest of the tower
-    (``cache_frozen_text=False`` runs the whole tower every step instead). In exact global
-    mining, a dropout-free linear image tower's products ``x @ W`` of all training images, which
-    mining computes anyway, are also the step's image outputs (``towers.rows_of_products``:
-    same values and gradients, one matmul less per step; ``reuse_image_products=False`` runs
-    the tower instead).
+    ``config.mining_mode`` picks the strategy (``trainer.negatives``) that embeds each batch's
+    images and finds its hard negatives. A ``minilm`` text tower's fine-tuned layers get their
+    own, lower learning rate (``trainer.optimization``).
     """
 
-    def __init__(self, config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Model,
-                 train: SplitTables, steps_per_epoch: int, cache_frozen_text: bool = True,
-                 reuse_image_products: bool = True):
+    def __init__(self, config: TrainerConfig, rows: TrainingRows, steps_per_epoch: int):
+        """Builds the optimizer and the strategy.
+
+        Args:
+            config: hyperparameters.
+            rows: the training tables and towers (``TrainingRows.for_training``).
+            steps_per_epoch: optimizer steps per epoch (places the learning-rate decay).
+
+        """
         super().__init__(name="pair_trainer")
-        self.config, self.image_tower, self.text_tower = config, image_tower, text_tower
+        self.config, self.rows = config, rows
         self.schedule = optimization.step_schedule(config, steps_per_epoch)
-        encoder = minilm.encoder_variables(text_tower) if config.text_tower == "minilm" else []
+        encoder = (minilm.encoder_variables(rows.text_tower) if config.text_tower == "minilm"
+                   else [])
         self.optimizer = optimization.make_optimizer(config, self.schedule, steps_per_epoch,
                                                      encoder)
-        self.text_prefix = (frozen_prefix.for_tower(config, text_tower, train.text,
-                                                    config.eval_batch_size)
-                            if cache_frozen_text else None)
-        self.images = tf.constant(train.image_features)
-        self.text = {key: tf.constant(value) for key, value in train.text.items()}
-        self.text_image_index = tf.constant(train.text_image_index)
-        self.num_images, self.num_captions = len(train.image_features), train.num_captions
-        self.miner = None
-        if config.mining == "global" and config.loss != "sh":
-            self.miner = global_mining.GlobalMiner(
-                config,
-                global_mining.Modality(image_tower, self.images, self.embed_images,
-                                       tf.range(self.num_images, dtype=tf.int64),
-                                       self.num_images),
-                global_mining.Modality(text_tower, self.text, self.embed_text,
-                                       self.text_image_index, self.num_captions))
-        self.reused_head = None
-        if reuse_image_products and self.miner is not None and self.miner.has_image_products:
-            self.reused_head = towers.reusable_training_head(image_tower, self.images)
-
-    @property
-    def bank(self) -> mining.EmbeddingBank | None:
-        """The global-mining bank (``refresh_steps > 1``), else None."""
-        return None if self.miner is None else self.miner.bank
-
-    def embed_images(self, index: tf.Tensor, training: bool = False) -> tf.Tensor:
-        """[B] image rows -> [B, d] embeddings."""
-        return self.image_tower(tf.gather(self.images, index), training=training)
-
-    def embed_text(self, index: tf.Tensor, training: bool = False) -> tf.Tensor:
-        """[B] caption rows -> [B, d] embeddings."""
-        if self.text_prefix is not None:
-            return self.text_prefix.embed(index)
-        inputs = {key: tf.gather(value, index) for key, value in self.text.items()}
-        return self.text_tower(inputs, training=training)
-
-    def refresh_bank(self) -> None:
-        """Re-encodes the whole training set into the global-mining bank."""
-        self.miner.refresh()
-
-    def global_negative_index(self, image: tf.Tensor, text: tf.Tensor, image_index: tf.Tensor,
-                              caption_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """``GlobalMiner.negative_index``: training rows of a batch's hardest negatives."""
-        return self.miner.negative_index(image, text, image_index, caption_index)
-
-    @tf.function
-    def mine_batch(self, caption_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """``global_negative_index`` of the batch ``caption_index`` [B], without a training step.
-
-        Embeds the batch in inference mode; with a bank, its batch rows are updated first.
-        Where exact mining scores the image products, the image queries are read from them,
-        as in ``train_step``.
-        """
-        image_index = tf.gather(self.text_image_index, caption_index)
-        text = self.embed_text(caption_index)
-        if self.miner.has_image_products:
-            return self.miner.negative_index(None, text, image_index, caption_index,
-                                             self.miner.image_products())
-        return self.global_negative_index(self.embed_images(image_index), text, image_index,
-                                          caption_index)
-
-    def _negatives(self, image, text, image_index, caption_index):
-        """Hard negatives [B, d], [B, d] and neg_is_pair [B] (in-batch or global)."""
-        if self.config.mining != "global":
-            neg_i, neg_t = mining.in_batch_negatives(image, text, image_index)
-            self._check_found(neg_i, neg_t)
-            is_pair = tf.equal(tf.gather(image_index, neg_i), tf.gather(image_index, neg_t))
-            return tf.gather(image, neg_i), tf.gather(text, neg_t), is_pair
-        neg_i, neg_t = self.global_negative_index(image, text, image_index, caption_index)
-        self._check_found(neg_i, neg_t)
-        is_pair = tf.equal(neg_i, tf.gather(self.text_image_index, neg_t))
-        return (self.embed_images(neg_i, training=True), self.embed_text(neg_t, training=True),
-                is_pair)
-
-    def _images_and_negatives(self, text, image_index, caption_index):
-        """Batch images [B, d] and ``_negatives``, the images read from this step's products.
-
-        Mining needs no batch image outputs (its image queries come from the products), so the
-        batch's and the negatives' images are read together: one gather, one normalization and
-        one gradient matmul.
-        """
-        products = self.miner.image_products()
-        neg_i, neg_t = self.miner.negative_index(None, text, image_index, caption_index,
-                                                 products)
-        self._check_found(neg_i, neg_t)
-        rows = tf.concat([image_index, neg_i], axis=0)
-        images = towers.l2_normalize(towers.rows_of_products(*self.reused_head, products, rows))
-        image, neg_image = tf.split(images, 2)
-        is_pair = tf.equal(neg_i, tf.gather(self.text_image_index, neg_t))
-        return image, (neg_image, self.embed_text(neg_t, training=True), is_pair)
-
-    @staticmethod
-    def _check_found(neg_image_index: tf.Tensor, neg_text_index: tf.Tensor) -> None:
-        message = ("a batch has no caption/image of another image to use as a negative; "
-                   "use a larger batch_size")
-        tf.debugging.assert_non_negative(neg_image_index, message=message)
-        tf.debugging.assert_non_negative(neg_text_index, message=message)
+        self.strategy = negatives.for_config(config, rows)
 
     @tf.function
     def train_step(self, caption_index: tf.Tensor) -> dict[str, tf.Tensor]:
         """One optimizer step on the captions ``caption_index`` [B]; returns the loss terms."""
-        config = self.config
-        image_index = tf.gather(self.text_image_index, caption_index)
+        config, rows = self.config, self.rows
+        image_index = tf.gather(rows.text_image_index, caption_index)
         with tf.GradientTape() as tape:
-            text = self.embed_text(caption_index, training=True)
-            if config.loss == "sh":
-                image = self.embed_images(image_index, training=True)
-                terms = losses.loss_terms("sh", image, text, margin=config.margin,
-                                          image_ids=image_index)
-            else:
-                if self.reused_head is not None:
-                    image, negatives = self._images_and_negatives(text, image_index,
-                                                                  caption_index)
-                else:
-                    image = self.embed_images(image_index, training=True)
-                    negatives = self._negatives(image, text, image_index, caption_index)
-                terms = losses.loss_terms(config.loss, image, text, *negatives, config.margin,
-                                          config.intra_margin)
+            text = rows.captions(caption_index, training=True)
+            mined = self.strategy(negatives.Batch(caption_index, image_index, text))
+            terms = losses.loss_terms(
+                config.loss, image=mined.batch_image, text=text, neg_image=mined.image,
+                neg_text=mined.text, neg_is_pair=mined.is_pair, margin=config.margin,
+                intra_margin=config.intra_margin, image_ids=image_index)
             loss = tf.add_n(list(terms.values()))
-        variables = self.image_tower.trainable_variables + self.text_tower.trainable_variables
-        self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        variables = rows.image_tower.trainable_variables + rows.text_tower.trainable_variables
+        gradients = tape.gradient(loss, variables)
+        self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
         return {"loss": loss, **terms}
 
 
 def _train_epoch(trainer: PairTrainer, dataset: tf.data.Dataset, writer, steps: int,
                  verbose: int) -> dict[str, float]:
     """Runs one epoch; logs terms to TensorBoard and a Keras progress bar; returns their means."""
-    config, bank = trainer.config, trainer.bank
+    config = trainer.config
     progress = keras.utils.Progbar(steps, verbose=verbose)
     sums: dict[str, float] = {}
     for step, caption_index in enumerate(dataset.take(steps)):
-        if bank is not None and int(trainer.optimizer.iterations) % config.refresh_steps == 0:
-            trainer.refresh_bank()
         terms = {name: float(value) for name, value in trainer.train_step(caption_index).items()}
         iteration = int(trainer.optimizer.iterations)
         if iteration % config.log_every_steps == 0:
@@ -266,7 +155,8 @@ def train(config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Mod
     set_seeds(config.seed)
     batch = min(config.batch_size, train_split.num_captions)
     steps = train_split.num_captions // batch
-    trainer = PairTrainer(config, image_tower, text_tower, train_split, steps)
+    rows = TrainingRows.for_training(config, image_tower, text_tower, train_split)
+    trainer = PairTrainer(config, rows, steps)
     eval_prefix = frozen_prefix.for_tower(config, text_tower, eval_split.text,
                                           config.eval_batch_size)
     writer = tf.summary.create_file_writer(os.path.join(work_dir, "logs"))

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from benchmarks import bench_vs_paper
 from benchmarks.paper_loop import IdLists, PaperLoop, pick_negatives
-from trainer import features, towers, training
+from trainer import features, towers
 from trainer.config import TrainerConfig
 from trainer.data import SplitTables
 
@@ -74,8 +74,8 @@ def loops(request):
     split = _split(seed=3)
     image_tower, text_tower = towers.build_towers(config, 0, IMAGE_DIM, CAPTION_DIM)
     paper = PaperLoop(image_tower, text_tower, split, learning_rate=0.05)
-    ours = training.PairTrainer(config, image_tower, text_tower, split, steps_per_epoch=6)
-    assert ours.miner.has_image_products == (request.param == IMAGE_DIM)
+    ours = bench_vs_paper.make_trainer(config, image_tower, text_tower, split, steps_per_epoch=6)
+    assert ours.strategy.miner.has_image_products == (request.param == IMAGE_DIM)
     return paper, ours, split
 
 

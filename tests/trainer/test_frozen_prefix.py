@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from trainer import data, frozen_prefix, minilm, towers, training, wordpiece
 from trainer.config import TrainerConfig
+from trainer.training_rows import TrainingRows
 
 CAPTIONS = ["A dog runs on the beach .", "Two children in red coats play in the deep snow .",
             "A man", "A brown dog is jumping over a log in the woods near a small river .",
@@ -81,9 +82,10 @@ def test_trainer_step_moves_the_encoder_at_the_lower_rate_through_the_cache(mini
     for cache in (False, True):
         for variable, value in zip(variables, before, strict=True):
             variable.assign(value)
-        trainer = training.PairTrainer(config, image_tower, text_tower, split, 1,
-                                       cache_frozen_text=cache)
-        assert (trainer.text_prefix is not None) == cache
+        rows = (TrainingRows.for_training(config, image_tower, text_tower, split) if cache
+                else TrainingRows(image_tower, text_tower, split))
+        assert (rows.text_prefix is not None) == cache
+        trainer = training.PairTrainer(config, rows, 1)
         loss = trainer.train_step(tf.constant([0, 2, 4, 5], tf.int64))["loss"]
         after[cache] = (float(loss), [v.numpy() for v in variables])
     assert after[True][0] == pytest.approx(after[False][0], abs=1e-6)

@@ -8,6 +8,7 @@ from tests.trainer.fixtures import transformed  # noqa: F401  (pytest fixture)
 from trainer import data, features, global_mining, preprocessing, towers, training
 from trainer import evaluation as trainer_evaluation
 from trainer.config import TrainerConfig
+from trainer.training_rows import TrainingRows
 
 TEXT_KEYS = (features.CAPTION_TOKENS_XF, features.CAPTION_LENGTH_XF)
 
@@ -21,6 +22,11 @@ def _setup(transformed, **overrides):  # noqa: F811
     training.set_seeds(cfg.seed)
     tower_pair = towers.build_towers(cfg, preprocessing.token_vocab_size(output), 8)
     return cfg, tower_pair, train, evaluation
+
+
+def _trainer(cfg, image_tower, text_tower, train) -> training.PairTrainer:
+    rows = TrainingRows.for_training(cfg, image_tower, text_tower, train)
+    return training.PairTrainer(cfg, rows, steps_per_epoch=6)
 
 
 def test_tables_dedupe_images(transformed):  # noqa: F811
@@ -53,11 +59,11 @@ def test_train_learns_and_keeps_the_best_epoch(transformed, tmp_path, loss, mini
 def test_bank_refresh_equals_full_encoding_and_schedule(transformed):  # noqa: F811
     cfg, (image_tower, text_tower), train, _ = _setup(
         transformed, mining="global", refresh_steps=3, eval_batch_size=5, epochs=4)
-    trainer = training.PairTrainer(cfg, image_tower, text_tower, train, steps_per_epoch=6)
-    trainer.refresh_bank()
-    np.testing.assert_allclose(trainer.bank.image.numpy(),
+    trainer = _trainer(cfg, image_tower, text_tower, train)
+    trainer.strategy.refresh()
+    np.testing.assert_allclose(trainer.strategy.bank.image.numpy(),
                                image_tower(train.image_features).numpy(), atol=1e-6)
-    np.testing.assert_allclose(trainer.bank.text.numpy(),
+    np.testing.assert_allclose(trainer.strategy.bank.text.numpy(),
                                text_tower(train.text).numpy(), atol=1e-6)
     schedule = trainer.schedule
     # paper schedule: 1e-2 for the first half (epochs 0-1 = 12 steps), then x0.1
@@ -86,12 +92,12 @@ def test_exact_global_negatives_are_those_of_the_current_towers(
         transformed, image_tower, text_tower):  # noqa: F811
     cfg, (images, texts), train, _ = _setup(transformed, mining="global", eval_batch_size=5,
                                             image_tower=image_tower, text_tower=text_tower)
-    trainer = training.PairTrainer(cfg, images, texts, train, steps_per_epoch=6)
+    miner = _trainer(cfg, images, texts, train).strategy.miner
     caption_index = tf.constant([0, 7, 13, 30, 47], tf.int64)
-    image_index = tf.gather(trainer.text_image_index, caption_index)
+    image_index = tf.gather(train.text_image_index, caption_index)
     image, text = images(tf.gather(train.image_features, image_index)), texts(
         {key: tf.gather(value, caption_index) for key, value in train.text.items()})
-    neg_image, neg_text = trainer.global_negative_index(image, text, image_index, caption_index)
+    neg_image, neg_text = miner.negative_index(image, text, image_index, caption_index)
     all_images, all_text = images(train.image_features).numpy(), texts(train.text).numpy()
     np.testing.assert_array_equal(neg_image.numpy(), _brute_force_rows(
         text.numpy(), image_index.numpy(), all_images, np.arange(len(all_images))))
@@ -111,55 +117,30 @@ def test_epoch_batches_cover_each_caption_once_with_autotune_off():
     assert dataset.options().autotune.enabled is False  # its iterator teardown stalled ~35 s
 
 
-def _exact_steps(transformed, reuse: bool, **overrides):  # noqa: F811
-    cfg, (images, texts), train, _ = _setup(transformed, mining="global", **overrides)
-    trainer = training.PairTrainer(cfg, images, texts, train, steps_per_epoch=6,
-                                   reuse_image_products=reuse)
-    # captions 0-2 (and 3-5) share an image: the batch repeats images
-    batches = ([0, 1, 2, 3, 4, 5, 30, 47], [7, 8, 9, 10, 11, 12, 13, 14], [0, 3, 6, 9, 1, 4, 7, 2])
-    losses = [float(trainer.train_step(tf.constant(rows, tf.int64))["loss"]) for rows in batches]
-    weights = [v.numpy() for v in images.trainable_variables + texts.trainable_variables]
-    return trainer, losses, weights
-
-
-def test_exact_steps_reading_the_image_products_equal_running_the_image_tower(
-        transformed):  # noqa: F811
-    # d = 8 = the image feature width: exact mining scores the images through x @ W, which the
-    # step then also uses as the batch's and the negatives' image outputs
-    reused, losses, weights = _exact_steps(transformed, True, embedding_dim=8)
-    tower, tower_losses, tower_weights = _exact_steps(transformed, False, embedding_dim=8)
-    assert reused.reused_head is not None and tower.reused_head is None
-    np.testing.assert_allclose(losses, tower_losses, rtol=1e-5)
-    assert losses[-1] != losses[0]
-    for got, expected in zip(weights, tower_weights, strict=True):
-        np.testing.assert_allclose(got, expected, atol=1e-5)
-
-
-@pytest.mark.parametrize("overrides,has_products", [
-    ({"embedding_dim": 8, "dropout": 0.2}, True),  # training outputs differ from x @ W
-    ({"embedding_dim": 16}, False),  # images scored in their 8-wide input space instead
-    ({"embedding_dim": 8, "refresh_steps": 3}, False),  # bank mode
+@pytest.mark.parametrize("overrides,has_products,reused", [
+    ({"embedding_dim": 8}, True, True),  # d = the 8 image features: products = outputs
+    ({"embedding_dim": 8, "dropout": 0.2}, True, False),  # training outputs differ from x @ W
+    ({"embedding_dim": 16}, False, False),  # images scored in their 8-wide input space instead
 ])
 def test_image_products_are_reused_only_as_the_dropout_free_training_outputs(
-        transformed, overrides, has_products):  # noqa: F811
+        transformed, overrides, has_products, reused):  # noqa: F811
     cfg, (images, texts), train, _ = _setup(transformed, mining="global", **overrides)
-    trainer = training.PairTrainer(cfg, images, texts, train, steps_per_epoch=6)
-    assert trainer.reused_head is None
-    assert (trainer.miner.image_products() is not None) == has_products
+    trainer = _trainer(cfg, images, texts, train)
+    assert (trainer.strategy.reused_head is not None) == reused
+    assert (trainer.strategy.miner.image_products() is not None) == has_products
     assert np.isfinite(float(trainer.train_step(tf.range(8, dtype=tf.int64))["loss"]))
 
 
 @pytest.mark.parametrize("overrides,tail_width", [
     ({}, 4),  # 8-wide image head < d = 16: its last 4 input columns are kept for the norms
     ({"embedding_dim": 8}, None),  # d-wide head: scored through its products instead
-    ({"refresh_steps": 3}, None),  # bank mode scores stored embeddings
 ])
 def test_exact_mode_keeps_the_narrow_heads_input_tail(
         transformed, overrides, tail_width):  # noqa: F811
     cfg, (images, texts), train, _ = _setup(transformed, mining="global", **overrides)
-    trainer = training.PairTrainer(cfg, images, texts, train, steps_per_epoch=6)
-    tail = trainer.miner.images.head_tail
+    miner = _trainer(cfg, images, texts, train).strategy.miner
+    tail = miner.images.head_tail
     assert (None if tail is None else tail.shape[1]) == tail_width
     if tail is not None:
         np.testing.assert_array_equal(tail.numpy(), train.image_features[:, 4:])
-    assert trainer.miner.captions.head_tail is None  # the mean text tower has no linear head
+    assert miner.captions.head_tail is None  # the mean text tower has no linear head
