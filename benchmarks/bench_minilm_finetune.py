@@ -7,7 +7,7 @@ under the same ``--work-dir``), builds a ``text_tower="minilm"`` Trainer with th
 - the one-off pass of the frozen bottom over the 30,000 train and 5,000 eval captions, and the
   memory its token states take (``trainer.frozen_prefix``);
 - seconds per train step (``--steps`` steps after one traced step) through the cache and with
-  the cache off (``PairTrainer(cache_frozen_text=False)``: the whole tower every step), and the
+  the cache off (``TrainingRows`` without a ``text_prefix``: the whole tower every step), and the
   resulting seconds per epoch;
 - one evaluation of the eval captions through the cache and through the whole tower.
 
@@ -33,6 +33,7 @@ from benchmarks.minilm_served_quality import transformed_flickr8k  # noqa: E402
 from benchmarks.train_quality import DEFAULT_DATA  # noqa: E402
 from trainer import data, evaluation, frozen_prefix, towers, training  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
+from trainer.training_rows import TrainingRows  # noqa: E402
 
 
 def _seconds(fn) -> tuple[object, float]:
@@ -69,24 +70,25 @@ def main(argv=None) -> None:
     image_tower, text_tower = towers.build_towers(config, 0, train.image_features.shape[-1])
     steps_per_epoch = train.num_captions // config.batch_size
     steps = 3 if args.quick else args.steps
-    cached, build_train = _seconds(lambda: training.PairTrainer(
-        config, image_tower, text_tower, train, steps_per_epoch))
+    cached_rows, build_train = _seconds(lambda: TrainingRows.for_training(
+        config, image_tower, text_tower, train))
+    cached = training.PairTrainer(config, cached_rows, steps_per_epoch)
     eval_prefix, build_eval = _seconds(lambda: frozen_prefix.FrozenPrefix(
         text_tower, eval_split.text, config.eval_batch_size))
     batches = iter(training.epoch_batches(train.num_captions, config.batch_size, 0).repeat())
     step_cached = _seconds_per_step(cached, batches, steps)
-    uncached = training.PairTrainer(config, image_tower, text_tower, train, steps_per_epoch,
-                                    cache_frozen_text=False)
+    uncached = training.PairTrainer(config, TrainingRows(image_tower, text_tower, train),
+                                    steps_per_epoch)
     step_full = _seconds_per_step(uncached, batches, steps)
     _, eval_cached = _seconds(lambda: evaluation.evaluate(
         image_tower, text_tower, eval_split, config.eval_batch_size, eval_prefix))
     _, eval_full = _seconds(lambda: evaluation.evaluate(
         image_tower, text_tower, eval_split, config.eval_batch_size))
-    megabytes = [p.values.numpy().nbytes / 1e6 for p in (cached.text_prefix, eval_prefix)]
+    megabytes = [p.values.numpy().nbytes / 1e6 for p in (cached_rows.text_prefix, eval_prefix)]
     print(f"minilm, top {args.layers} layer(s) fine-tuned; {train.num_captions} train / "
           f"{eval_split.num_captions} eval captions; {steps} timed steps of "
           f"{config.batch_size}; {steps_per_epoch} steps per epoch")
-    print(f"frozen bottom ({cached.text_prefix.first_block} layers), computed once: train "
+    print(f"frozen bottom ({cached_rows.text_prefix.first_block} layers), computed once: train "
           f"{build_train:.0f} s, {megabytes[0]:.0f} MB; eval {build_eval:.0f} s, "
           f"{megabytes[1]:.0f} MB; peak RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")

@@ -32,6 +32,7 @@ def _measure(transformed: str, overrides: dict, steps: int) -> dict:
 
     from trainer import data, preprocessing, towers, training
     from trainer.config import TrainerConfig
+    from trainer.training_rows import TrainingRows
 
     config = TrainerConfig.from_dict(overrides)
     output = tft.TFTransformOutput(os.path.join(transformed, "transform"))
@@ -41,18 +42,17 @@ def _measure(transformed: str, overrides: dict, steps: int) -> dict:
     image_tower, text_tower = towers.build_towers(
         config, preprocessing.token_vocab_size(output), train.image_features.shape[-1])
     steps_per_epoch = train.num_captions // config.batch_size
-    trainer = training.PairTrainer(config, image_tower, text_tower, train, steps_per_epoch)
+    rows = TrainingRows.for_training(config, image_tower, text_tower, train)
+    trainer = training.PairTrainer(config, rows, steps_per_epoch)
     batches = iter(training.epoch_batches(train.num_captions, config.batch_size, 0).repeat())
 
-    def step(iteration: int) -> None:
-        if trainer.bank is not None and iteration % config.refresh_steps == 0:
-            trainer.refresh_bank()
+    def step() -> None:  # bank mode refreshes inside every refresh_steps-th step
         trainer.train_step(next(batches))["loss"].numpy()
 
-    step(0)  # trace (and first bank refresh) outside the timing
+    step()  # trace (and first bank refresh) outside the timing
     start = time.perf_counter()
-    for iteration in range(1, steps + 1):
-        step(iteration)
+    for _ in range(steps):
+        step()
     per_step = (time.perf_counter() - start) / steps
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"s_per_step": per_step, "s_per_epoch": per_step * steps_per_epoch,
