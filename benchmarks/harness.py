@@ -34,14 +34,22 @@ def flickr8k_dir(path: str | None) -> pathlib.Path:
     return folder
 
 
-def _lines(path: pathlib.Path) -> list[str]:
+def read_lines(path: pathlib.Path) -> list[str]:
+    """The non-blank lines of a UTF-8 text file, stripped."""
     return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def _matrix(folder: pathlib.Path, stem: str, names_suffix: str) -> tuple[np.ndarray, list[str]]:
+def feature_matrix(folder: pathlib.Path, stem: str,
+                   names_suffix: str) -> tuple[np.ndarray, list[str]]:
+    """``features/<stem>.npy`` as float32 [N, D] and its N row names (``<stem>.<suffix>``).
+
+    Raises:
+        ValueError: the names file has another number of lines than the matrix has rows.
+
+    """
     matrix = np.load(folder / "features" / f"{stem}.npy").astype(np.float32)
     names_path = folder / "features" / f"{stem}.{names_suffix}"
-    names = _lines(names_path)
+    names = read_lines(names_path)
     if len(names) != len(matrix):
         raise ValueError(f"{names_path}: {len(names)} names for {len(matrix)} rows of {stem}.npy")
     return matrix, names
@@ -86,8 +94,8 @@ def flickr8k_tables(path: str | None = None) -> tuple[SplitTables, SplitTables]:
     """
     _check_default_scalings()
     folder = flickr8k_dir(path)
-    images, image_names = _matrix(folder, "mobilenet_v2", "names.txt")
-    captions, caption_names = _matrix(folder, "minilm_l6_v2", "ids.txt")
+    images, image_names = feature_matrix(folder, "mobilenet_v2", "names.txt")
+    captions, caption_names = feature_matrix(folder, "minilm_l6_v2", "ids.txt")
     captions /= np.maximum(np.linalg.norm(captions, axis=1, keepdims=True), 1e-12)
     image_row = {name: row for row, name in enumerate(image_names)}
     caption_rows: dict[str, list[int]] = {}
@@ -95,7 +103,7 @@ def flickr8k_tables(path: str | None = None) -> tuple[SplitTables, SplitTables]:
         caption_rows.setdefault(caption_id.rsplit("#", 1)[0], []).append(row)
     splits = []
     for list_name in ("Flickr_8k.trainImages.txt", "Flickr_8k.devImages.txt"):
-        names = _lines(folder / list_name)
+        names = read_lines(folder / list_name)
         missing = [name for name in names if name not in image_row or name not in caption_rows]
         if missing:
             raise ValueError(f"{folder / list_name}: {len(missing)} images without features, "

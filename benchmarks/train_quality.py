@@ -32,7 +32,7 @@ SPLIT_FILES = {"train": "Flickr_8k.trainImages.txt", "eval": "Flickr_8k.devImage
 METRICS = ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum")
 
 
-def _read_captions(data_dir: pathlib.Path) -> dict[str, list[tuple[str, str]]]:
+def read_captions(data_dir: pathlib.Path) -> dict[str, list[tuple[str, str]]]:
     """Image name -> [(caption_id, caption)]; captions empty after normalization are skipped."""
     captions: dict[str, list[tuple[str, str]]] = {}
     path = data_dir / "Flickr8k.token.txt"
@@ -54,7 +54,7 @@ def flickr8k_rows(data_dir: pathlib.Path, max_images: int | None = None) -> dict
     names = (data_dir / "features" / "mobilenet_v2.names.txt").read_text().split()
     matrix = np.load(data_dir / "features" / "mobilenet_v2.npy").astype(np.float32)
     row_of = {name: row for row, name in enumerate(names)}
-    captions = _read_captions(data_dir)
+    captions = read_captions(data_dir)
     splits = {}
     for split, list_file in SPLIT_FILES.items():
         images = (data_dir / list_file).read_text().split()[:max_images]
@@ -92,11 +92,12 @@ def _write(rows, schema, path: pathlib.Path) -> None:
 
 def transform_flickr8k(splits: dict[str, list], out_dir: pathlib.Path,
                        transform_config: dict | None = None) -> pathlib.Path:
-    """Runs ``preprocessing_fn`` over the train (analyze + transform) and eval rows.
+    """Runs ``preprocessing_fn`` over the train rows (analyze + transform) and every other split.
 
     Args:
-        splits: ``{"train": rows, "eval": rows}`` raw feature dicts (``flickr8k_rows``).
-        out_dir: writes ``transform/`` (the TFT output) and ``{train,eval}/part-0.gz``; an
+        splits: ``{"train": rows, "eval": rows, ...}`` raw feature dicts (``flickr8k_rows``);
+            splits other than ``train`` are only transformed, with the train split's analysis.
+        out_dir: writes ``transform/`` (the TFT output) and ``<split>/part-0.gz`` per split; an
             existing complete ``out_dir`` is reused (delete it to rerun Transform).
         transform_config: ``preprocessing_fn``'s ``custom_config`` (``TransformConfig``).
 
@@ -107,7 +108,7 @@ def transform_flickr8k(splits: dict[str, list], out_dir: pathlib.Path,
     import tensorflow_transform.beam as tft_beam
     from tensorflow_transform.tf_metadata import metadata_io
 
-    if (out_dir / "eval" / "part-0.gz").exists():
+    if all((out_dir / name / "part-0.gz").exists() for name in splits):
         return out_dir
 
     def preprocessing_fn(inputs):
@@ -117,11 +118,15 @@ def transform_flickr8k(splits: dict[str, list], out_dir: pathlib.Path,
     with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=False):
         (train_xf, train_meta), transform_fn = (
             (splits["train"], metadata) | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn))
-        eval_xf, _ = ((splits["eval"], metadata), transform_fn) | tft_beam.TransformDataset()
+        transformed = {"train": train_xf}
+        for name, rows in splits.items():
+            if name != "train":
+                transformed[name], _ = (((rows, metadata), transform_fn)
+                                        | tft_beam.TransformDataset())
         _ = transform_fn | tft_beam.WriteTransformFn(str(out_dir / "transform"))
     metadata_io.write_metadata(metadata, str(out_dir / "transform" / "metadata"))
-    _write(train_xf, train_meta.schema, out_dir / "train" / "part-0.gz")
-    _write(eval_xf, train_meta.schema, out_dir / "eval" / "part-0.gz")
+    for name, rows in transformed.items():
+        _write(rows, train_meta.schema, out_dir / name / "part-0.gz")
     return out_dir
 
 

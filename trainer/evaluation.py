@@ -10,7 +10,7 @@ from trainer import frozen_prefix, metrics
 from trainer.data import SplitTables
 
 
-def _encode_rows(encode, inputs, n: int, batch: int) -> np.ndarray:
+def encode_rows(encode, inputs, n: int, batch: int) -> np.ndarray:
     """Applies ``encode`` to rows [i, i + batch) of ``inputs`` (array or dict) -> [n, d]."""
     return np.concatenate([
         encode(tf.nest.map_structure(lambda x, i=i: x[i:i + batch], inputs)).numpy()
@@ -25,9 +25,9 @@ def evaluate(image_tower: keras.Model, text_tower: keras.Model, split: SplitTabl
     ``text_prefix``, the split's ``FrozenPrefix`` of ``text_tower`` if given, embeds the
     captions instead of the whole tower (same embeddings, less work).
     """
-    image = _encode_rows(image_tower, split.image_features, len(split.image_features),
+    image = encode_rows(image_tower, split.image_features, len(split.image_features),
                          batch_size)
     text = (text_prefix.embed_all() if text_prefix is not None
-            else _encode_rows(text_tower, split.text, split.num_captions, batch_size))
+            else encode_rows(text_tower, split.text, split.num_captions, batch_size))
     return metrics.retrieval_metrics(image, split.image_ids, text,
                                      split.image_ids[split.text_image_index])
