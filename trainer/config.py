@@ -7,7 +7,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from trainer.losses import LOSS_KINDS
+from trainer.loss_kinds import LOSS_KINDS
 
 MINING_KINDS = ("in_batch", "global")
 IMAGE_TOWERS = ("linear", "mlp")
