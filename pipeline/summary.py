@@ -67,8 +67,8 @@ def _push_lines(nodes: dict[str, NodeRun]) -> list[str]:
 def metrics_table(evaluation_uri: str) -> list[str]:
     """Candidate vs baseline lines of the ``HEADLINE_METRICS``, read with TFMA.
 
-    The other metrics (ranks, nDCG) are in the evaluation report; the terminal shows the ones
-    that decide blessing, so that a run's output stays short.
+    The other metrics (ranks, nDCG) are in the evaluation report; the terminal shows rsum and
+    the recalls it sums, so that a run's output stays short.
     """
     import tensorflow_model_analysis as tfma
 
