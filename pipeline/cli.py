@@ -1,6 +1,8 @@
 """``python -m pipeline {run,retrain,compile,search}``: the command line.
 
-Help and ``search`` stay fast: nothing here imports TFX until a subcommand that needs it runs.
+Help, ``search`` and configuration errors stay fast: the whole configuration is checked before
+TFX or TensorFlow is imported, and a bad value is one line naming the file and dotted key (exit
+code 2). A run prints progress, the summary and one line per error; the rest goes to its log.
 """
 
 from __future__ import annotations
@@ -10,9 +12,13 @@ import dataclasses
 import os
 import shlex
 import sys
+import traceback
 from collections.abc import Sequence
 
 from pipeline import config as config_lib
+from pipeline import console
+
+EX_USAGE = 2
 
 
 def _add_config_args(parser: argparse.ArgumentParser) -> None:
@@ -46,6 +52,15 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_run_args(parser: argparse.ArgumentParser) -> None:
+    _add_config_args(parser)
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show library warnings and full tracebacks on the terminal (default: in the TFX log)",
+    )
+
+
 def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
     """The PipelineConfig of a command line: file, then named flags, then --set overrides."""
     cfg = config_lib.load(args.config) if args.config else config_lib.PipelineConfig()
@@ -67,24 +82,29 @@ def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
         overrides.append("enable_cache=false")
     cfg = config_lib.apply_overrides(cfg, overrides + list(args.set))
     if getattr(args, "beam_args", None):
+        beam_args = [*cfg.beam_args, *shlex.split(args.beam_args)]
         cfg = config_lib.from_dict(
-            {**dataclasses.asdict(cfg), "beam_args": [*cfg.beam_args, *shlex.split(args.beam_args)]}
+            {**dataclasses.asdict(cfg), "beam_args": beam_args}, source="command line"
         )
     return cfg
 
 
 def make_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``python -m pipeline``."""
-    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__)
+    """The argument parser of ``python -m pipeline`` (``search`` parses its own arguments)."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline", description=__doc__,
+                                     allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run the whole pipeline locally (LocalDagRunner, Beam)")
-    _add_config_args(run)
+    run = sub.add_parser("run", help="run the whole pipeline locally (LocalDagRunner, Beam)",
+                         allow_abbrev=False)
+    _add_run_args(run)
     retrain = sub.add_parser(
         "retrain",
         help="scheduled retraining on the newest data span (safe to run from cron)",
+        allow_abbrev=False,
     )
-    _add_config_args(retrain)
-    compile_ = sub.add_parser("compile", help="write a Kubeflow V2 / Vertex AI pipeline spec")
+    _add_run_args(retrain)
+    compile_ = sub.add_parser("compile", help="write a Kubeflow V2 / Vertex AI pipeline spec",
+                              allow_abbrev=False)
     _add_config_args(compile_)
     compile_.add_argument("--target", choices=["vertex", "kubeflow"], default="vertex")
     compile_.add_argument("--output", default="xmodal_pipeline.json", help="spec file to write")
@@ -97,16 +117,10 @@ def make_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="compile the scheduled-retraining variant (warm start, Transform analyzer cache)",
     )
-    search = sub.add_parser("search", help="query a pushed model's gallery")
-    search.add_argument("query", help="caption text, or an image id with --image-query")
-    search.add_argument("--serving-dir", default="runs/serving")
-    search.add_argument("--model-name", default="xmodal")
-    search.add_argument("-k", type=int, default=5, help="results to return")
-    search.add_argument(
-        "--mode",
-        choices=["text2image", "image2image", "text2text"],
-        default="text2image",
-    )
+    # Listed for the overview only: main() hands ``search ...`` to serving.search_cli, the one
+    # definition of its arguments (``search --help`` shows them).
+    sub.add_parser("search", help="query a pushed model's gallery (search --help for options)",
+                   add_help=False)
     return parser
 
 
@@ -114,29 +128,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = make_parser().parse_args(argv)
-    if args.command == "search":
-        from serving import search_cli
+    if argv[:1] == ["search"]:
+        from serving import search_cli  # TensorFlow only, no TFX
 
-        forwarded = [
-            args.query,
-            "--serving-dir",
-            args.serving_dir,
-            "--model-name",
-            args.model_name,
-            "-k",
-            str(args.k),
-            "--mode",
-            args.mode,
-        ]
-        return search_cli.main(forwarded)
-    cfg = build_config(args)
+        return search_cli.main(argv[1:])
+    args = make_parser().parse_args(argv)
+    try:
+        cfg = build_config(args)
+    except (config_lib.ConfigError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EX_USAGE
     if args.command == "compile":
         from pipeline import vertex_runner
 
         return vertex_runner.main(cfg, args)
-    from pipeline import run
+    if args.verbose:
+        return _run_command(args.command, cfg, log_path=None)
+    log_path = console.new_log_path(cfg.pipeline_root)
+    with console.stderr_to_log(log_path) as terminal:
+        # The one place that turns any failure into one terminal line: the full traceback goes
+        # to the log, whose path the line names.
+        try:
+            return _run_command(args.command, cfg, log_path=log_path)
+        except Exception as err:  # noqa: BLE001
+            traceback.print_exc()
+            print(f"error: {console.error_line(err)} (details: {log_path})", file=terminal)
+            return 1
 
-    if args.command == "retrain":
-        return run.retrain(cfg)
-    return run.run(cfg)
+
+def _run_command(command: str, cfg: config_lib.PipelineConfig, log_path: str | None) -> int:
+    from pipeline import run  # lock first: TFX is imported only once the lock is held
+
+    if command == "retrain":
+        return run.retrain(cfg, log_path=log_path)
+    return run.run(cfg, log_path=log_path)

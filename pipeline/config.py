@@ -1,17 +1,20 @@
 """Pipeline configuration: one typed place, loaded from YAML/JSON and overridable from the CLI.
 
 The sections ``transform`` and ``trainer`` are passed through unchanged as the ``custom_config`` of
-the Transform and Trainer components; they are validated here (fail fast, before any component
-runs) by the same dataclasses that the components use (``trainer.preprocessing.TransformConfig``,
-``trainer.config.TrainerConfig``).
+the Transform and Trainer components; they are validated here, by the same dataclasses that the
+components use (``trainer.transform_config.TransformConfig``, ``trainer.config.TrainerConfig``),
+when the configuration is built. Nothing here imports TensorFlow or TFX, so a bad value is
+reported (file and dotted key, as a ``ConfigError``) before any slow import or any write.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import pathlib
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,6 +23,27 @@ import yaml
 # Beam in-process by default: the multi-processing DirectRunner re-imports TF in every worker,
 # which is slower on data of this size; pass --beam-args to scale out.
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
+# The keys of one ``eval.metric_bounds`` entry (as the Evaluator's EvalConfig reads them).
+BOUND_KEYS = ("lower", "upper")
+_STR_FIELDS = ("pipeline_name", "pipeline_root", "serving_dir", "model_name")
+_OPTIONAL_STR_FIELDS = ("data_dir", "images_dir", "metadata_path")
+_MAPPING_FIELDS = ("dataset", "transform", "trainer", "eval")
+# Where the component config classes name a field in their messages ("TrainerConfig.margin=...").
+_FIELD_IN_MESSAGE = re.compile(r"(?:Trainer|Transform)Config\.(\w+)")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used, named by its source and dotted key.
+
+    Attributes:
+      source: the config file (``path`` or ``path:line:column``) or the command line.
+      key: the dotted key, e.g. ``eval.rsum_lower_bound``; empty for a whole-file problem.
+
+    """
+
+    def __init__(self, source: str, key: str, message: str):
+        self.source, self.key = source, key
+        super().__init__(f"{source}: {key}: {message}" if key else f"{source}: {message}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,69 +107,70 @@ class PipelineConfig:
         return self.metadata_path or os.path.join(self.pipeline_root, "metadata.db")
 
     def validate(self) -> PipelineConfig:
-        """Checks the component sections with the components' own config classes.
+        """Checks the whole configuration again (``from_dict`` already did for loaded ones).
 
         Returns:
           self, for chaining.
 
         Raises:
-          ValueError: naming the section and the offending key or value.
+          ConfigError: naming the dotted key of the offending value.
 
         """
-        from trainer.config import TrainerConfig
-        from trainer.preprocessing import TransformConfig
-
-        parsed = {}
-        for section, cls in (("transform", TransformConfig), ("trainer", TrainerConfig)):
-            try:
-                parsed[section] = cls.from_dict(dict(getattr(self, section)))
-            except (ValueError, TypeError) as err:
-                raise ValueError(f"config section '{section}': {err}") from err
-        trainer, transform = parsed["trainer"], parsed["transform"]
-        if trainer.text_tower == "minilm" and not transform.wordpiece_max_tokens:
-            raise ValueError(
-                "trainer.text_tower=minilm reads WordPiece ids: set transform.wordpiece_max_tokens "
-                "(e.g. 64)"
-            )
+        from_dict(dataclasses.asdict(self), source="configuration")
         return self
 
 
 def from_dict(values: Mapping[str, Any], source: str = "<dict>") -> PipelineConfig:
-    """Builds a PipelineConfig from plain values (as parsed from YAML/JSON).
+    """Builds and validates a PipelineConfig from plain values (as parsed from YAML/JSON).
 
     Args:
       values: mapping of PipelineConfig field names; ``eval`` may be a nested mapping.
       source: where the values came from, for error messages.
 
     Raises:
-      ValueError: for unknown keys or values of the wrong type.
+      ConfigError: for an unknown key or a bad value anywhere (top level, ``transform``,
+        ``trainer``, ``eval``), naming ``source`` and the dotted key.
 
     """
     values = dict(values)
-    _reject_unknown(values, PipelineConfig, source)
-    if "eval" in values:
-        eval_values = dict(values["eval"] or {})
-        _reject_unknown(eval_values, EvalSettings, f"{source}: eval")
-        values["eval"] = EvalSettings(**eval_values)
+    _reject_unknown(values, PipelineConfig, source, "")
+    _check_top_level(values, source)
+    for section in _MAPPING_FIELDS:
+        values[section] = dict(values.get(section) or {})
+    _validate_sections(values, source)
+    values["eval"] = _eval_settings(values["eval"], source)
     if "beam_args" in values:
-        if isinstance(values["beam_args"], str) or not isinstance(values["beam_args"], Sequence):
-            raise ValueError(f"{source}: beam_args must be a list of strings")
         values["beam_args"] = tuple(values["beam_args"])
-    for section in ("dataset", "transform", "trainer"):
-        if not isinstance(values.get(section, {}), Mapping):
-            raise ValueError(f"{source}: '{section}' must be a mapping")
     return PipelineConfig(**values)
 
 
 def load(path: str | os.PathLike) -> PipelineConfig:
-    """Loads a PipelineConfig from a .yaml/.yml/.json file."""
+    """Loads and validates a PipelineConfig from a .yaml/.yml/.json file.
+
+    Raises:
+      FileNotFoundError: no such file.
+      ConfigError: a syntax error (with line and column) or a bad value (with its dotted key).
+
+    """
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    text = path.read_text(encoding="utf-8")
-    values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    try:
+        text = path.read_text(encoding="utf-8")
+        values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except UnicodeDecodeError as err:
+        message = f"not UTF-8 text ({err.reason} at byte {err.start})"
+        raise ConfigError(str(path), "", message) from err
+    except json.JSONDecodeError as err:
+        where = f"{path}:{err.lineno}:{err.colno}"
+        raise ConfigError(where, "", f"invalid JSON: {err.msg}") from err
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(err, "problem", None) or err
+        raise ConfigError(where, "", f"invalid YAML: {problem}") from err
     if not isinstance(values, Mapping):
-        raise ValueError(f"{path}: top level must be a mapping of config fields")
+        raise ConfigError(str(path), "", "top level must be a mapping of config fields")
     return from_dict(values, source=str(path))
 
 
@@ -155,23 +180,104 @@ def apply_overrides(config: PipelineConfig, overrides: Sequence[str]) -> Pipelin
     Examples: ``trainer.loss=fhn``, ``eval.rsum_lower_bound=50``, ``enable_cache=false``.
     """
     values = dataclasses.asdict(config)
+    source = "command line"
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"override '{item}' is not of the form key=value")
-        value = yaml.safe_load(raw)
+            raise ConfigError(source, "", f"override '{item}' is not of the form key=value")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(source, key, f"cannot parse {raw!r} as a YAML value: {err}") from err
         *parents, leaf = key.split(".")
         target = values
         for part in parents:
             if part not in target or not isinstance(target[part], dict):
-                raise ValueError(f"override '{item}': '{part}' is not a config section")
+                raise ConfigError(source, key, f"override '{item}': '{part}' is not a config "
+                                  "section")
             target = target[part]
         target[leaf] = value
-    return from_dict(values, source="--set overrides")
+    return from_dict(values, source=source)
 
 
-def _reject_unknown(values: Mapping[str, Any], cls: type, source: str) -> None:
+def _reject_unknown(values: Mapping[str, Any], cls: type, source: str, section: str) -> None:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"{source}: unknown config keys {unknown}; known keys: {sorted(known)}")
+        key = ", ".join(_dotted(section, name) for name in unknown)
+        raise ConfigError(source, key, f"unknown config key; known keys: {sorted(known)}")
+
+
+def _dotted(section: str, key: str) -> str:
+    return f"{section}.{key}" if section else key
+
+
+def _check_top_level(values: Mapping[str, Any], source: str) -> None:
+    """Type checks of the top-level fields (the sections are checked by their own classes)."""
+    for name in _STR_FIELDS:
+        if name in values and (not isinstance(values[name], str) or not values[name]):
+            raise ConfigError(source, name, f"must be a non-empty string, got {values[name]!r}")
+    for name in _OPTIONAL_STR_FIELDS:
+        if values.get(name) is not None and not isinstance(values[name], str):
+            raise ConfigError(source, name, f"must be a string, got {values[name]!r}")
+    if "enable_cache" in values and not isinstance(values["enable_cache"], bool):
+        raise ConfigError(source, "enable_cache", f"must be true or false, got "
+                          f"{values['enable_cache']!r}")
+    beam_args = values.get("beam_args", ())
+    if isinstance(beam_args, str) or not isinstance(beam_args, Sequence) or not all(
+        isinstance(arg, str) for arg in beam_args
+    ):
+        raise ConfigError(source, "beam_args", "beam_args must be a list of strings")
+    for name in _MAPPING_FIELDS:
+        if not isinstance(values.get(name) or {}, Mapping):
+            raise ConfigError(source, name, f"'{name}' must be a mapping")
+
+
+def _validate_sections(values: Mapping[str, Any], source: str) -> None:
+    """Builds the component config classes from ``transform`` and ``trainer``; checks coupling."""
+    from trainer.config import TrainerConfig
+    from trainer.transform_config import TransformConfig
+
+    parsed = {}
+    for section, cls in (("transform", TransformConfig), ("trainer", TrainerConfig)):
+        _reject_unknown(values[section], cls, source, section)
+        try:
+            parsed[section] = cls.from_dict(values[section])
+        except (ValueError, TypeError) as err:
+            field = _FIELD_IN_MESSAGE.search(str(err))
+            key = _dotted(section, field.group(1) if field else "")
+            raise ConfigError(source, key, str(err)) from err
+    if parsed["trainer"].text_tower == "minilm" and not parsed["transform"].wordpiece_max_tokens:
+        raise ConfigError(source, "trainer.text_tower", "minilm reads WordPiece ids: set "
+                          "transform.wordpiece_max_tokens (e.g. 64)")
+
+
+def _eval_settings(values: dict[str, Any], source: str) -> EvalSettings:
+    """Type-checks the ``eval`` section (thresholds are numbers, bounds lower/upper numbers)."""
+    _reject_unknown(values, EvalSettings, source, "eval")
+    for name in ("rsum_lower_bound", "rsum_change_threshold"):
+        if name in values:
+            values[name] = _number(values[name], source, f"eval.{name}")
+    bounds = values.get("metric_bounds") or {}
+    if not isinstance(bounds, Mapping):
+        raise ConfigError(source, "eval.metric_bounds", "must map metric names to "
+                          "{lower: x, upper: y}")
+    checked = {}
+    for metric, entry in bounds.items():
+        key = f"eval.metric_bounds.{metric}"
+        if not isinstance(entry, Mapping) or not entry:
+            raise ConfigError(source, key, f"must be a mapping with keys among {BOUND_KEYS}")
+        for bound in entry:
+            if bound not in BOUND_KEYS:
+                raise ConfigError(source, f"{key}.{bound}", f"unknown bound; use {BOUND_KEYS}")
+        checked[metric] = {b: _number(v, source, f"{key}.{b}") for b, v in entry.items()}
+        if checked[metric].get("lower", -math.inf) > checked[metric].get("upper", math.inf):
+            raise ConfigError(source, key, f"lower bound exceeds upper bound: {dict(entry)}")
+    values["metric_bounds"] = checked
+    return EvalSettings(**values)
+
+
+def _number(value: Any, source: str, key: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ConfigError(source, key, f"must be a number, got {value!r}")
+    return float(value)

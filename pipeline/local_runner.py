@@ -14,10 +14,11 @@ from tfx.orchestration.portable import launcher
 
 from pipeline import mlmd_summary
 from pipeline.config import PipelineConfig
+from pipeline.console import new_log_path
 
 
 class _Progress:
-    """Prints one line when each node starts and when it ends, with its wall time."""
+    """Prints one line when each node starts (the summary gives each node's state and time)."""
 
     def __init__(self, stream) -> None:
         self._stream = stream
@@ -54,11 +55,8 @@ def progress_and_log(log_path: str, stream=sys.stdout) -> Iterator[None]:
         absl_logger.disabled = False
         absl_logger.setLevel(logging.INFO)
         node_id = self._pipeline_node.node_info.id  # noqa: SLF001  (TFX keeps it private)
-        started = time.monotonic()
         progress.line(f"{node_id} ...")
-        result = original_launch(self, *args, **kwargs)
-        progress.line(f"{node_id} done in {time.monotonic() - started:.1f}s")
-        return result
+        return original_launch(self, *args, **kwargs)
 
     launcher.Launcher.launch = launch
     try:
@@ -72,13 +70,15 @@ def progress_and_log(log_path: str, stream=sys.stdout) -> Iterator[None]:
         file_handler.close()
 
 
-def run_pipeline(pipeline: tfx.dsl.Pipeline, config: PipelineConfig) -> str:
+def run_pipeline(
+    pipeline: tfx.dsl.Pipeline, config: PipelineConfig, log_path: str | None = None
+) -> str:
     """Runs ``pipeline`` with LocalDagRunner; returns the run id it got in ML Metadata.
 
-    A failing component raises its own error; the full TFX log is in
-    ``<pipeline_root>/logs/``, and its path is printed before the run starts.
+    A failing component raises its own error; the full TFX log goes to ``log_path`` (default: a
+    new file under ``<pipeline_root>/logs/``), whose path is printed before the run starts.
     """
-    log_path = os.path.join(config.pipeline_root, "logs", time.strftime("run-%Y%m%d-%H%M%S.log"))
+    log_path = log_path or new_log_path(config.pipeline_root)
     print(f"TFX log: {log_path}", flush=True)
     store_before = _known_runs(config)
     with progress_and_log(log_path):

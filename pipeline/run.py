@@ -1,4 +1,9 @@
-"""``python -m pipeline run`` and ``python -m pipeline retrain`` (LocalDagRunner)."""
+"""``python -m pipeline run`` and ``python -m pipeline retrain`` (LocalDagRunner).
+
+Both hold an exclusive lock on the pipeline root for the whole run, taken before TFX is imported
+(that import takes a minute): a second invocation on the same root exits at once with code 75
+(EX_TEMPFAIL), and under the lock the leftovers of an interrupted run can be cleaned up safely.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +14,58 @@ import re
 from collections.abc import Iterator
 
 from pipeline import data as data_lib
-from pipeline import local_runner, mlmd_summary
+from pipeline import mlmd_summary, recovery
 from pipeline.config import PipelineConfig
-from pipeline.pipeline import create_pipeline
 from pipeline.summary import format_summary
 
 EXAMPLE_GEN_ID = "CaptionExampleGen"
+LOCK_NAME = ".pipeline.lock"
+EX_TEMPFAIL = 75
 _SPAN_DIR = re.compile(r"^span-(\d+)$")
 
 
-def run(config: PipelineConfig, *, retraining: bool = False) -> int:
-    """Runs the whole pipeline once and prints the summary; returns the exit code."""
+def run(config: PipelineConfig, *, log_path: str | None = None) -> int:
+    """Runs the whole pipeline once and prints the summary; returns the exit code.
+
+    Args:
+      config: the validated configuration.
+      log_path: the TFX log file (default: a new one under ``<pipeline_root>/logs``).
+
+    """
+    with pipeline_lock(config) as acquired:
+        if not acquired:
+            print(f"run: another run holds the lock on {config.pipeline_root}; exiting", flush=True)
+            return EX_TEMPFAIL
+        return _run_locked(config, retraining=False, log_path=log_path)
+
+
+def retrain(config: PipelineConfig, *, log_path: str | None = None) -> int:
+    """Scheduled retraining: the newest span, warm-started, pushed only if blessed.
+
+    Safe to run from cron: a second invocation exits at once with code 75 (the lock), and when
+    the newest span was already processed it does nothing at all.
+    """
+    if not config.data_dir:
+        raise ValueError("retrain needs --data: a folder of span-<N>/ data drops")
+    with pipeline_lock(config) as acquired:
+        if not acquired:
+            print("retrain: another retrain holds the lock; exiting without work", flush=True)
+            return EX_TEMPFAIL
+        newest = newest_span(config.data_dir)
+        done = processed_spans(config)
+        if newest is not None and newest in done:
+            print(f"retrain: newest span {newest} was already processed; nothing to do")
+            return 0
+        print(f"retrain: processing span {newest} (processed before: {sorted(done) or 'none'})")
+        return _run_locked(config, retraining=True, log_path=log_path)
+
+
+def _run_locked(config: PipelineConfig, *, retraining: bool, log_path: str | None) -> int:
+    from pipeline import local_runner  # heavy (TFX): only once the lock is held
+    from pipeline.pipeline import create_pipeline
+
     config.validate()
+    _recover(config)
     resolved = data_lib.resolve(config)
     print(resolved.description, flush=True)
     pipeline = create_pipeline(
@@ -31,33 +76,29 @@ def run(config: PipelineConfig, *, retraining: bool = False) -> int:
         images_fingerprint=resolved.images_fingerprint,
         retraining=retraining,
     )
-    run_id = local_runner.run_pipeline(pipeline, config)
+    run_id = local_runner.run_pipeline(pipeline, config, log_path=log_path)
     store = mlmd_summary.open_store(config.metadata_db)
     print(format_summary(mlmd_summary.run_nodes(store, run_id), config.pipeline_root), flush=True)
     return 0
 
 
-def retrain(config: PipelineConfig) -> int:
-    """Scheduled retraining: the newest span, warm-started, pushed only if blessed.
+def _recover(config: PipelineConfig) -> None:
+    """Cleans up what an interrupted earlier run left behind, and says so."""
+    if not os.path.exists(config.metadata_db):
+        return
+    store = mlmd_summary.open_store(config.metadata_db)
+    done = recovery.recover_interrupted(store, config.pipeline_name)
+    if done.executions:
+        print(f"an earlier run was interrupted: marked {len(done.executions)} execution(s) "
+              f"canceled, removed {len(done.removed_dirs)} empty output folder(s)", flush=True)
 
-    Safe to run from cron: it holds an exclusive lock for the whole run (a second invocation
-    exits at once with code 75, EX_TEMPFAIL), and when the newest span was already processed it
-    does nothing at all.
-    """
-    if not config.data_dir:
-        raise ValueError("retrain needs --data: a folder of span-<N>/ data drops")
+
+@contextlib.contextmanager
+def pipeline_lock(config: PipelineConfig) -> Iterator[bool]:
+    """The exclusive lock of ``config.pipeline_root`` (created if needed); yields if acquired."""
     os.makedirs(config.pipeline_root, exist_ok=True)
-    with exclusive_lock(os.path.join(config.pipeline_root, ".retrain.lock")) as acquired:
-        if not acquired:
-            print("retrain: another retrain holds the lock; exiting without work", flush=True)
-            return 75
-        newest = newest_span(config.data_dir)
-        done = processed_spans(config)
-        if newest is not None and newest in done:
-            print(f"retrain: newest span {newest} was already processed; nothing to do")
-            return 0
-        print(f"retrain: processing span {newest} (processed before: {sorted(done) or 'none'})")
-        return run(config, retraining=True)
+    with exclusive_lock(os.path.join(config.pipeline_root, LOCK_NAME)) as acquired:
+        yield acquired
 
 
 @contextlib.contextmanager

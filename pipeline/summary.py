@@ -6,7 +6,7 @@ import os
 
 from pipeline.mlmd_summary import NodeRun, custom_property
 
-# The model-selection metrics shown first (others follow alphabetically).
+# The model-selection metrics that the summary shows; every metric is in the evaluation report.
 HEADLINE_METRICS = (
     "rsum",
     "i2t_r1",
@@ -65,7 +65,11 @@ def _push_lines(nodes: dict[str, NodeRun]) -> list[str]:
 
 
 def metrics_table(evaluation_uri: str) -> list[str]:
-    """Candidate vs baseline metric lines read from an Evaluator artifact with TFMA."""
+    """Candidate vs baseline lines of the ``HEADLINE_METRICS``, read with TFMA.
+
+    The other metrics (ranks, nDCG) are in the evaluation report; the terminal shows rsum and
+    the recalls it sums, so that a run's output stays short.
+    """
     import tensorflow_model_analysis as tfma
 
     rows: dict[str, dict[str, float]] = {}
@@ -80,9 +84,7 @@ def metrics_table(evaluation_uri: str) -> list[str]:
                 rows.setdefault(name, {})["baseline"] = value
             else:
                 rows.setdefault(name, {})["candidate"] = value
-    names = [m for m in HEADLINE_METRICS if m in rows] + sorted(
-        m for m in rows if m not in HEADLINE_METRICS
-    )
+    names = [m for m in HEADLINE_METRICS if m in rows]
     out = [f"  {'metric':<18} {'candidate':>10} {'baseline':>10} {'diff':>9}"]
     for name in names:
         row = rows[name]

@@ -8,6 +8,11 @@ prints the top-k results with their scores and display caption:
 * ``--mode image2image``: the query is a gallery image id; its stored embedding is searched
   against the gallery (intra-modal), with the index in ``assets.extra/gallery``.
 
+An empty query is refused (exit 2). With a token text tower (``mean``, ``gru``), a query none of
+whose words is in the model's vocabulary only reaches the out-of-vocabulary buckets, so its results
+say nothing about the query: a warning says so. A WordPiece (``minilm``) tower splits any word into
+known pieces, so that warning never applies to it.
+
 Imports TensorFlow only (no TFX), so it starts quickly. The model is warmed up with one query
 before the timed one, as TF Serving does with the model's warm-up file.
 """
@@ -36,18 +41,23 @@ from serving.search_model import (
     search_model_name,
 )
 from trainer import features
+from trainer.text import tokenize_py
+from trainer.transform_config import VOCAB_NAME
 
 DEFAULT_SERVING_DIR = "runs/serving"
 DEFAULT_MODEL_NAME = "xmodal"
 TEXT_SIGNATURES = {"text2image": SEARCH_SIGNATURE, "text2text": SEARCH_CAPTIONS_SIGNATURE}
 MODES = ("text2image", "image2image", "text2text")
+# The op of a WordPiece tokenizer in a SavedModel graph (the ``minilm`` tower, tensorflow_text).
+WORDPIECE_OP = b"WordpieceTokenizeWithOffsets"
 Row = tuple[str, float, str]
 
 
 def _parser(default_serving_dir: str, default_model_name: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline search", description="Top-k search with the pushed model.")
-    parser.add_argument("query", help="a caption, or a gallery image id with image2image")
+        prog="python -m pipeline search", description="Top-k search with the pushed model.",
+        allow_abbrev=False)
+    parser.add_argument("query", help="a caption, or a gallery image id with --mode image2image")
     parser.add_argument("--serving-dir", default=default_serving_dir,
                         help="the Pusher's serving directory (default: %(default)s)")
     parser.add_argument("--model-name", default=default_model_name,
@@ -73,6 +83,27 @@ def resolve_search_model(serving_dir: str, model_name: str, version: int | None)
         raise FileNotFoundError(f"no search model {wanted} under {base} (found {versions}); "
                                 "run the pipeline so that the Pusher publishes one")
     return os.path.join(base, str(version if version is not None else versions[-1]))
+
+
+def unknown_query_warning(model_dir: str, query: str) -> str | None:
+    """A warning when a token-tower model knows none of ``query``'s words, else None.
+
+    Nothing is checked for a WordPiece tower (its pieces are always known) or for a model
+    without the token vocabulary asset (``assets/caption_tokens``).
+    """
+    vocab_path = os.path.join(model_dir, "assets", VOCAB_NAME)
+    if not os.path.isfile(vocab_path):
+        return None
+    with open(os.path.join(model_dir, "saved_model.pb"), "rb") as graph:
+        if WORDPIECE_OP in graph.read():
+            return None
+    with open(vocab_path, encoding="utf-8") as vocab_file:
+        vocabulary = set(vocab_file.read().splitlines())
+    tokens = tokenize_py(query)
+    if any(token in vocabulary for token in tokens):
+        return None
+    return (f"warning: no word of the query ({' '.join(tokens)}) is in the model's vocabulary "
+            f"of {len(vocabulary)} tokens: the results below do not reflect the query")
 
 
 def search_text(model_dir: str, signature_name: str, query: str, k: int) -> tuple[list[Row], float]:
@@ -129,6 +160,10 @@ def main(argv: Sequence[str] | None = None, default_serving_dir: str = DEFAULT_S
     if args.k < 1:
         print("error: --k must be >= 1", file=sys.stderr)
         return 2
+    if not args.query.strip():
+        print("error: the query is empty: give a caption (or an image id with --mode "
+              "image2image)", file=sys.stderr)
+        return 2
     try:
         model_dir = resolve_search_model(args.serving_dir, args.model_name, args.version)
         load_start = time.perf_counter()
@@ -136,6 +171,9 @@ def main(argv: Sequence[str] | None = None, default_serving_dir: str = DEFAULT_S
         if args.mode == "image2image":
             rows, seconds = search_image_id(index, args.query, args.k)
         else:
+            warning = unknown_query_warning(model_dir, args.query)
+            if warning:
+                print(warning, file=sys.stderr)
             rows, seconds = search_text(model_dir, TEXT_SIGNATURES[args.mode], args.query, args.k)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)

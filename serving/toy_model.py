@@ -22,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import features
+from trainer.transform_config import VOCAB_NAME
 
 DEFAULT_VOCABULARY = (
     "a", "the", "dog", "dogs", "runs", "running", "on", "in", "beach", "grass", "man", "woman",
@@ -133,7 +134,7 @@ def write_toy_encoder(export_dir: str | os.PathLike, feature_dim: int = 16,
     """
     export_dir = pathlib.Path(export_dir)
     with tempfile.TemporaryDirectory() as tmp:
-        vocab_file = os.path.join(tmp, "vocabulary.txt")
+        vocab_file = os.path.join(tmp, VOCAB_NAME)  # the real model's asset name
         pathlib.Path(vocab_file).write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
         save_encoder(ToyEncoder(vocab_file, len(vocabulary), feature_dim, embedding_dim, seed),
                      export_dir)

@@ -1,15 +1,18 @@
 """Checks of client inputs, run before any request is sent."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from components.caption_example_gen.validation import check_caption
+
 
 def validate_captions(captions: Sequence[str]) -> np.ndarray:
-    """Checks a batch of raw captions.
+    """Checks a batch of raw captions by the rules ingestion applies to the training captions.
 
-    An empty string is a valid caption (the model embeds it to a finite unit vector); an empty
-    *list* is not a batch.
+    A caption without any word (empty, whitespace or punctuation only) is refused, as the
+    ExampleGen refuses it: the model never saw one and would still return a confident-looking
+    embedding for it.
 
     Args:
         captions: raw caption texts.
@@ -18,19 +21,22 @@ def validate_captions(captions: Sequence[str]) -> np.ndarray:
         object array [N] of the captions as ``str``.
 
     Raises:
-        ValueError: ``captions`` is a single string, is empty, or holds a non-string item
-            (named by index).
+        ValueError: ``captions`` is not a sequence (e.g. None) or is a single string, is empty,
+            or holds a non-string or wordless item (named by index).
 
     """
     if isinstance(captions, str | bytes):
         raise ValueError("captions must be a sequence of strings, got a single string; "
                          "wrap it in a list")
+    if not isinstance(captions, Iterable):
+        raise ValueError(f"captions must be a sequence of strings, got {type(captions).__name__}")
     captions = list(captions)
     if not captions:
         raise ValueError("captions is empty: give at least one caption")
     for index, caption in enumerate(captions):
         if not isinstance(caption, str):
             raise ValueError(f"captions[{index}] must be str, got {type(caption).__name__}")
+        check_caption(caption, f"captions[{index}]")
     return np.asarray(captions, dtype=object)
 
 

@@ -7,7 +7,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from trainer.losses import LOSS_KINDS
+from trainer.loss_kinds import LOSS_KINDS
 
 MINING_KINDS = ("in_batch", "global")
 MINING_MODES = ("none", "in_batch", "exact", "bank")  # TrainerConfig.mining_mode

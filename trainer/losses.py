@@ -19,7 +19,8 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-LOSS_KINDS = ("sh", "hn", "fhn", "mhn")
+from trainer.loss_kinds import LOSS_KINDS
+
 # Names of the loss terms (TensorBoard scalars use them).
 I2T = "i2t_hinge"  # image anchor, negative caption c'
 T2I = "t2i_hinge"  # caption anchor, negative image i'

@@ -35,10 +35,24 @@ def _read_captions(
 ) -> Iterator[CaptionRecord]:
     path, split = item
     if fmt == "flickr":
-        return readers.read_flickr_tokens(path)
+        return nonempty(readers.read_flickr_tokens(path), path, "caption file")
     if fmt == "karpathy":
-        return readers.read_karpathy(path, karpathy_splits)
-    return readers.read_coco(path, split)
+        return nonempty(readers.read_karpathy(path, karpathy_splits), path, "caption file")
+    return nonempty(readers.read_coco(path, split), path, "caption file")
+
+
+def nonempty(records: Iterable, path: str, role: str) -> Iterator:
+    """Yields ``records``, then fails naming ``path`` when there were none.
+
+    An empty input file would otherwise surface only as "a split received no captions", which
+    does not say which file to look at.
+    """
+    empty = True
+    for record in records:
+        empty = False
+        yield record
+    if empty:
+        raise IngestError(f"{path}: the {role} holds no records (is it empty?)")
 
 
 @beam.ptransform_fn
@@ -76,7 +90,10 @@ def ReadSplitLists(  # noqa: N802
     return (
         pipeline
         | "ListFiles" >> beam.Create(list(lists))
-        | "Parse" >> beam.FlatMap(lambda pair: readers.read_split_list(pair[1], pair[0]))
+        | "Parse"
+        >> beam.FlatMap(
+            lambda pair: nonempty(readers.read_split_list(pair[1], pair[0]), pair[1], "split list")
+        )
         | "ByKey" >> beam.Map(lambda entry: (entry.key, entry))
         | "Group" >> beam.GroupByKey()
         | "Single" >> beam.Map(_single_listing)

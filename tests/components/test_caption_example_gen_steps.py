@@ -53,6 +53,16 @@ def test_check_unique_and_single_listing():
         beam_steps._single_listing(("a", [first, again]))
 
 
+def test_an_empty_caption_file_or_split_list_is_named(tmp_path):
+    empty = tmp_path / "Flickr8k.token.txt"
+    empty.write_bytes(b"")
+    with pytest.raises(IngestError, match=f"{empty}: the caption file holds no records"):
+        list(beam_steps._read_captions((str(empty), ""), "flickr", {}))
+    with pytest.raises(IngestError, match=r"dev\.txt: the split list holds no records"):
+        list(beam_steps.nonempty(iter(()), "dev.txt", "split list"))
+    assert list(beam_steps.nonempty(iter([1, 2]), "dev.txt", "split list")) == [1, 2]
+
+
 def test_to_example_values():
     image = np.array([0.5, -2.0], np.float32)
     serialized = beam_steps.to_example(_record(), image, np.array([1.5], np.float32))

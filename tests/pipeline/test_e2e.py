@@ -268,6 +268,15 @@ def test_killed_in_trainer_then_rerun_completes_from_cache(flickr_slice, tmp_pat
     assert len(pushed_versions(config)) == 1
     leftovers = [p.name for p in (pathlib.Path(config.serving_dir) / config.model_name).iterdir()]
     assert all(name.isdigit() for name in leftovers), leftovers
+    # The killed run's Trainer execution is marked canceled and its empty model folder removed.
+    from ml_metadata.proto import metadata_store_pb2
+
+    store = mlmd_summary.open_store(config.metadata_db)
+    states = [e.last_known_state for e in store.get_executions()]
+    assert metadata_store_pb2.Execution.RUNNING not in states
+    assert metadata_store_pb2.Execution.CANCELED in states
+    model_dirs = list((pathlib.Path(config.pipeline_root) / "Trainer" / "model").iterdir())
+    assert len(model_dirs) == 1 and any(p.is_file() for p in model_dirs[0].rglob("*"))
 
 
 def test_beam_multi_processing_gives_the_same_data_and_vocabulary(flickr_slice, tmp_path):

@@ -12,7 +12,7 @@ from tests.serving.conftest import FEATURE_DIM
 from tests.serving.fake_servers import Script, start_grpc, start_rest
 
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.02)
-CAPTIONS = ["a dog runs on the beach", "", "zzz qqq", "two girls", "A DOG!"]
+CAPTIONS = ["a dog runs on the beach", "  a cat ", "zzz qqq", "two girls", "A DOG!"]
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,8 @@ def test_remote_embeddings_equal_local_and_batches(remote, local):
                                   "inputs": {"caption": CAPTIONS[:2]}}
     else:
         assert predicts[0].model_spec.signature_name == "embed_text"
-        assert list(predicts[0].inputs["caption"].string_val) == [b"a dog runs on the beach", b""]
+        assert list(predicts[0].inputs["caption"].string_val) == [b"a dog runs on the beach",
+                                                                    b"  a cat "]
 
 
 def test_retries_on_unavailable_then_succeeds(remote):
@@ -105,6 +106,10 @@ def test_unknown_model_is_not_retried(remote):
     (lambda c: c.embed_text([]), "captions is empty"),
     (lambda c: c.embed_text("a dog"), "single string"),
     (lambda c: c.embed_text(["ok", 3]), r"captions\[1\] must be str"),
+    (lambda c: c.embed_text(None), "captions must be a sequence of strings, got NoneType"),
+    (lambda c: c.embed_text(["ok", ""]), r"captions\[1\]: empty or whitespace-only caption"),
+    (lambda c: c.embed_text(["  \t"]), r"captions\[0\]: empty or whitespace-only caption"),
+    (lambda c: c.embed_text(["ok", "?!"]), r"captions\[1\]: caption '\?!' has no tokens"),
     (lambda c: c.embed_image(np.ones((2, FEATURE_DIM + 1))), "width is 7, the model expects D=6"),
     (lambda c: c.embed_image(np.ones(FEATURE_DIM)), "must be 2-D"),
     (lambda c: c.embed_image(np.ones((0, FEATURE_DIM))), "image_features is empty"),

@@ -13,7 +13,7 @@ from serving.gallery import build_index, load_index
 from serving.gallery_sources import GalleryRecords
 from serving.search import GallerySearcher
 from serving.search_model import INDEX_SUBDIR, write_search_model
-from serving.toy_model import write_toy_encoder
+from serving.toy_model import DEFAULT_VOCABULARY, write_toy_encoder
 from tests.serving.conftest import FEATURE_DIM
 
 SAVED_MODEL_CLI = pathlib.Path(sys.executable).parent / "saved_model_cli"
@@ -122,6 +122,64 @@ def test_cli_errors(published, tmp_path, capsys):
     assert search_cli.main(["q", "--serving-dir", str(serving_dir), "--model-name", "toy",
                             "--version", "3"]) == 2
     assert "version 3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("query", ["", "   ", "\t"])
+def test_cli_refuses_an_empty_query(published, capsys, query):
+    serving_dir, _, _, _ = published
+    assert search_cli.main([query, "--serving-dir", str(serving_dir), "--model-name", "toy"]) == 2
+    captured = capsys.readouterr()
+    assert "error: the query is empty" in captured.err and captured.out == ""
+
+
+def test_cli_warns_when_no_query_word_is_in_the_vocabulary(published, capsys):
+    serving_dir, _, _, _ = published
+    common = ["--serving-dir", str(serving_dir), "--model-name", "toy", "--k", "2"]
+    assert search_cli.main(["zzz qqq!", *common]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("warning: no word of the query (zzz qqq) is in the model's "
+                                   f"vocabulary of {len(DEFAULT_VOCABULARY)} tokens")
+    assert search_cli.main(["zzz dog", *common]) == 0  # one known word is enough
+    assert capsys.readouterr().err == ""
+
+
+def test_wordpiece_models_never_get_the_unknown_words_warning(tmp_path):
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "assets" / "caption_tokens").write_text("a\ndog\n", encoding="utf-8")
+    (tmp_path / "saved_model.pb").write_bytes(b"graph without a wordpiece tokenizer")
+    assert "no word of the query" in search_cli.unknown_query_warning(str(tmp_path), "zzz")
+    assert search_cli.unknown_query_warning(str(tmp_path), "a zzz") is None
+    (tmp_path / "saved_model.pb").write_bytes(b"..." + search_cli.WORDPIECE_OP + b"...")
+    assert search_cli.unknown_query_warning(str(tmp_path), "zzz") is None
+
+
+def test_pipeline_search_picks_a_version_and_forwards_every_option(published, tmp_path, capsys):
+    from pipeline import cli
+
+    _, model_dir, _, _ = published
+    for version in ("12", "13"):
+        shutil.copytree(model_dir, tmp_path / "toy_search" / version)
+    common = ["a dog", "--serving-dir", str(tmp_path), "--model-name", "toy", "-k", "2"]
+    assert cli.main(["search", *common]) == 0
+    assert f"{tmp_path / 'toy_search' / '13'}:" in capsys.readouterr().out
+    assert cli.main(["search", *common, "--version", "12"]) == 0
+    assert f"{tmp_path / 'toy_search' / '12'}:" in capsys.readouterr().out
+    assert cli.main(["search", "", "--serving-dir", str(tmp_path), "--model-name", "toy"]) == 2
+
+
+def test_pipeline_search_help_lists_real_options_and_refuses_abbreviations(capsys):
+    from pipeline import cli
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["search", "--help"])
+    assert exit_.value.code == 0
+    help_text = capsys.readouterr().out
+    assert "--version" in help_text and "--mode" in help_text
+    assert "image-query" not in help_text
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["search", "q", "--vers", "3"])
+    assert exit_.value.code == 2
+    assert "unrecognized arguments: --vers" in capsys.readouterr().err
 
 
 def test_index_without_captions_has_no_caption_signature(tmp_path):
