@@ -9,6 +9,7 @@ from typing import Any
 from tfx import v1 as tfx
 from tfx.dsl.input_resolution.canned_resolver_functions import latest_created
 
+from components.eval_report.thumbnails import find_images_dir
 from pipeline.config import PipelineConfig
 from serving.savedmodel import CUSTOM_OP_MODULES
 
@@ -49,7 +50,7 @@ def create_pipeline(
 
     """
     data = _data_nodes(config, dataset, input_base, schema_file, images_fingerprint)
-    model = _model_nodes(config, data, retraining)
+    model = _model_nodes(config, data, retraining, find_images_dir(config.images_dir, input_base))
     if metadata_connection_config is None:
         metadata_connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(
             config.metadata_db
@@ -112,8 +113,11 @@ def _data_nodes(config, dataset, input_base, schema_file, images_fingerprint) ->
     return nodes
 
 
-def _model_nodes(config: PipelineConfig, data: dict, retraining: bool) -> dict:
-    """Transform, Trainer, relevance + Evaluator + report, and the TF Serving pusher."""
+def _model_nodes(config: PipelineConfig, data: dict, retraining: bool, images_dir: str) -> dict:
+    """Transform, Trainer, relevance + Evaluator + report, and the TF Serving pusher.
+
+    ``images_dir`` (or "") is where the report finds the images of its qualitative panel.
+    """
     from components.eval_report.component import EvalReportComponent
     from components.evaluator import Evaluator
     from components.relevance.component import Relevance
@@ -177,6 +181,7 @@ def _model_nodes(config: PipelineConfig, data: dict, retraining: bool) -> dict:
         model=model,
         baseline_model=baseline,
         examples=examples,
+        images_dir=images_dir,
     ).with_id("EvalReport")
     nodes["pusher"] = TFServingPusher(
         model=model,

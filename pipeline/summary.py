@@ -24,9 +24,32 @@ def format_summary(nodes: dict[str, NodeRun], pipeline_root: str) -> str:
     for node in sorted(nodes.values(), key=lambda n: n.started):
         timing = f"{node.seconds:6.1f}s" if node.state == "ran" else "      -"
         lines.append(f"  {node.node_id:<26} {node.state:<7} {timing}")
+    lines += ingest_skip_lines(nodes)
     lines += _evaluation_lines(nodes)
     lines += _push_lines(nodes)
     return "\n".join(lines)
+
+
+def ingest_skip_lines(nodes: dict[str, NodeRun]) -> list[str]:
+    """What the caption ExampleGen skipped by policy (count and one example each).
+
+    Read from its Examples artifact's ``ingest_*`` properties, so that a skip (e.g. captions of
+    images in no split list) shows in the terminal, not only in the ingest report.
+    """
+    from components.caption_example_gen import report  # lazy: imports Beam
+
+    example_gen = _find(nodes, "CaptionExampleGen")
+    artifacts = example_gen.outputs.get("examples", []) if example_gen else []
+    if not artifacts:
+        return []
+    counts, examples = {}, {}
+    for name in artifacts[0].custom_properties:
+        value = custom_property(artifacts[0], name)
+        if name.startswith(report.EXAMPLE_PROPERTY_PREFIX):
+            examples[name[len(report.EXAMPLE_PROPERTY_PREFIX):]] = value
+        elif name.startswith(report.COUNT_PROPERTY_PREFIX):
+            counts[name[len(report.COUNT_PROPERTY_PREFIX):]] = value
+    return report.skip_lines(counts, examples)
 
 
 def _evaluation_lines(nodes: dict[str, NodeRun]) -> list[str]:

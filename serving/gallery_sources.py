@@ -13,6 +13,9 @@ import tensorflow as tf
 from trainer import features
 
 _LENGTH = "image_features_length"
+# UTF-8 that drops a leading byte-order mark (Windows editors write one): kept, it would glue
+# onto the first image name or caption id, which then matches nothing. Text mode reads CRLF too.
+TEXT_ENCODING = "utf-8-sig"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +133,7 @@ def read_captions_file(path: str) -> dict[str, list[tuple[str, str]]]:
 
     """
     by_image: dict[str, list[tuple[str, str]]] = {}
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding=TEXT_ENCODING) as f:
         for number, line in enumerate(f, start=1):
             line = line.rstrip("\n")
             if not line.strip():
@@ -161,14 +164,14 @@ def read_features_file(features_path: str, names_path: str, captions_path: str |
 
     """
     matrix = np.load(features_path, allow_pickle=False)
-    with open(names_path, encoding="utf-8") as f:
+    with open(names_path, encoding=TEXT_ENCODING) as f:
         names = [line.strip() for line in f if line.strip()]
     if matrix.ndim != 2 or matrix.shape[0] != len(names):
         raise ValueError(f"{features_path} has shape {matrix.shape} but {names_path} names "
                          f"{len(names)} images")
     rows = {name: i for i, name in enumerate(names)}
     if image_list_path is not None:
-        with open(image_list_path, encoding="utf-8") as f:
+        with open(image_list_path, encoding=TEXT_ENCODING) as f:
             keep = [line.strip() for line in f if line.strip()]
         missing = [name for name in keep if name not in rows]
         if missing:

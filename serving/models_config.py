@@ -1,7 +1,9 @@
 """TF Serving ``models.config`` generation (``ModelServerConfig`` text proto).
 
 TF Serving reads it with ``--model_config_file=<serving_dir>/models.config``; each entry names a
-model, its base path (holding integer version folders) and which versions to serve::
+model, its base path (holding integer version folders) and which versions to serve. One file
+serves every model of a serving directory, so each push merges its own entries into it and keeps
+the others (other model names, or entries added by hand)::
 
     model_config_list {
       config {
@@ -13,10 +15,12 @@ model, its base path (holding integer version folders) and which versions to ser
     }
 """
 
+import contextlib
 import dataclasses
+import fcntl
 import os
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
@@ -59,9 +63,48 @@ class VersionPolicy:
             policy.specific.versions.extend(self.versions)
 
 
+def _entry(name: str, base_path: str,
+           policy: VersionPolicy) -> model_server_config_pb2.ModelConfig:
+    """One ``config { ... }`` entry: ``name`` served from ``<base_path>/<name>``."""
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"model name {name!r} must be a plain folder name")
+    entry = model_server_config_pb2.ModelConfig(
+        name=name, base_path=posixpath.join(base_path, name), model_platform="tensorflow")
+    policy.to_proto(entry)
+    return entry
+
+
+def merge_models_config(config: model_server_config_pb2.ModelServerConfig,
+                        model_names: Sequence[str], base_path: str,
+                        policy: VersionPolicy = VersionPolicy()) -> None:
+    """Sets the entries of ``model_names`` in ``config``, leaving every other entry as it is.
+
+    An entry of the same name is replaced where it stands (so the file's order is stable);
+    names not yet served are appended. Other models (pushed by other pipelines or added by
+    hand) keep their base path, policy and labels: TF Serving stops serving a model that
+    disappears from the file even when its versions are still on disk.
+
+    Raises:
+        ValueError: no names, a repeated name, or a name that is not a plain folder name.
+
+    """
+    if not model_names:
+        raise ValueError("models_config needs at least one model name")
+    if len(set(model_names)) != len(model_names):
+        raise ValueError(f"models_config: repeated model names in {list(model_names)}")
+    entries = config.model_config_list.config
+    position = {entry.name: i for i, entry in enumerate(entries)}
+    for name in model_names:
+        entry = _entry(name, base_path, policy)
+        if name in position:
+            entries[position[name]].CopyFrom(entry)
+        else:
+            entries.append(entry)
+
+
 def models_config(model_names: Sequence[str], base_path: str,
                   policy: VersionPolicy = VersionPolicy()) -> str:
-    """Returns the ``models.config`` text proto serving ``model_names``.
+    """Returns a ``models.config`` text proto serving exactly ``model_names``.
 
     Args:
         model_names: served model names; each one's versions live in ``<base_path>/<name>``.
@@ -76,30 +119,72 @@ def models_config(model_names: Sequence[str], base_path: str,
         ValueError: no names, a repeated name, or a name that is not a plain folder name.
 
     """
-    if not model_names:
-        raise ValueError("models_config needs at least one model name")
-    if len(set(model_names)) != len(model_names):
-        raise ValueError(f"models_config: repeated model names in {list(model_names)}")
     config = model_server_config_pb2.ModelServerConfig()
-    for name in model_names:
-        if not name or "/" in name or name.startswith("."):
-            raise ValueError(f"model name {name!r} must be a plain folder name")
-        entry = config.model_config_list.config.add()
-        entry.name = name
-        entry.base_path = posixpath.join(base_path, name)
-        entry.model_platform = "tensorflow"
-        policy.to_proto(entry)
+    merge_models_config(config, model_names, base_path, policy)
     return text_format.MessageToString(config)
+
+
+def read_models_config(path: str) -> model_server_config_pb2.ModelServerConfig:
+    """Parses an existing ``models.config``; an absent file is an empty config.
+
+    Raises:
+        ValueError: naming ``path``, when the file is not a ``ModelServerConfig`` text proto or
+            uses ``custom_model_config`` (which this writer cannot merge into). The file is then
+            left as it is: rewriting it would drop models that it may serve.
+
+    """
+    config = model_server_config_pb2.ModelServerConfig()
+    if not os.path.exists(path):
+        return config
+    with open(path, encoding="utf-8-sig") as f:  # -sig: tolerates a BOM from a Windows editor
+        text = f.read()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as err:
+        raise ValueError(f"{path}: not a valid TF Serving ModelServerConfig ({err}); fix or "
+                         "remove it, it is not overwritten") from err
+    if config.WhichOneof("config") == "custom_model_config":
+        raise ValueError(f"{path}: uses custom_model_config, which cannot be merged with "
+                         "model_config_list entries; it is not overwritten")
+    return config
+
+
+@contextlib.contextmanager
+def _exclusive(directory: str) -> Iterator[None]:
+    """Holds an exclusive lock on ``directory`` so that concurrent pushes do not lose entries.
+
+    The folder itself is locked (Linux ``flock`` on a directory), which leaves no lock file
+    behind in the serving directory.
+    """
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def write_models_config(serving_dir: str, model_names: Sequence[str], base_path: str,
                         policy: VersionPolicy = VersionPolicy()) -> str:
-    """Writes ``<serving_dir>/models.config`` atomically (temp file + rename); returns its path."""
+    """Merges ``model_names`` into ``<serving_dir>/models.config``; returns its path.
+
+    Every other model's entry is kept (see ``merge_models_config``). The read-merge-write runs
+    under a lock of ``serving_dir``, and the new file replaces the old one atomically (temp
+    file, fsync, rename), so the model server never reads a half-written config. Comments of a
+    hand-edited file are not kept: the file is re-serialized.
+
+    Raises:
+        ValueError: the existing file cannot be parsed (it is left untouched), or bad names.
+
+    """
     path = os.path.join(serving_dir, MODELS_CONFIG_FILE)
-    tmp = os.path.join(serving_dir, f".{MODELS_CONFIG_FILE}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as out:
-        out.write(models_config(model_names, base_path, policy))
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
+    with _exclusive(serving_dir):
+        config = read_models_config(path)
+        merge_models_config(config, model_names, base_path, policy)
+        tmp = os.path.join(serving_dir, f".{MODELS_CONFIG_FILE}.tmp-{os.getpid()}")
+        with open(tmp, "w", encoding="utf-8") as out:
+            out.write(text_format.MessageToString(config))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
     return path

@@ -100,6 +100,14 @@ def ReadSplitLists(  # noqa: N802
     )
 
 
+def skip_example(record: CaptionRecord) -> str:
+    """How a skipped caption is shown to the user: ``'<caption id>' (<file>:<line>)``.
+
+    The id is a ``repr`` so that stray characters (a byte-order mark, a tab) are visible.
+    """
+    return f"{record.caption_id!r} ({record.source})"
+
+
 class AssignSplits(beam.DoFn):
     """Gives each record its output split: its own, else its split list's (side input)."""
 
@@ -110,15 +118,15 @@ class AssignSplits(beam.DoFn):
     def process(
         self, record: CaptionRecord, listed: Mapping[str, ListEntry]
     ) -> Iterator[CaptionRecord | beam.pvalue.TaggedOutput]:
-        """Yields the record with its split, or a tagged skip (its caption id)."""
+        """Yields the record with its split, or a tagged skip (``skip_example`` of it)."""
         if record.split == readers.SKIP_SPLIT:
-            yield beam.pvalue.TaggedOutput(SKIPPED_BY_SPLIT_POLICY, record.caption_id)
+            yield beam.pvalue.TaggedOutput(SKIPPED_BY_SPLIT_POLICY, skip_example(record))
         elif record.split:
             yield record
         elif record.list_key in listed:
             yield dataclasses.replace(record, split=listed[record.list_key].split)
         elif self._unlisted_policy == "skip":
-            yield beam.pvalue.TaggedOutput(SKIPPED_UNLISTED, record.caption_id)
+            yield beam.pvalue.TaggedOutput(SKIPPED_UNLISTED, skip_example(record))
         else:
             raise IngestError(
                 f"{record.source}: image {record.list_key!r} is in no split list "

@@ -194,12 +194,13 @@ class Executor(BaseExampleGenExecutor):
 
 
 def _publish_report(
-    examples: types.Artifact, report_path: str, exec_properties: Mapping[str, Any]
+    artifact: types.Artifact, report_path: str, exec_properties: Mapping[str, Any]
 ) -> None:
-    counts = report.read_counts(report_path)
+    counts, examples = report.read_counts(report_path)
     spec = spec_from_exec_properties(exec_properties)
     full = {
         "counts": counts,
+        report.SKIP_EXAMPLES: examples,
         "span": exec_properties.get(utils.SPAN_PROPERTY_NAME) or 0,
         "version": exec_properties.get(utils.VERSION_PROPERTY_NAME),
         "dataset": spec.to_custom_config(),
@@ -207,8 +208,9 @@ def _publish_report(
     with fileio.open(report_path, "w") as f:
         json.dump(full, f, indent=2, sort_keys=True)
     for name, value in counts.items():
-        examples.set_int_custom_property(f"ingest_{name}", int(value))
-    skips = {k: v for k, v in counts.items() if k.startswith("skipped_") and v}
+        artifact.set_int_custom_property(f"{report.COUNT_PROPERTY_PREFIX}{name}", int(value))
+    for name, example in examples.items():
+        artifact.set_string_custom_property(f"{report.EXAMPLE_PROPERTY_PREFIX}{name}", example)
     logging.info("Caption ExampleGen ingest counts: %s", json.dumps(counts, sort_keys=True))
-    if skips:
-        logging.warning("Caption ExampleGen skipped by policy: %s", skips)
+    for line in report.skip_lines(counts, examples):
+        logging.warning("Caption ExampleGen %s", line)

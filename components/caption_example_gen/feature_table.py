@@ -7,7 +7,12 @@ import io
 import numpy as np
 
 from components.caption_example_gen.records import IngestError
-from components.caption_example_gen.validation import decode_utf8, read_file_bytes, split_lines
+from components.caption_example_gen.validation import (
+    decode_utf8,
+    read_file_bytes,
+    read_text_file,
+    split_lines,
+)
 
 
 class FeatureTable:
@@ -56,7 +61,7 @@ def _load_matrix(path: str) -> np.ndarray:
 
 
 def _load_names(path: str, rows: int, matrix_path: str) -> dict[str, int]:
-    lines = split_lines(read_file_bytes(path, "feature row names"))
+    lines = split_lines(read_text_file(path, "feature row names"))
     if len(lines) != rows:
         raise IngestError(
             f"{path}: {len(lines)} row names for {rows} rows of {matrix_path}; one name per row"

@@ -20,7 +20,7 @@ from components.caption_example_gen.records import CaptionRecord, IngestError, L
 from components.caption_example_gen.validation import (
     check_caption,
     decode_utf8,
-    read_file_bytes,
+    read_text_file,
     split_lines,
 )
 
@@ -40,7 +40,7 @@ def read_flickr_tokens(path: str) -> Iterator[CaptionRecord]:
         ``IMAGE#N``, or an empty caption.
 
     """
-    data = read_file_bytes(path, "caption file")
+    data = read_text_file(path, "caption file")
     for number, raw in enumerate(split_lines(data), start=1):
         source = f"{path}:{number}"
         line = decode_utf8(raw, source)
@@ -72,7 +72,7 @@ def read_split_list(path: str, split: str) -> Iterator[ListEntry]:
       IngestError: for a missing file or invalid UTF-8 (naming ``path:line``).
 
     """
-    data = read_file_bytes(path, f"split list for '{split}'")
+    data = read_text_file(path, f"split list for '{split}'")
     for number, raw in enumerate(split_lines(data), start=1):
         source = f"{path}:{number}"
         key = decode_utf8(raw, source).strip()
@@ -81,7 +81,7 @@ def read_split_list(path: str, split: str) -> Iterator[ListEntry]:
 
 
 def _load_json(path: str) -> Any:
-    data = read_file_bytes(path, "caption JSON")
+    data = read_text_file(path, "caption JSON")
     line = data.count(b"\n", 0, _first_bad_utf8(data)) + 1 if _first_bad_utf8(data) >= 0 else 0
     text = decode_utf8(data, f"{path}:{line}") if line else data.decode("utf-8")
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from components.caption_example_gen.records import IngestError
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
 
 def decode_utf8(raw: bytes, source: str) -> str:
     """Decodes one line or field as UTF-8.
@@ -65,6 +67,20 @@ def read_file_bytes(path: str, role: str) -> bytes:
         raise IngestError(f"{path}: {role} not found")
     with tf.io.gfile.GFile(path, "rb") as f:
         return f.read()
+
+
+def read_text_file(path: str, role: str) -> bytes:
+    """Reads a whole UTF-8 text input (see ``read_file_bytes``) without a leading byte-order mark.
+
+    Windows editors often save UTF-8 with a BOM (``EF BB BF``); kept, it would become part of
+    the first caption id or image name, which then matches nothing and is skipped as unlisted.
+
+    Raises:
+      IngestError: when the file does not exist.
+
+    """
+    data = read_file_bytes(path, role)
+    return data[len(UTF8_BOM):] if data.startswith(UTF8_BOM) else data
 
 
 def split_lines(data: bytes) -> list[bytes]:

@@ -24,6 +24,7 @@ class EvalReportSpec(types.ComponentSpec):
         executor.SPLIT_KEY: ExecutionParameter(type=str),
         executor.NUM_QUERIES_KEY: ExecutionParameter(type=int),
         executor.MAX_K_KEY: ExecutionParameter(type=int),
+        executor.IMAGES_DIR_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         executor.EVALUATION_KEY: ChannelParameter(type=standard_artifacts.ModelEvaluation),
@@ -43,7 +44,8 @@ class EvalReportComponent(base_component.BaseComponent):
 
     def __init__(self, evaluation: types.BaseChannel, model: types.BaseChannel,
                  examples: types.BaseChannel, baseline_model: types.BaseChannel | None = None,
-                 split: str = features.EVAL_SPLIT, num_queries: int = 6, max_k: int = 50):
+                 split: str = features.EVAL_SPLIT, num_queries: int = 6, max_k: int = 50,
+                 images_dir: str = ""):
         """Configures the report.
 
         Args:
@@ -55,6 +57,8 @@ class EvalReportComponent(base_component.BaseComponent):
           split: the evaluated split.
           num_queries: text queries in the qualitative panel.
           max_k: the largest K of the recall curves.
+          images_dir: folder of the images (file = image id); the panel then embeds their
+            thumbnails. "" shows file names only (see ``thumbnails.find_images_dir``).
 
         """
         if num_queries < 1 or max_k < 1:
@@ -62,4 +66,4 @@ class EvalReportComponent(base_component.BaseComponent):
         super().__init__(spec=EvalReportSpec(
             evaluation=evaluation, model=model, baseline_model=baseline_model,
             examples=examples, split=split, num_queries=num_queries, max_k=max_k,
-            report=types.Channel(type=EvalReport)))
+            images_dir=images_dir, report=types.Channel(type=EvalReport)))

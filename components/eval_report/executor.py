@@ -12,7 +12,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
-from components.eval_report import data, render
+from components.eval_report import data, render, thumbnails
 from serving.savedmodel import load_saved_model
 from trainer import features
 
@@ -24,6 +24,7 @@ REPORT_KEY = "report"
 SPLIT_KEY = "split"
 NUM_QUERIES_KEY = "num_queries"
 MAX_K_KEY = "max_k"
+IMAGES_DIR_KEY = "images_dir"
 
 
 def report_path(report_uri: str) -> str:
@@ -72,10 +73,13 @@ class Executor(base_executor.BaseExecutor):
         rows, validation_ok, failures = data.metric_rows(evaluation.uri)
         png = render.recall_plot_png(curves)
         queries = data.qualitative(candidate, int(exec_properties[NUM_QUERIES_KEY]))
+        thumbs = thumbnails.load_thumbnails(exec_properties.get(IMAGES_DIR_KEY) or "",
+                                            (i for q in queries for i, _, _ in q.top))
         notes = [f"split {exec_properties[SPLIT_KEY]!r}: {len(candidate.caption_ids)} captions, "
-                 f"{len(candidate.gallery)} images", f"evaluation: {evaluation.uri}"]
+                 f"{len(candidate.gallery)} images", f"evaluation: {evaluation.uri}",
+                 thumbs.note()]
         page = render.render_html("Retrieval evaluation", rows, validation_ok, failures, png,
-                                  queries, notes)
+                                  queries, notes, thumbs.uris)
         output = artifact_utils.get_single_instance(output_dict[REPORT_KEY])
         tf.io.gfile.makedirs(output.uri)
         with tf.io.gfile.GFile(os.path.join(output.uri, render.RECALL_PNG), "wb") as f:

@@ -22,6 +22,8 @@ td, th { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
 td.text, th.text { text-align: left; }
 .ok { color: #0a7d22; font-weight: bold; } .bad { color: #b00020; font-weight: bold; }
 .hit { background: #e5f6e8; }
+figure.thumb { margin: 0; } figure.thumb img { display: block; max-width: 128px; }
+figure.thumb figcaption { font-size: 0.85em; }
 """
 
 
@@ -80,14 +82,25 @@ def _metric_table(rows: Sequence[MetricRow]) -> str:
     return "\n".join(lines)
 
 
-def _query_panel(queries: Sequence[QueryResult]) -> str:
+def _image_cell(image_id: str, truth: bool, thumbnails: Mapping[str, str]) -> str:
+    """The file name, under the image's thumbnail (a data URI) when there is one."""
+    name = f"{html.escape(image_id)}{' ✓' if truth else ''}"
+    uri = thumbnails.get(image_id)
+    if uri is None:
+        return f"<td class='text'>{name}</td>"
+    return (f"<td class='text'><figure class='thumb'><img src='{uri}' "
+            f"alt='{html.escape(image_id, quote=True)}'><figcaption>{name}</figcaption>"
+            "</figure></td>")
+
+
+def _query_panel(queries: Sequence[QueryResult], thumbnails: Mapping[str, str]) -> str:
     blocks = []
     for query in queries:
         verdict = ("<span class='ok'>ground truth in top 5</span>" if query.hit
                    else f"<span class='bad'>ground truth at rank {query.truth_rank}</span>")
         items = "".join(
             f"<tr class='{'hit' if truth else ''}'><td>{rank}</td>"
-            f"<td class='text'>{html.escape(image_id)}{' ✓' if truth else ''}</td>"
+            f"{_image_cell(image_id, truth, thumbnails)}"
             f"<td class='text'>{html.escape(caption)}</td></tr>"
             for rank, (image_id, caption, truth) in enumerate(query.top, start=1))
         blocks.append(
@@ -108,8 +121,20 @@ def _verdict(validation_ok: bool | None, failures: Sequence[str]) -> str:
 
 def render_html(title: str, rows: Sequence[MetricRow], validation_ok: bool | None,
                 failures: Sequence[str], png: bytes, queries: Sequence[QueryResult],
-                notes: Sequence[str] = ()) -> str:
-    """The whole report page (the PNG is embedded, so the file stands alone)."""
+                notes: Sequence[str] = (), thumbnails: Mapping[str, str] | None = None) -> str:
+    """The whole report page (the PNG and thumbnails are embedded, so the file stands alone).
+
+    Args:
+      title: the page title.
+      rows: the metric table.
+      validation_ok: the Evaluator's validation outcome (None: not validated).
+      failures: readable validation failures.
+      png: the recall@K plot.
+      queries: the qualitative panel's text queries.
+      notes: lines listed under the title.
+      thumbnails: image id -> image data URI, shown above the file name in the panel.
+
+    """
     image = base64.b64encode(png).decode("ascii")
     note_items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
@@ -117,4 +142,5 @@ def render_html(title: str, rows: Sequence[MetricRow], validation_ok: bool | Non
             f"<ul>{note_items}</ul>{_verdict(validation_ok, failures)}"
             f"<h2>Metrics (overall slice) vs. baseline</h2>{_metric_table(rows)}"
             f"<h2>Recall@K</h2><img alt='recall at K' src='data:image/png;base64,{image}'>"
-            f"<h2>Text queries: top-5 images</h2>{_query_panel(queries)}</body></html>")
+            f"<h2>Text queries: top-5 images</h2>{_query_panel(queries, thumbnails or {})}"
+            "</body></html>")

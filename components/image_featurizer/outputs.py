@@ -94,7 +94,7 @@ def read_outputs(directory: str, features_name: str) -> tuple[list[str], np.ndar
     paths = output_paths(directory, features_name)
     with FileSystems.open(paths["features"], compression_type=_RAW) as handle:
         matrix = np.load(io.BytesIO(handle.read()))
-    names = _read(paths["names"]).decode().splitlines()
+    names = _read(paths["names"]).decode("utf-8-sig").splitlines()  # BOM/CRLF-tolerant
     report = read_report(directory, features_name)
     if len(names) != matrix.shape[0]:
         raise ValueError(f"{paths['names']}: {len(names)} names for {matrix.shape[0]} rows")

@@ -2,7 +2,7 @@
 
 Layout written under ``serving_dir``::
 
-    models.config                      ModelServerConfig for both models below
+    models.config                      ModelServerConfig: both models below, others kept
     <model_name>/<version>/            the Trainer's encoder SavedModel (copied as is)
     <model_name>_search/<version>/     search SavedModel + assets.extra/gallery index
 
@@ -19,7 +19,12 @@ from serving.client import EmbeddingClient, LocalBackend
 from serving.contract import check_encoder_contract
 from serving.gallery import build_index
 from serving.gallery_sources import read_examples
-from serving.models_config import VersionPolicy, write_models_config
+from serving.models_config import (
+    MODELS_CONFIG_FILE,
+    VersionPolicy,
+    read_models_config,
+    write_models_config,
+)
 from serving.publish import latest_matches, list_versions, next_version, publish_directory
 from serving.search import DEFAULT_CHUNK_SIZE
 from serving.search_model import search_model_name, write_search_model
@@ -86,12 +91,15 @@ def push_model(model_dir: str, gallery_examples: str, config: PushConfig,
         now: the Unix time used for the version (default: the clock).
 
     Returns:
-        The outcome; ``models.config`` is (re)written in both cases.
+        The outcome; this model's entries of ``models.config`` are (re)written in both cases,
+        other models' entries are kept.
 
     Raises:
         serving.contract.ContractError: the encoder breaks the serving contract (nothing pushed).
+        ValueError: an existing ``models.config`` cannot be parsed (nothing pushed, file kept).
 
     """
+    read_models_config(os.path.join(config.serving_dir, MODELS_CONFIG_FILE))  # refuse early
     base = os.path.join(config.serving_dir, config.model_name)
     search_base = os.path.join(config.serving_dir, search_model_name(config.model_name))
     os.makedirs(config.serving_dir, exist_ok=True)

@@ -119,8 +119,24 @@ def test_flickr_round_trip_values_counts_and_report(tmp_path):
     }
     assert report["dataset"] == spec.to_custom_config()
     assert artifact.get_int_custom_property("ingest_skipped_captions_of_unlisted_images") == 1
+    example = f"'e.jpg#0' ({tmp_path / 'data' / 'cap.token.txt'}:6)"
+    assert report["skip_examples"] == {"skipped_captions_of_unlisted_images": example}
+    assert artifact.get_string_custom_property(
+        "ingest_example_skipped_captions_of_unlisted_images") == example
     assert artifact.get_int_custom_property("ingest_examples_train") == 3
     assert artifact.split_names == '["train", "eval"]'
+
+
+def test_bom_and_crlf_files_lose_no_caption(tmp_path):
+    spec = flickr_fixture(tmp_path / "data")
+    for path in (tmp_path / "data").rglob("*.txt"):  # as re-saved by a Windows editor
+        text = path.read_bytes().replace(b"\n", b"\r\n")
+        path.write_bytes(b"\xef\xbb\xbf" + text)
+    _, splits, report = run_executor(tmp_path / "data", spec, tmp_path / "out")
+    assert sorted(by_caption(splits["train"])) == ["a.jpg#0", "a.jpg#1", "b.jpg#0"]
+    assert sorted(by_caption(splits["eval"])) == ["c.jpg#0", "c.jpg#1"]
+    assert report["counts"]["skipped_captions_of_unlisted_images"] == 1  # e.jpg#0 only
+    assert report["counts"]["image_feature_rows"] == 5
 
 
 def test_karpathy_round_trip_with_caption_features_and_restval_policy(tmp_path):

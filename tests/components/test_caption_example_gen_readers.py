@@ -15,6 +15,7 @@ from components.caption_example_gen.readers import (
     read_split_list,
 )
 from components.caption_example_gen.records import CaptionRecord, IngestError
+from components.caption_example_gen.report import count_feature_rows
 from components.caption_example_gen.spec import DatasetSpec
 
 KARPATHY_MAP = {"train": "train", "val": "eval", "test": "test", "restval": SKIP_SPLIT}
@@ -200,6 +201,59 @@ def test_feature_table_rows_are_float32_of_the_stored_values(tmp_path):
 def test_feature_table_rejects_bad_features(tmp_path, matrix, names, dim, message):
     with pytest.raises(IngestError, match=message):
         FeatureTable(*_table_files(tmp_path, matrix, names), dim)
+
+
+# --- UTF-8 byte-order mark and CRLF line ends (Windows editors) ---------------------------------
+
+BOM = b"\xef\xbb\xbf"
+
+
+def _windows(text: str) -> bytes:
+    """``text`` as a Windows editor saves it: a leading UTF-8 BOM and CRLF line ends."""
+    return BOM + text.replace("\n", "\r\n").encode("utf-8")
+
+
+def _flickr_ids(path):
+    return [(r.image_id, r.caption_id, r.caption) for r in read_flickr_tokens(path)]
+
+
+def _list_keys(path):
+    return [(e.key, e.source[-2:]) for e in read_split_list(path, "train")]
+
+
+def _karpathy_ids(path):
+    return [(r.image_id, r.caption_id, r.caption) for r in read_karpathy(path, KARPATHY_MAP)]
+
+
+def _coco_ids(path):
+    return [(r.image_id, r.caption_id, r.caption) for r in read_coco(path, "eval")]
+
+
+def _table_rows(path):
+    np.save(f"{path}.npy", np.eye(2, dtype=np.float32))
+    table = FeatureTable(f"{path}.npy", path, 2)
+    return [table.row(n).tolist() for n in ("a.jpg", "b.jpg")] + [count_feature_rows(path)]
+
+
+@pytest.mark.parametrize(
+    ("read", "text", "expected"),
+    [
+        (_flickr_ids, "a.jpg#0\tA dog .\nb.jpg#0\tA cat .\n",
+         [("a.jpg", "a.jpg#0", "A dog ."), ("b.jpg", "b.jpg#0", "A cat .")]),
+        (_list_keys, "a.jpg\nb.jpg\n", [("a.jpg", ":1"), ("b.jpg", ":2")]),
+        (_karpathy_ids, _karpathy([_kimage("a.jpg", "train", "A cat .")]),
+         [("a.jpg", "a.jpg#0", "A cat .")]),
+        (_coco_ids, _coco([{"id": 7, "file_name": "c.jpg"}],
+                          [{"image_id": 7, "id": 1, "caption": "A bus ."}]),
+         [("c.jpg", "1", "A bus .")]),
+        (_table_rows, "a.jpg\nb.jpg\n", [[1.0, 0.0], [0.0, 1.0], 2]),
+    ],
+    ids=["token file", "split list", "karpathy json", "coco json", "feature names"],
+)
+def test_readers_strip_a_leading_bom_and_accept_crlf(tmp_path, read, text, expected):
+    plain = read(_write(tmp_path / "plain.txt", text))
+    windows = read(_write(tmp_path / "windows.txt", _windows(text)))
+    assert plain == expected and windows == expected
 
 
 # --- DatasetSpec and detect ---------------------------------------------------------------------

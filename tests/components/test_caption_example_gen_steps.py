@@ -24,7 +24,8 @@ def test_assign_splits_from_record_then_list_then_policy():
     assert list(assign.process(_record(split="test"), LISTED)) == [_record(split="test")]
     assert list(assign.process(_record(), LISTED)) == [_record(split="eval")]
     (unlisted,) = assign.process(_record(image="b.jpg", caption_id="b.jpg#3"), LISTED)
-    assert unlisted.tag == beam_steps.SKIPPED_UNLISTED and unlisted.value == "b.jpg#3"
+    assert unlisted.tag == beam_steps.SKIPPED_UNLISTED
+    assert unlisted.value == "'b.jpg#3' (cap.txt:1)"  # shown to the user as the example
     (policy,) = assign.process(_record(split=SKIP_SPLIT), LISTED)
     assert policy.tag == beam_steps.SKIPPED_BY_SPLIT_POLICY
 
@@ -75,8 +76,21 @@ def test_to_example_values():
 def test_report_fills_zeros_counts_unused_rows_and_rejects_empty_splits():
     counts = {"examples_train": 4, "images_train": 2, "images": 2, "image_feature_rows": 5,
               "examples_eval": 1, "images_eval": 1}
-    assert json.loads(report._finalize(counts, ["train", "eval"]))[
-        report.UNUSED_FEATURE_ROWS] == 3
+    final = json.loads(report._finalize(counts, ["train", "eval"], {"skipped_x": "'a#1' (f:2)"}))
+    assert final[report.UNUSED_FEATURE_ROWS] == 3
+    assert final[report.SKIP_EXAMPLES] == {"skipped_x": "'a#1' (f:2)"}
     with pytest.raises(IngestError, match=r"output split\(s\) \['test'\] received no captions"):
         report._finalize(counts, ["train", "eval", "test"])
 
+
+
+def test_skip_lines_show_nonzero_skips_with_their_example():
+    counts = {"skipped_captions_of_unlisted_images": 460, "skipped_captions_by_split_policy": 0,
+              report.UNUSED_FEATURE_ROWS: 2, "examples_train": 9}
+    examples = {"skipped_captions_of_unlisted_images": "'x.jpg#0' (t.token.txt:7)"}
+    assert report.skip_lines(counts, examples) == [
+        "ingest: 460 caption(s) skipped: their image is in no split list, "
+        "e.g. 'x.jpg#0' (t.token.txt:7)",
+        "ingest: 2 feature row(s) unused: their image has no kept caption",
+    ]
+    assert report.skip_lines({"skipped_captions_of_unlisted_images": 0}, {}) == []

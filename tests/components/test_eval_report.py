@@ -1,9 +1,14 @@
+import base64
+import io
 import math
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from components.eval_report import data, render
+from components.eval_report import data, render, thumbnails
 
 E0, E1 = np.eye(3)[:2]
 DIAG = np.array([1.0, 1.0, 0.0]) / math.sqrt(2.0)
@@ -44,6 +49,99 @@ def test_render_html_escapes_and_shows_verdict():
     assert "<td>250.00</td><td>240.00</td><td>+10.00</td>" in page
     assert "<td>12.50</td><td>–</td><td>–</td>" in page
     assert "not blessed" in page and "ground truth at rank 3" in page
+
+
+# --- thumbnails in the qualitative panel ---------------------------------------------------------
+
+COLORS = {"red.jpg": (255, 0, 0), "green.png": (0, 160, 0), "blue.jpg": (0, 0, 255)}
+
+
+def _images_folder(tmp_path):
+    """Three solid-colour images (300x200), a corrupt and an empty file; "gone.jpg" is absent."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name, color in COLORS.items():
+        Image.new("RGB", (300, 200), color).save(folder / name)
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (folder / "empty.jpg").write_bytes(b"")
+    return folder
+
+
+def _decode(uri: str) -> Image.Image:
+    assert uri.startswith(thumbnails.DATA_URI_PREFIX)
+    image = Image.open(io.BytesIO(base64.b64decode(uri[len(thumbnails.DATA_URI_PREFIX):])))
+    image.load()
+    return image
+
+
+def test_thumbnail_is_a_small_jpeg_with_the_aspect_kept():
+    buffer = io.BytesIO()
+    Image.new("RGB", (300, 200), (255, 0, 0)).save(buffer, format="PNG")
+    image = _decode(thumbnails.thumbnail_uri(buffer.getvalue()))
+    assert image.format == "JPEG" and image.size == (112, 75)  # 300x200 scaled by 112/300
+    red, green, blue = image.getpixel((56, 37))
+    assert red > 240 and green < 15 and blue < 15
+    with pytest.raises(ValueError, match="not a readable image"):
+        thumbnails.thumbnail_uri(b"GIF89a truncated")
+
+
+def test_missing_corrupt_and_escaping_files_fall_back_to_names_and_are_counted(tmp_path):
+    folder = str(_images_folder(tmp_path))
+    ids = ["red.jpg", "green.png", "blue.jpg", "corrupt.jpg", "empty.jpg", "gone.jpg",
+           "../images/red.jpg", "red.jpg"]
+    thumbs = thumbnails.load_thumbnails(folder, ids)
+    assert sorted(thumbs.uris) == ["blue.jpg", "green.png", "red.jpg"]
+    assert thumbs.unavailable == ("../images/red.jpg", "corrupt.jpg", "empty.jpg", "gone.jpg")
+    assert thumbs.note() == (f"thumbnails of 3 result images from {folder}; 4 missing or "
+                             "unreadable, shown by name (e.g. ../images/red.jpg)")
+    assert thumbnails.load_thumbnails("", ids).uris == {}
+    assert "no images folder" in thumbnails.load_thumbnails("", ids).note()
+
+
+def test_find_images_dir_prefers_the_option_then_the_data_folder(tmp_path):
+    assert thumbnails.find_images_dir("/given", str(tmp_path)) == "/given"
+    assert thumbnails.find_images_dir(None, str(tmp_path)) == ""
+    (tmp_path / "images").mkdir()
+    assert thumbnails.find_images_dir(None, str(tmp_path)) == str(tmp_path / "images")
+    assert thumbnails.find_images_dir("", "gs://bucket/data") == ""
+
+
+def _thumbnail_page(tmp_path):
+    thumbs = thumbnails.load_thumbnails(str(_images_folder(tmp_path)), [*COLORS, "gone.jpg"])
+    queries = [
+        data.QueryResult("q#0", "a red thing", "red.jpg", 1,
+                         (("red.jpg", "red", True), ("green.png", "green", False),
+                          ("gone.jpg", "lost", False))),
+        data.QueryResult("q#1", "a blue thing", "blue.jpg", 1, (("blue.jpg", "blue", True),)),
+    ]
+    return render.render_html("T", [], None, [], b"PNG", queries, [thumbs.note()], thumbs.uris)
+
+
+def test_report_embeds_thumbnails_with_file_names_as_captions(tmp_path):
+    page = _thumbnail_page(tmp_path)
+    assert page.count("src='data:image/jpeg;base64,") == 3  # gone.jpg has none
+    uris = [part.split("'", 1)[0] for part in page.split("src='")[1:]]
+    jpegs = [_decode(u) for u in uris if u.startswith(thumbnails.DATA_URI_PREFIX)]
+    assert [j.size for j in jpegs] == [(112, 75)] * 3
+    assert "<figcaption>red.jpg ✓</figcaption>" in page
+    assert "<figcaption>green.png</figcaption>" in page
+    assert "<td class='text'>gone.jpg</td>" in page and "1 missing or unreadable" in page
+    assert len(page) < 50_000  # three thumbnails: a few KB each
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no chromium installed")
+def test_thumbnails_render_in_a_real_browser(tmp_path):
+    """Headless Chromium shows the embedded thumbnails: their colours are on the screenshot."""
+    (tmp_path / "index.html").write_text(_thumbnail_page(tmp_path), encoding="utf-8")
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+         "--window-size=1200,1600", f"file://{tmp_path / 'index.html'}"],
+        check=True, capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int).reshape(-1, 3)
+    for color in COLORS.values():
+        near = (np.abs(pixels - color).max(axis=1) < 30).sum()
+        assert near > 0.8 * 112 * 75, f"{color}: only {near} pixels on the screenshot"
 
 
 @pytest.mark.slow

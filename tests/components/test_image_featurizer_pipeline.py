@@ -168,3 +168,14 @@ def test_keras_application_loads_local_weights_without_download(tmp_path):
     expected = reference(pixels.astype(np.float32) / 127.5 - 1.0, training=False).numpy()
     assert expected.shape == (2, 1280)
     np.testing.assert_allclose([r.inference for r in results], expected, rtol=1e-5, atol=1e-5)
+
+
+def test_read_outputs_strips_a_bom_and_accepts_crlf_in_the_names_file(tmp_path):
+    paths = outputs.output_paths(str(tmp_path), "feats")
+    np.save(paths["features"], np.eye(2, dtype=np.float32))
+    with open(paths["names"], "wb") as f:  # as re-saved by a Windows editor
+        f.write(b"\xef\xbb\xbfa.jpg\r\nb.jpg\r\n")
+    with open(paths["report"], "w", encoding="utf-8") as f:
+        f.write("{}")
+    names, matrix, _ = outputs.read_outputs(str(tmp_path), "feats")
+    assert names == ["a.jpg", "b.jpg"] and matrix.shape == (2, 2)

@@ -87,3 +87,35 @@ def test_contract_breaking_model_is_not_pushed(encoders, tmp_path):
 def test_bad_config(kwargs, message):
     with pytest.raises(ValueError, match=message):
         PushConfig(**{"serving_dir": "/s", "model_name": "m", **kwargs})
+
+
+def _served(serving_dir) -> list[tuple[str, str]]:
+    text = (serving_dir / "models.config").read_text()
+    parsed = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+    return [(c.name, c.base_path) for c in parsed.model_config_list.config]
+
+
+def test_second_model_name_keeps_the_first_and_a_hand_added_model(encoders, tmp_path):
+    first, second, gallery = encoders
+    serving = tmp_path / "serving"
+    push_model(first, gallery, PushConfig(str(serving), "xmodal"), now=10)
+    text = (serving / "models.config").read_text().rstrip()
+    assert text.endswith("}")  # a person adds a third entry inside model_config_list { }
+    (serving / "models.config").write_text(
+        text[:-1] + '  config { name: "third" base_path: "/other/third" '
+        'model_platform: "tensorflow" }\n}\n')
+    result = push_model(second, gallery, PushConfig(str(serving), "xmodal2"), now=20)
+    assert result.pushed
+    assert _served(serving) == [
+        ("xmodal", "/models/xmodal"), ("xmodal_search", "/models/xmodal_search"),
+        ("third", "/other/third"),
+        ("xmodal2", "/models/xmodal2"), ("xmodal2_search", "/models/xmodal2_search")]
+
+
+def test_unparseable_models_config_refuses_the_push(encoders, tmp_path):
+    first, _, gallery = encoders
+    (tmp_path / "models.config").write_text("model_config_list { oops")
+    with pytest.raises(ValueError, match=r"models\.config: not a valid TF Serving"):
+        push_model(first, gallery, PushConfig(str(tmp_path), "xmodal"), now=10)
+    assert sorted(os.listdir(tmp_path)) == ["models.config"]
+    assert (tmp_path / "models.config").read_text() == "model_config_list { oops"

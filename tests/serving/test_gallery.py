@@ -148,6 +148,18 @@ def test_read_features_file_with_split_and_captions(tmp_path):
         read_captions_file(str(tmp_path / "bad.txt"))
 
 
+def test_read_features_file_strips_a_bom_and_accepts_crlf(tmp_path):
+    np.save(tmp_path / "f.npy", np.arange(4, dtype=np.float16).reshape(2, 2))
+    bom = b"\xef\xbb\xbf"
+    (tmp_path / "names.txt").write_bytes(bom + b"a.jpg\r\nb.jpg\r\n")
+    (tmp_path / "dev.txt").write_bytes(bom + b"a.jpg\r\n")
+    (tmp_path / "tok.txt").write_bytes(bom + "a.jpg#0\tfirst \u00e9\r\n".encode())
+    records = read_features_file(str(tmp_path / "f.npy"), str(tmp_path / "names.txt"),
+                                 str(tmp_path / "tok.txt"), str(tmp_path / "dev.txt"))
+    assert records.image_ids == ["a.jpg"] and records.caption_ids == ["a.jpg#0"]
+    assert records.caption_texts == ["first \u00e9"] and records.image_captions == ["first \u00e9"]
+
+
 def test_build_and_search_with_the_toy_encoder(toy_model_dir, tmp_path):
     write_examples(tmp_path / "d.gz", [
         ("dog.jpg", "dog.jpg#0", "a dog runs on the beach", [0.0] * FEATURE_DIM),

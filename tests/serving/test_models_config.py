@@ -1,3 +1,4 @@
+import concurrent.futures
 import pathlib
 
 import pytest
@@ -48,9 +49,67 @@ def test_bad_names():
         models_config([], "/s")
 
 
-def test_write_replaces_file(tmp_path):
-    write_models_config(str(tmp_path), ["old"], "/models")
-    path = write_models_config(str(tmp_path), ["new"], "/models")
-    configs = _parse(pathlib.Path(path).read_text()).model_config_list.config
-    assert [c.name for c in configs] == ["new"]
+HAND_ADDED = """model_config_list {
+  config {
+    name: "third"
+    base_path: "/elsewhere/third"
+    model_platform: "tensorflow"
+    model_version_policy { specific { versions: 7 } }
+    version_labels { key: "stable" value: 7 }
+  }
+}
+"""
+
+
+def _names(path) -> list[str]:
+    return [c.name for c in _parse(pathlib.Path(path).read_text()).model_config_list.config]
+
+
+def test_write_merges_other_models_and_a_hand_added_one(tmp_path):
+    write_models_config(str(tmp_path), ["xmodal", "xmodal_search"], "/models")
+    path = pathlib.Path(write_models_config(str(tmp_path), ["xmodal2", "xmodal2_search"],
+                                            "/models"))
+    assert _names(path) == ["xmodal", "xmodal_search", "xmodal2", "xmodal2_search"]
+    hand = _parse(HAND_ADDED).model_config_list.config[0]
+    config = _parse(path.read_text())
+    config.model_config_list.config.append(hand)  # as a person editing the file would
+    path.write_text(text_format.MessageToString(config))
+
+    write_models_config(str(tmp_path), ["xmodal"], "/srv", VersionPolicy("latest", 3))
+    configs = _parse(path.read_text()).model_config_list.config
+    assert [c.name for c in configs] == ["xmodal", "xmodal_search", "xmodal2", "xmodal2_search",
+                                         "third"]
+    assert configs[0].base_path == "/srv/xmodal"  # its own entry updated in place
+    assert configs[0].model_version_policy.latest.num_versions == 3
+    assert configs[1].base_path == "/models/xmodal_search"
+    assert configs[4] == hand  # policy, labels and base path exactly as written by hand
     assert sorted(p.name for p in tmp_path.iterdir()) == ["models.config"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("model_config_list { config { name: 'a' ", "not a valid TF Serving ModelServerConfig"),
+    ("model_config_list { config { nam: 'a' } }", "not a valid TF Serving ModelServerConfig"),
+    ("custom_model_config { }", "custom_model_config"),
+])
+def test_unparseable_config_is_refused_and_left_untouched(tmp_path, text, message):
+    path = tmp_path / "models.config"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message) as raised:
+        write_models_config(str(tmp_path), ["xmodal"], "/models")
+    assert str(path) in str(raised.value)
+    assert path.read_text() == text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models.config"]
+
+
+def test_bom_and_crlf_config_is_merged(tmp_path):
+    (tmp_path / "models.config").write_bytes(
+        b"\xef\xbb\xbf" + HAND_ADDED.replace("\n", "\r\n").encode())
+    path = write_models_config(str(tmp_path), ["xmodal"], "/models")
+    assert _names(path) == ["third", "xmodal"]
+
+
+def test_concurrent_writers_keep_every_model(tmp_path):
+    names = [f"m{i}" for i in range(8)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda n: write_models_config(str(tmp_path), [n], "/models"), names))
+    assert sorted(_names(tmp_path / "models.config")) == names
