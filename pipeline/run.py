@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pipeline import data as data_lib
 from pipeline import local_runner, mlmd_summary
 from pipeline.config import PipelineConfig
-from pipeline.pipeline import create_pipeline
+from pipeline.pipeline import create_pipeline, local_metadata_config
 from pipeline.summary import format_summary
 
 EXAMPLE_GEN_ID = "CaptionExampleGen"
@@ -27,9 +27,9 @@ def run(config: PipelineConfig, *, retraining: bool = False) -> int:
         config,
         resolved.spec,
         input_base=resolved.input_base,
-        schema_file=data_lib.write_schema(config, resolved),
         images_fingerprint=resolved.images_fingerprint,
         retraining=retraining,
+        metadata_connection_config=local_metadata_config(config),
     )
     run_id = local_runner.run_pipeline(pipeline, config)
     store = mlmd_summary.open_store(config.metadata_db)
