@@ -1,4 +1,4 @@
-"""The curated raw-data schema (for ImportSchemaGen + ExampleValidator) of the caption examples.
+"""The curated raw-data schema (for CaptionSchemaGen + ExampleValidator) of the caption examples.
 
 It states what the ExampleGen guarantees, so that ExampleValidator stops anything that slipped
 through before Transform: every feature present in every example, one value for each id and the
