@@ -23,7 +23,7 @@ class ResolvedData:
       spec: its layout and ingest options.
       description: what was found, for the user.
       synthetic: True when the generated dataset stands in for real data.
-      images_fingerprint: fingerprint of ``images_dir`` when images are featurized.
+      images_fingerprint: fingerprint of ``images_dir`` when images are featurized ('' without).
 
     """
 
@@ -31,7 +31,7 @@ class ResolvedData:
     spec: DatasetSpec
     description: str
     synthetic: bool = False
-    images_fingerprint: str | None = None
+    images_fingerprint: str = ""
 
 
 def default_data_dir() -> pathlib.Path | None:
@@ -51,20 +51,27 @@ def resolve(config: PipelineConfig, for_compile: bool = False) -> ResolvedData:
 
     Args:
       config: the pipeline configuration (``data_dir``, ``dataset`` overrides, ``images_dir``).
-      for_compile: compiling for a cloud runner: the data folder may be a remote URI, so it is not
-        inspected; ``config.dataset`` must then describe the layout completely.
+      for_compile: compiling for a cloud runner: remote folders (data, images) are not read, and
+        nothing is written (no synthetic data); a remote data folder's layout must then be given
+        completely by ``config.dataset``.
 
     """
     overrides = dict(config.dataset)
+    fingerprint = ""
     if config.images_dir:
-        overrides.update(_featurized_image_overrides(config))
+        overrides.update(_featurized_image_overrides())
+        fingerprint = _images_fingerprint(config.images_dir, for_compile)
     if for_compile and config.data_dir and "://" in config.data_dir:
         spec = DatasetSpec.from_dict(overrides)
-        return ResolvedData(config.data_dir, spec, f"{config.data_dir}: layout given by config")
+        return ResolvedData(config.data_dir, spec, f"{config.data_dir}: layout given by config",
+                            images_fingerprint=fingerprint)
     if config.data_dir:
         data_dir, synthetic = config.data_dir, False
     elif (found := default_data_dir()) is not None:
         data_dir, synthetic = str(found), False
+    elif for_compile:
+        raise ValueError("compile: no dataset found; give --data (a folder or a gs:// URI with "
+                         "its layout in the config's dataset section)")
     else:
         data_dir, synthetic = _synthetic_dir(config), True
     spec = detect(data_dir, **overrides)
@@ -74,18 +81,19 @@ def resolve(config: PipelineConfig, for_compile: bool = False) -> ResolvedData:
         spec=spec,
         description=describe(data_dir, spec, synthetic),
         synthetic=synthetic,
-        images_fingerprint=overrides.get("fingerprint"),
+        images_fingerprint=fingerprint,
     )
 
 
 def describe(data_dir: str, spec: DatasetSpec, synthetic: bool) -> str:
     """One paragraph saying what a dataset folder holds and how it will be read."""
     kind = "SYNTHETIC generated data (no real data found)" if synthetic else "data"
+    features = (f"{spec.image_features} (+ {spec.image_feature_names})" if spec.image_features
+                else "from the ImageFeaturizer's artifact")
     lines = [
         f"{kind}: {data_dir}",
         f"  format {spec.format}; captions {', '.join(spec.captions)}",
-        f"  image features {spec.image_features} (+ {spec.image_feature_names}),"
-        f" width {spec.image_feature_dim or 'from file'}",
+        f"  image features {features}, width {spec.image_feature_dim or 'from file'}",
         f"  splits {', '.join(spec.splits)}",
     ]
     if spec.caption_features:
@@ -102,18 +110,28 @@ def _synthetic_dir(config: PipelineConfig) -> str:
     return out
 
 
-def _featurized_image_overrides(config: PipelineConfig) -> dict:
+def _featurized_image_overrides() -> dict:
+    """No feature files: the ExampleGen takes the featurizer's artifact as its input."""
     from components.image_featurizer.config import MOBILENET_V2_FEATURE_DIM
-    from components.image_featurizer.sources import images_fingerprint
-    from pipeline.pipeline import featurizer_output_dir
 
-    features_dir = featurizer_output_dir(config)
     return {
-        "image_features": os.path.join(features_dir, "image_features.npy"),
-        "image_feature_names": os.path.join(features_dir, "image_features.names.txt"),
+        "image_features": "",
+        "image_feature_names": "",
         "image_feature_dim": MOBILENET_V2_FEATURE_DIM,
-        "fingerprint": images_fingerprint(config.images_dir),
     }
+
+
+def _images_fingerprint(images_dir: str, for_compile: bool) -> str:
+    """The featurizer's cache key of ``images_dir``.
+
+    A remote folder is not read when compiling (CI compiles without cloud credentials), so its
+    featurizer then caches on the folder's name: put new images in a new folder.
+    """
+    if for_compile and "://" in images_dir:
+        return f"{images_dir} (not read when compiling)"
+    from components.image_featurizer.sources import images_fingerprint
+
+    return images_fingerprint(images_dir)
 
 
 def _spec_fingerprint(data_dir: str, spec: DatasetSpec) -> str:
@@ -129,12 +147,3 @@ def _spec_fingerprint(data_dir: str, spec: DatasetSpec) -> str:
             stat = os.stat(path)
             digest.update(f"{rel}:{stat.st_size}:{stat.st_mtime_ns};".encode())
     return digest.hexdigest()[:16]
-
-
-def write_schema(config: PipelineConfig, resolved: ResolvedData) -> str:
-    """Writes the curated schema for this dataset under the pipeline root; returns its path."""
-    from components.caption_example_gen.schema import write_schema_file
-
-    path = os.path.join(config.pipeline_root, "schema", "schema.pbtxt")
-    write_schema_file(path, resolved.spec)
-    return path

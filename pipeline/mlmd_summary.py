@@ -27,6 +27,7 @@ class NodeRun:
       seconds: wall time of the execution (0 for cached ones).
       started: creation time of the execution, ms since the epoch.
       outputs: output key -> artifacts (MLMD protos) of the execution.
+      inputs: input key -> artifacts it read (``type`` filled in with the type name).
 
     """
 
@@ -35,6 +36,8 @@ class NodeRun:
     seconds: float
     started: int
     outputs: dict[str, list[metadata_store_pb2.Artifact]]
+    inputs: dict[str, list[metadata_store_pb2.Artifact]] = dataclasses.field(
+        default_factory=dict)
 
 
 def open_store(metadata_db: str) -> metadata_store.MetadataStore:
@@ -75,7 +78,8 @@ def run_nodes(store: metadata_store.MetadataStore, run_id: str) -> dict[str, Nod
             state=_STATE_NAMES.get(execution.last_known_state, "unknown"),
             seconds=seconds,
             started=execution.create_time_since_epoch,
-            outputs=_outputs(store, execution.id),
+            outputs=_artifacts(store, execution.id, _OUTPUT_EVENTS),
+            inputs=_artifacts(store, execution.id, _INPUT_EVENTS),
         )
     return nodes
 
@@ -88,18 +92,43 @@ def _node_id(store: metadata_store.MetadataStore, execution) -> str:
     return str(execution.id)
 
 
-def _outputs(store, execution_id: int) -> dict[str, list[metadata_store_pb2.Artifact]]:
+_OUTPUT_EVENTS = (metadata_store_pb2.Event.OUTPUT, metadata_store_pb2.Event.PENDING_OUTPUT)
+_INPUT_EVENTS = (metadata_store_pb2.Event.INPUT,)
+
+
+def _artifacts(store, execution_id: int,
+               kinds: tuple[int, ...]) -> dict[str, list[metadata_store_pb2.Artifact]]:
+    """Key -> artifacts of the execution's events of ``kinds``, with their type names set."""
     events = store.get_events_by_execution_ids([execution_id])
-    outputs: dict[str, list[int]] = {}
+    by_key: dict[str, list[int]] = {}
     for event in events:
-        if event.type not in (
-            metadata_store_pb2.Event.OUTPUT,
-            metadata_store_pb2.Event.PENDING_OUTPUT,
-        ):
-            continue
-        key = event.path.steps[0].key if event.path.steps else ""
-        outputs.setdefault(key, []).append(event.artifact_id)
-    return {key: list(store.get_artifacts_by_id(ids)) for key, ids in outputs.items()}
+        if event.type in kinds:
+            key = event.path.steps[0].key if event.path.steps else ""
+            by_key.setdefault(key, []).append(event.artifact_id)
+    result = {key: list(store.get_artifacts_by_id(ids)) for key, ids in by_key.items()}
+    for artifacts in result.values():
+        for artifact in artifacts:
+            if not artifact.type:
+                artifact.type = store.get_artifact_types_by_id([artifact.type_id])[0].name
+    return result
+
+
+def lineage(nodes: dict[str, NodeRun], type_prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """``(type name, producer node, consumer node, uri)`` of every artifact handed over in a run.
+
+    Args:
+      nodes: the run's node executions (``run_nodes``).
+      type_prefix: only artifact types whose name starts with it (e.g. ``xmodal.``).
+
+    """
+    producers = {artifact.id: node.node_id for node in nodes.values()
+                 for artifacts in node.outputs.values() for artifact in artifacts}
+    found = []
+    for node in sorted(nodes.values(), key=lambda n: n.started):
+        for artifacts in node.inputs.values():
+            found += [(a.type, producers.get(a.id, "(earlier run)"), node.node_id, a.uri)
+                      for a in artifacts if a.type.startswith(type_prefix)]
+    return found
 
 
 def custom_property(artifact: metadata_store_pb2.Artifact, name: str):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,38 +22,36 @@ def create_pipeline(
     dataset: Any,
     *,
     input_base: str,
-    schema_file: str,
     beam_pipeline_args: Sequence[str] | None = None,
-    images_fingerprint: str | None = None,
+    images_fingerprint: str = "",
     retraining: bool = False,
     metadata_connection_config: Any | None = None,
 ) -> tfx.dsl.Pipeline:
     """Builds ExampleGen → validation → Transform → Trainer → Evaluator → Pusher.
 
+    Building it reads and writes nothing (no pipeline root, no metadata store), so that a
+    pipeline can be compiled for a cloud runner on a machine without cloud access.
+
     Args:
       config: the validated pipeline configuration.
-      dataset: the caption ExampleGen's ``DatasetSpec`` (layout, files, options).
+      dataset: the caption ExampleGen's ``DatasetSpec`` (layout, files, options); with
+        ``config.images_dir`` its image feature files stay empty (they come from the featurizer).
       input_base: the dataset folder (local path or a cloud URI).
-      schema_file: the curated schema (``schema.pbtxt``) that ImportSchemaGen imports.
       beam_pipeline_args: Beam arguments (default ``config.beam_args``); ``with_beam_plugins``
         adds the custom-op modules to them.
-      images_fingerprint: set when ``config.images_dir`` is featurized in front of ExampleGen; it
-        goes into ExampleGen's configuration so that new images bust its cache.
+      images_fingerprint: of ``config.images_dir``: the featurizer's exec property, so that new
+        images bust its cache ('' computes it from the folder).
       retraining: scheduled retraining: warm-start the Trainer from the latest blessed model and
         give Transform the latest analyzer cache.
-      metadata_connection_config: ML Metadata connection; default SQLite at
-        ``config.metadata_db``; None-able for runners that bring their own (Vertex).
+      metadata_connection_config: ML Metadata connection (``local_metadata_config`` for the
+        local runner); None for orchestrators that bring their own store (Vertex, Kubeflow).
 
     Returns:
       A ``tfx.dsl.Pipeline``.
 
     """
-    data = _data_nodes(config, dataset, input_base, schema_file, images_fingerprint)
+    data = _data_nodes(config, dataset, input_base, images_fingerprint)
     model = _model_nodes(config, data, retraining, find_images_dir(config.images_dir, input_base))
-    if metadata_connection_config is None:
-        metadata_connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(
-            config.metadata_db
-        )
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
@@ -63,6 +60,11 @@ def create_pipeline(
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=with_beam_plugins(beam_pipeline_args or config.beam_args),
     )
+
+
+def local_metadata_config(config: PipelineConfig) -> Any:
+    """The SQLite ML Metadata connection at ``config.metadata_db`` (creates its folder)."""
+    return tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_db)
 
 
 def with_beam_plugins(beam_args: Sequence[str]) -> list[str]:
@@ -81,28 +83,27 @@ def with_beam_plugins(beam_args: Sequence[str]) -> list[str]:
     return args + [f"--beam_plugins={m}" for m in CUSTOM_OP_MODULES if m not in named]
 
 
-def _data_nodes(config, dataset, input_base, schema_file, images_fingerprint) -> dict:
-    """ExampleGen (optionally behind the image featurizer) and data validation."""
+def _data_nodes(config, dataset, input_base, images_fingerprint) -> dict:
+    """ExampleGen (optionally fed by the image featurizer's artifact) and data validation."""
     from components.anomalies_gate import AnomaliesGate
     from components.caption_example_gen.component import make_caption_example_gen
+    from components.caption_example_gen.schema_gen import CaptionSchemaGen
 
     nodes: dict[str, Any] = {}
+    image_features = None
     if config.images_dir:
         from components.image_featurizer.component import ImageFeaturizer
 
         nodes["featurizer"] = ImageFeaturizer(
-            images_dir=config.images_dir,
-            output_dir=featurizer_output_dir(config),
-            images_fingerprint=images_fingerprint or "",
+            images_dir=config.images_dir, images_fingerprint=images_fingerprint
         ).with_id("ImageFeaturizer")
-    example_gen = make_caption_example_gen(input_base, dataset).with_id("CaptionExampleGen")
-    if "featurizer" in nodes:
-        example_gen.add_upstream_node(nodes["featurizer"])
+        image_features = nodes["featurizer"].outputs["image_features"]
+    example_gen = make_caption_example_gen(input_base, dataset, image_features).with_id(
+        "CaptionExampleGen"
+    )
     nodes["example_gen"] = example_gen
     nodes["statistics_gen"] = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    nodes["schema_gen"] = tfx.components.ImportSchemaGen(schema_file=schema_file).with_id(
-        "SchemaGen"
-    )
+    nodes["schema_gen"] = CaptionSchemaGen(dataset).with_id("SchemaGen")
     nodes["example_validator"] = tfx.components.ExampleValidator(
         statistics=nodes["statistics_gen"].outputs["statistics"],
         schema=nodes["schema_gen"].outputs["schema"],
@@ -158,24 +159,20 @@ def _model_nodes(config: PipelineConfig, data: dict, retraining: bool, images_di
         custom_config=dict(config.trainer),
     )
     model = nodes["trainer"].outputs["model"]
-    nodes["relevance"] = Relevance(
-        examples=examples, cache_dir=relevance_cache_dir(config)
-    ).with_id("RelevanceGen")
+    # TFX caching keys on the Examples artifact, so an unchanged dataset is not scored again.
+    nodes["relevance"] = Relevance(examples=examples).with_id("RelevanceGen")
     nodes["evaluator"] = Evaluator(
         examples=examples,
         model=model,
         baseline_model=baseline,
+        relevance=nodes["relevance"].outputs["relevance"],
         example_splits=["eval"],
         eval_config=build_eval_config(
             rsum_lower_bound=config.eval.rsum_lower_bound,
             rsum_change=config.eval.rsum_change_threshold,
             metric_bounds={k: dict(v) for k, v in config.eval.metric_bounds.items()},
-            relevance_dir=relevance_cache_dir(config),
         ),
     )
-    # The relevance matrix reaches the Evaluator through the shared cache folder; the explicit
-    # dependency makes the Beam job run first so the Evaluator finds it there.
-    nodes["evaluator"].add_upstream_node(nodes["relevance"])
     nodes["eval_report"] = EvalReportComponent(
         evaluation=nodes["evaluator"].outputs["evaluation"],
         model=model,
@@ -191,13 +188,3 @@ def _model_nodes(config: PipelineConfig, data: dict, retraining: bool, images_di
         model_name=config.model_name,
     ).with_id("Pusher")
     return nodes
-
-
-def featurizer_output_dir(config: PipelineConfig) -> str:
-    """Where the image featurizer writes the features file that ExampleGen reads."""
-    return os.path.join(config.pipeline_root, "image_features")
-
-
-def relevance_cache_dir(config: PipelineConfig) -> str:
-    """Where relevance matrices are cached by eval-set content hash."""
-    return os.path.join(config.pipeline_root, "relevance_cache")

@@ -62,7 +62,7 @@ def retrain(config: PipelineConfig, *, log_path: str | None = None) -> int:
 
 def _run_locked(config: PipelineConfig, *, retraining: bool, log_path: str | None) -> int:
     from pipeline import local_runner  # heavy (TFX): only once the lock is held
-    from pipeline.pipeline import create_pipeline
+    from pipeline.pipeline import create_pipeline, local_metadata_config
 
     config.validate()
     _recover(config)
@@ -72,9 +72,9 @@ def _run_locked(config: PipelineConfig, *, retraining: bool, log_path: str | Non
         config,
         resolved.spec,
         input_base=resolved.input_base,
-        schema_file=data_lib.write_schema(config, resolved),
         images_fingerprint=resolved.images_fingerprint,
         retraining=retraining,
+        metadata_connection_config=local_metadata_config(config),
     )
     run_id = local_runner.run_pipeline(pipeline, config, log_path=log_path)
     store = mlmd_summary.open_store(config.metadata_db)

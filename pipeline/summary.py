@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 
-from pipeline.mlmd_summary import NodeRun, custom_property
+from pipeline.mlmd_summary import NodeRun, custom_property, lineage
+
+# The project's own artifact types (components/artifacts.py), listed in the lineage section.
+PROJECT_ARTIFACT_PREFIX = "xmodal."
 
 # The model-selection metrics that the summary shows; every metric is in the evaluation report.
 HEADLINE_METRICS = (
@@ -25,6 +28,7 @@ def format_summary(nodes: dict[str, NodeRun], pipeline_root: str) -> str:
         timing = f"{node.seconds:6.1f}s" if node.state == "ran" else "      -"
         lines.append(f"  {node.node_id:<26} {node.state:<7} {timing}")
     lines += ingest_skip_lines(nodes)
+    lines += lineage_lines(nodes)
     lines += _evaluation_lines(nodes)
     lines += _push_lines(nodes)
     return "\n".join(lines)
@@ -50,6 +54,17 @@ def ingest_skip_lines(nodes: dict[str, NodeRun]) -> list[str]:
         elif name.startswith(report.COUNT_PROPERTY_PREFIX):
             counts[name[len(report.COUNT_PROPERTY_PREFIX):]] = value
     return report.skip_lines(counts, examples)
+
+
+def lineage_lines(nodes: dict[str, NodeRun]) -> list[str]:
+    """One line per project artifact handed between components, as ML Metadata recorded it."""
+    handovers = lineage(nodes, PROJECT_ARTIFACT_PREFIX)
+    if not handovers:
+        return []
+    lines = ["lineage (ML Metadata):"]
+    for type_name, producer, consumer, uri in handovers:
+        lines.append(f"  {type_name:<24} {producer} -> {consumer}: {uri}")
+    return lines
 
 
 def _evaluation_lines(nodes: dict[str, NodeRun]) -> list[str]:

@@ -4,6 +4,11 @@ Every Beam-based component runs on Dataflow with the project's container image a
 image, so Dataflow workers import this package exactly as the orchestrator's containers do.
 TFX 1.16 no longer ships the KFP v1 ``KubeflowDagRunner``: ``--target kubeflow`` writes the same
 KFP v2 IR, which Kubeflow Pipelines 2.x runs, without the Vertex-only Dataflow defaults.
+
+Compiling needs no cloud access: it never reads or writes the pipeline root or any remote path
+and creates no metadata store (the orchestrator brings its own); the only file written is the
+spec. A local data folder is read to detect its layout; a remote one must be described by the
+configuration's ``dataset`` section.
 """
 
 from __future__ import annotations
@@ -50,13 +55,12 @@ def compile_pipeline(
 ) -> str:
     """Writes the pipeline spec JSON for ``target`` ('vertex' or 'kubeflow'); returns its path."""
     resolved = data_lib.resolve(config, for_compile=True)
-    schema_file = data_lib.write_schema(config, resolved)
     pipeline = create_pipeline(
         config,
         resolved.spec,
         input_base=resolved.input_base,
-        schema_file=schema_file,
         beam_pipeline_args=list(beam_args),
+        images_fingerprint=resolved.images_fingerprint,
         retraining=retraining,
         metadata_connection_config=None,
     )

@@ -5,6 +5,10 @@ pushed), and tests run it on any export. It loads every signature with ``tf.save
 calls it on probe inputs (a normal caption, an empty caption, an all-OOV caption, random image
 features), and checks that outputs are finite unit rows [N, d] and that ``serving_default``
 agrees with ``embed_text`` / ``embed_image`` on the same inputs.
+
+``embed_text`` takes what the model declares: raw ``caption`` strings [N], or, for a
+features-mode model (``text_tower=linear``), ``caption_features`` float32 [N, D_c]; the check
+reads that input from the signature and probes it with captions or random features.
 """
 
 import dataclasses
@@ -18,9 +22,10 @@ from trainer import features
 PROBE_CAPTIONS = ("a dog runs on the beach", "", "zqxj vbkw qqzzx")
 _SIGNATURE_INPUTS = {
     features.SERVING_DEFAULT_SIGNATURE: (features.EXAMPLES_INPUT, tf.string),
-    features.EMBED_TEXT_SIGNATURE: (features.CAPTION_KEY, tf.string),
     features.EMBED_IMAGE_SIGNATURE: (features.IMAGE_FEATURES_KEY, tf.float32),
 }
+# The text inputs ``embed_text`` may declare: raw captions, or precomputed caption features.
+TEXT_INPUTS = {features.CAPTION_KEY: tf.string, features.CAPTION_FEATURES_KEY: tf.float32}
 
 
 class ContractError(ValueError):
@@ -29,14 +34,52 @@ class ContractError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class EncoderSpec:
-    """What the contract check learned: image feature width D and embedding width d."""
+    """What the contract check learned.
+
+    Attributes:
+      feature_dim: D, the image feature width.
+      embedding_dim: d, the embedding width.
+      text_input: the input ``embed_text`` takes (``caption`` or ``caption_features``).
+      text_feature_dim: D_c with ``caption_features``; 0 with ``caption``.
+
+    """
 
     feature_dim: int
     embedding_dim: int
+    text_input: str = features.CAPTION_KEY
+    text_feature_dim: int = 0
+
+
+def text_input_of(model: tf.Module, where: str) -> tuple[str, int]:
+    """``(input name, D_c or 0)`` that the model's ``embed_text`` declares.
+
+    Raises:
+      ContractError: the signature is missing, or takes anything but one of ``TEXT_INPUTS``
+        with its dtype (strings [N], or float32 [N, D_c] with a fixed D_c).
+
+    """
+    if features.EMBED_TEXT_SIGNATURE not in model.signatures:
+        raise ContractError(f"{where}: missing signature {features.EMBED_TEXT_SIGNATURE!r}; has "
+                            f"{sorted(model.signatures)}")
+    specs = model.signatures[features.EMBED_TEXT_SIGNATURE].structured_input_signature[1]
+    expected = " or ".join(f"{name!r} ({dtype.name})" for name, dtype in TEXT_INPUTS.items())
+    if len(specs) != 1 or next(iter(specs)) not in TEXT_INPUTS:
+        raise ContractError(f"{where}: signature 'embed_text' must take {expected}; "
+                            f"takes {specs}")
+    (name, spec), = specs.items()
+    if spec.dtype != TEXT_INPUTS[name]:
+        raise ContractError(f"{where}: signature 'embed_text' must take {expected}; "
+                            f"takes {specs}")
+    if name == features.CAPTION_KEY:
+        return name, 0
+    if spec.shape.rank != 2 or spec.shape[-1] is None:
+        raise ContractError(f"{where}: embed_text input {name!r} must be [None, D_c] with a "
+                            f"fixed D_c, got {spec.shape}")
+    return name, int(spec.shape[-1])
 
 
 def _check_inputs(model: tf.Module, where: str) -> int:
-    """Checks signature names, input names and dtypes; returns D."""
+    """Checks signature names, input names and dtypes (not embed_text's); returns D."""
     for name, (input_name, dtype) in _SIGNATURE_INPUTS.items():
         if name not in model.signatures:
             raise ContractError(f"{where}: missing signature {name!r}; has "
@@ -64,8 +107,9 @@ def _unit_rows(value: tf.Tensor, rows: int, where: str, atol: float) -> np.ndarr
     return array
 
 
-def _probe_examples(image_features: np.ndarray) -> list[bytes]:
-    """Serialized raw tf.Examples pairing PROBE_CAPTIONS with ``image_features`` rows."""
+def _probe_examples(image_features: np.ndarray,
+                    caption_features: np.ndarray | None = None) -> list[bytes]:
+    """Serialized raw tf.Examples: PROBE_CAPTIONS, ``image_features`` (and caption) rows."""
     examples = []
     for i, (caption, row) in enumerate(zip(PROBE_CAPTIONS, image_features, strict=True)):
         feature = {
@@ -77,6 +121,9 @@ def _probe_examples(image_features: np.ndarray) -> list[bytes]:
         for key, value in feature.items():
             example.features.feature[key].bytes_list.value.extend(value)
         example.features.feature[features.IMAGE_FEATURES_KEY].float_list.value.extend(row)
+        if caption_features is not None:
+            example.features.feature[features.CAPTION_FEATURES_KEY].float_list.value.extend(
+                caption_features[i])
         examples.append(example.SerializeToString())
     return examples
 
@@ -97,18 +144,23 @@ def check_encoder_contract(saved_model_dir: str, atol: float = 1e-4) -> EncoderS
     """
     model = load_saved_model(saved_model_dir)
     feature_dim = _check_inputs(model, saved_model_dir)
+    text_input, text_dim = text_input_of(model, saved_model_dir)
     rows = len(PROBE_CAPTIONS)
-    image_features = np.random.default_rng(0).uniform(0, 6, (rows, feature_dim)).astype(
-        np.float32)
+    rng = np.random.default_rng(0)
+    image_features = rng.uniform(0, 6, (rows, feature_dim)).astype(np.float32)
+    caption_features = (rng.uniform(0, 6, (rows, text_dim)).astype(np.float32) if text_dim
+                        else None)
+    text_probe = PROBE_CAPTIONS if caption_features is None else caption_features
     sig = model.signatures
     text = _unit_rows(sig[features.EMBED_TEXT_SIGNATURE](
-        **{features.CAPTION_KEY: tf.constant(PROBE_CAPTIONS)})[features.TEXT_EMBEDDING_OUTPUT],
+        **{text_input: tf.constant(text_probe)})[features.TEXT_EMBEDDING_OUTPUT],
         rows, f"{saved_model_dir}: embed_text", atol)
     image = _unit_rows(sig[features.EMBED_IMAGE_SIGNATURE](
         **{features.IMAGE_FEATURES_KEY: tf.constant(image_features)})[
         features.IMAGE_EMBEDDING_OUTPUT], rows, f"{saved_model_dir}: embed_image", atol)
     both = sig[features.SERVING_DEFAULT_SIGNATURE](
-        **{features.EXAMPLES_INPUT: tf.constant(_probe_examples(image_features))})
+        **{features.EXAMPLES_INPUT: tf.constant(_probe_examples(image_features,
+                                                                caption_features))})
     for output, expected in ((features.TEXT_EMBEDDING_OUTPUT, text),
                              (features.IMAGE_EMBEDDING_OUTPUT, image)):
         where = f"{saved_model_dir}: serving_default {output}"
@@ -119,4 +171,4 @@ def check_encoder_contract(saved_model_dir: str, atol: float = 1e-4) -> EncoderS
     if text.shape[1] != image.shape[1]:
         raise ContractError(f"{saved_model_dir}: text width {text.shape[1]} != image width "
                             f"{image.shape[1]}")
-    return EncoderSpec(feature_dim, int(text.shape[1]))
+    return EncoderSpec(feature_dim, int(text.shape[1]), text_input, text_dim)

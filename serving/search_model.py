@@ -10,7 +10,9 @@ string, each of the input's batch shape plus ``[k]``):
 | ``search_captions`` | ``caption`` string [] or [N] | caption ids |
 
 ``captions`` is the display text: an image's first caption, or the matched caption's text.
-``search_captions`` exists only when the index holds captions. The gallery lives in variables
+``search_captions`` exists only when the index holds captions. A features-mode encoder (its
+``embed_text`` takes ``caption_features``, not text) cannot embed a typed query, so its search
+model has ``search_images`` only. The gallery lives in variables
 (not graph constants); the index files travel in ``assets.extra/gallery`` for Python users, and
 ``assets.extra/tf_serving_warmup_requests`` warms TF Serving up on load.
 """
@@ -22,6 +24,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
 from serving import wire
+from serving.contract import text_input_of
 from serving.gallery import GalleryIndex, save_index
 from serving.savedmodel import load_saved_model
 from serving.search import DEFAULT_CHUNK_SIZE, chunked_top_k
@@ -137,32 +140,42 @@ def write_search_model(encoder_dir: str, index: GalleryIndex, export_dir: str, k
     if k < 1:
         raise ValueError(f"search k must be >= 1, got {k}")
     module = SearchModule(encoder_dir, index, k, chunk_size)
-    signatures = {
-        SEARCH_SIGNATURE: module.text_search_function(module.images),
-        SEARCH_IMAGES_SIGNATURE: module.search_images_function(
-            _image_feature_dim(module.encoder)),
-    }
-    if module.captions is not None:
+    feature_dim = _image_feature_dim(module.encoder)
+    signatures = {SEARCH_IMAGES_SIGNATURE: module.search_images_function(feature_dim)}
+    takes_text = text_input_of(module.encoder, encoder_dir)[0] == features.CAPTION_KEY
+    if takes_text:
+        signatures[SEARCH_SIGNATURE] = module.text_search_function(module.images)
+    if takes_text and module.captions is not None:
         signatures[SEARCH_CAPTIONS_SIGNATURE] = module.text_search_function(module.captions)
     tf.saved_model.save(module, export_dir, signatures=signatures)
     save_index(index, os.path.join(export_dir, INDEX_SUBDIR))
-    write_warmup_requests(export_dir)
+    write_warmup_requests(export_dir, None if takes_text else feature_dim)
     return export_dir
 
 
-def write_warmup_requests(export_dir: str) -> str:
-    """Writes TF Serving's warm-up file: one ``search`` request, replayed when a version loads.
+def write_warmup_requests(export_dir: str, image_feature_dim: int | None = None) -> str:
+    """Writes TF Serving's warm-up file: one request, replayed when a version loads.
 
     TF Serving reads ``assets.extra/tf_serving_warmup_requests`` (TFRecord of ``PredictionLog``)
     and runs each request before serving the version, so the first user query does not pay for
-    graph initialization.
+    graph initialization. A request to a signature the model lacks fails the load, so a model
+    without ``search`` (features mode) is warmed up with ``search_images``.
+
+    Args:
+        export_dir: the search SavedModel.
+        image_feature_dim: D: warm up ``search_images`` with one zero row instead of ``search``.
 
     Returns:
         The file's path.
 
     """
-    request = wire.grpc_predict_request(
-        "", SEARCH_SIGNATURE, {features.CAPTION_KEY: np.asarray([WARMUP_QUERY], dtype=object)})
+    if image_feature_dim is None:
+        request = wire.grpc_predict_request(
+            "", SEARCH_SIGNATURE, {features.CAPTION_KEY: np.asarray([WARMUP_QUERY], dtype=object)})
+    else:
+        request = wire.grpc_predict_request(
+            "", SEARCH_IMAGES_SIGNATURE,
+            {features.IMAGE_FEATURES_KEY: np.zeros((1, image_feature_dim), np.float32)})
     log = prediction_log_pb2.PredictionLog(
         predict_log=prediction_log_pb2.PredictLog(request=request))
     path = os.path.join(export_dir, WARMUP_FILE)

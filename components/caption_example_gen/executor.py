@@ -4,13 +4,17 @@ It reads the dataset described by the ``DatasetSpec`` in ``custom_config`` once,
 joins the features and partitions the examples by the dataset's own split (Beam ``Partition``),
 never by hashing. Skips allowed by policy are counted into ``<examples uri>/ingest_report.json``,
 the logs and the Examples artifact's custom properties (``ingest_<count name>``).
+
+The image features come either from files of the dataset (the DatasetSpec names them) or from
+the optional ``image_features`` input artifact of an upstream ImageFeaturizer (the DatasetSpec
+then leaves ``image_features`` and ``image_feature_names`` empty); exactly one source is allowed.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -26,8 +30,12 @@ from tfx.utils import proto_utils
 
 from components.caption_example_gen import beam_steps, report
 from components.caption_example_gen.spec import DatasetSpec
+from components.image_featurizer.outputs import output_paths
 
+IMAGE_FEATURES_KEY = "image_features"  # the optional input artifact (an ImageFeaturizer output)
+FEATURES_NAME_PROPERTY = "features_name"  # the artifact's file stem, set by its producer
 _REPORT_URI_KEY = "_ingest_report_uri"
+_ARTIFACT_FILES_KEY = "_image_features_files"  # (matrix, names) of the input artifact
 Resolver = Callable[[str], str]  # a DatasetSpec path -> the file to read
 
 
@@ -71,9 +79,40 @@ def _caption_files(spec: DatasetSpec, resolve: Resolver) -> list[tuple[str, str]
     return [(resolve(path), split) for path, split in zip(spec.captions, splits, strict=True)]
 
 
-def _feature_paths(spec: DatasetSpec, resolve: Resolver) -> tuple[tuple, tuple | None]:
-    names = resolve(spec.image_feature_names)
-    image = (resolve(spec.image_features), names, spec.image_feature_dim)
+def artifact_feature_files(
+    input_dict: Mapping[str, list[types.Artifact]], spec: DatasetSpec
+) -> tuple[str, str] | None:
+    """``(matrix, names)`` paths of the ``image_features`` input artifact, or None without one.
+
+    Raises:
+      ValueError: both the artifact and the DatasetSpec's files are given, or neither is, or
+        the artifact lacks its ``features_name`` property.
+
+    """
+    artifacts = input_dict.get(IMAGE_FEATURES_KEY) or []
+    if not artifacts:
+        if not spec.image_features:
+            raise ValueError("caption ExampleGen: the DatasetSpec names no image_features file "
+                             f"and no {IMAGE_FEATURES_KEY!r} input artifact is connected")
+        return None
+    if spec.image_features:
+        raise ValueError(f"caption ExampleGen: image features given twice: the DatasetSpec names "
+                         f"{spec.image_features!r} and the {IMAGE_FEATURES_KEY!r} input artifact "
+                         f"is connected; leave the DatasetSpec's image_features empty")
+    artifact = artifact_utils.get_single_instance(list(artifacts))
+    name = artifact.get_string_custom_property(FEATURES_NAME_PROPERTY)
+    if not name:
+        raise ValueError(f"image_features artifact {artifact.uri} has no "
+                         f"{FEATURES_NAME_PROPERTY!r} custom property")
+    paths = output_paths(artifact.uri, name)
+    return paths["features"], paths["names"]
+
+
+def _feature_paths(spec: DatasetSpec, resolve: Resolver,
+                   artifact_files: Sequence[str] | None) -> tuple[tuple, tuple | None]:
+    matrix, names = artifact_files or (resolve(spec.image_features),
+                                       resolve(spec.image_feature_names))
+    image = (matrix, names, spec.image_feature_dim)
     if not spec.caption_features:
         return image, None
     caption_ids = resolve(spec.caption_feature_ids)
@@ -130,7 +169,8 @@ def CaptionsToExamples(  # noqa: N802  (Beam PTransform names are classes by con
         [(split, resolve(path)) for split, path in spec.split_lists]
     )
     kept, skipped = _assign_and_check(records, listed, spec)
-    image_paths, caption_paths = _feature_paths(spec, resolve)
+    image_paths, caption_paths = _feature_paths(spec, resolve,
+                                                exec_properties.get(_ARTIFACT_FILES_KEY))
     joined = kept | "JoinFeatures" >> beam.ParDo(
         beam_steps.JoinFeatures(image_paths, caption_paths)
     )
@@ -188,7 +228,10 @@ class Executor(BaseExampleGenExecutor):
             output_dict[standard_component_specs.EXAMPLES_KEY]
         )
         report_path = os.path.join(examples.uri, report.REPORT_FILE)
-        exec_properties = {**exec_properties, _REPORT_URI_KEY: report_path}
+        artifact_files = artifact_feature_files(input_dict,
+                                                spec_from_exec_properties(exec_properties))
+        exec_properties = {**exec_properties, _REPORT_URI_KEY: report_path,
+                           _ARTIFACT_FILES_KEY: artifact_files}
         super().Do(input_dict, output_dict, exec_properties)
         _publish_report(examples, report_path, exec_properties)
 

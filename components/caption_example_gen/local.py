@@ -11,13 +11,18 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from tfx import types
 from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts
 from tfx.types import standard_component_specs as specs
 from tfx.utils import proto_utils
 
-from components.caption_example_gen.executor import Executor, custom_config_proto
+from components.caption_example_gen.executor import (
+    IMAGE_FEATURES_KEY,
+    Executor,
+    custom_config_proto,
+)
 from components.caption_example_gen.report import REPORT_FILE
 from components.caption_example_gen.spec import DatasetSpec
 
@@ -46,8 +51,9 @@ def run_executor(
     out_dir: str,
     span: int | None = None,
     beam_args: Sequence[str] | None = None,
+    image_features: types.Artifact | None = None,
 ) -> tuple[standard_artifacts.Examples, dict[str, Any]]:
-    """Runs ``Executor.Do`` into ``out_dir``.
+    """Runs ``Executor.Do`` into ``out_dir`` (with ``image_features`` as its input artifact).
 
     Returns:
       The Examples artifact (split names and ``ingest_*`` custom properties set) and the ingest
@@ -58,6 +64,7 @@ def run_executor(
     examples.uri = str(out_dir)
     context = base_beam_executor.BaseBeamExecutor.Context(beam_pipeline_args=list(beam_args or []))
     properties = exec_properties_for(input_base, spec, span)
-    Executor(context).Do({}, {specs.EXAMPLES_KEY: [examples]}, properties)
+    inputs = {IMAGE_FEATURES_KEY: [image_features]} if image_features is not None else {}
+    Executor(context).Do(inputs, {specs.EXAMPLES_KEY: [examples]}, properties)
     with open(os.path.join(str(out_dir), REPORT_FILE), encoding="utf-8") as f:
         return examples, json.load(f)

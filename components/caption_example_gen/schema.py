@@ -1,4 +1,4 @@
-"""The curated raw-data schema (for ImportSchemaGen + ExampleValidator) of the caption examples.
+"""The curated raw-data schema (for CaptionSchemaGen + ExampleValidator) of the caption examples.
 
 It states what the ExampleGen guarantees, so that ExampleValidator stops anything that slipped
 through before Transform: every feature present in every example, one value for each id and the
@@ -66,22 +66,32 @@ def make_schema(image_feature_dim: int, caption_feature_dim: int = 0) -> schema_
     return schema
 
 
+def schema_widths(spec: DatasetSpec) -> tuple[int, int]:
+    """``make_schema``'s ``(image_feature_dim, caption_feature_dim)`` of ``spec`` (0: none).
+
+    Raises:
+      ValueError: the spec has caption features of unknown width (``detect`` sets it).
+
+    """
+    caption_dim = spec.caption_feature_dim if spec.caption_features else 0
+    if spec.caption_features and not caption_dim:
+        raise ValueError("the DatasetSpec has caption features of unknown width "
+                         "(caption_feature_dim 0)")
+    return spec.image_feature_dim, caption_dim
+
+
 def write_schema_file(path: str, spec: DatasetSpec) -> str:
     """Writes ``make_schema`` for ``spec``'s widths as text proto (``schema.pbtxt``).
 
     Args:
-      path: the file to write (its folder is created); ImportSchemaGen's ``schema_file``.
-      spec: the dataset; its ``image_feature_dim`` (and ``caption_feature_dim`` when it has
-        caption features) must be set, as ``detect`` does.
+      path: the file to write (its folder is created).
+      spec: the dataset (see ``schema_widths``).
 
     Returns:
       ``path``.
 
     """
-    caption_dim = spec.caption_feature_dim if spec.caption_features else 0
-    if spec.caption_features and not caption_dim:
-        raise ValueError("write_schema_file: the spec has caption features of unknown width")
-    schema = make_schema(spec.image_feature_dim, caption_dim)
+    schema = make_schema(*schema_widths(spec))
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         f.write(text_format.MessageToString(schema))

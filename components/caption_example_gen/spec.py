@@ -27,8 +27,10 @@ class DatasetSpec:
       format: ``flickr`` (token file + split lists), ``karpathy`` (split JSON) or ``coco``
         (captions JSON; split per file or from lists of image ids).
       captions: caption files; TFX fingerprints them (they form the input split pattern).
-      image_features: ``.npy`` matrix [N, D] of image features.
-      image_feature_names: text file, line i = image file name of row i.
+      image_features: ``.npy`` matrix [N, D] of image features; empty when the ExampleGen gets
+        them as its ``image_features`` input artifact (an ImageFeaturizer output).
+      image_feature_names: text file, line i = image file name of row i (empty with the
+        artifact, like ``image_features``).
       image_feature_dim: expected D (0 accepts the matrix's width).
       splits: output splits, ``train`` and ``eval`` and optionally ``test``.
       split_lists: (output split, file) pairs; flickr: image names, coco: image ids per line.
@@ -45,8 +47,8 @@ class DatasetSpec:
 
     format: str
     captions: tuple[str, ...]
-    image_features: str
-    image_feature_names: str
+    image_features: str = ""
+    image_feature_names: str = ""
     image_feature_dim: int = 0
     splits: tuple[str, ...] = (TRAIN_SPLIT, EVAL_SPLIT)
     split_lists: tuple[tuple[str, str], ...] = ()
@@ -106,8 +108,9 @@ def _problems(spec: DatasetSpec) -> list[str]:
         problems.append(f"format {spec.format!r} is not one of {FORMATS}")
     if not spec.captions or not all(spec.captions):
         problems.append("captions must name at least one caption file")
-    if not spec.image_features or not spec.image_feature_names:
-        problems.append("image_features and image_feature_names are required")
+    if bool(spec.image_features) != bool(spec.image_feature_names):
+        problems.append("image_features and image_feature_names go together (both empty: the "
+                        "features come from the ExampleGen's image_features input artifact)")
     if bool(spec.caption_features) != bool(spec.caption_feature_ids):
         problems.append("caption_features and caption_feature_ids go together")
     if set(spec.splits) - set(SPLITS) or not {TRAIN_SPLIT, EVAL_SPLIT} <= set(spec.splits):

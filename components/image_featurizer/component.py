@@ -1,17 +1,16 @@
 """ImageFeaturizer: a Beam TFX component turning a folder of images into image features.
 
-Its output is the features file pair the caption ExampleGen joins on (see ``outputs``), written
-into the ``image_features`` artifact and, when ``output_dir`` is set, mirrored to that fixed
-folder so that the ExampleGen downstream can be pointed at it.
+Its output is the ``image_features`` artifact holding the features file pair the caption
+ExampleGen joins on (see ``outputs``); the ExampleGen takes that artifact as an input.
 """
 
 from __future__ import annotations
 
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
-from tfx.types import artifact
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
+from components.artifacts import ImageFeatures
 from components.image_featurizer import executor
 from components.image_featurizer.config import MOBILENET_V2_TFLITE, BackboneConfig
 from components.image_featurizer.decoding import DEFAULT_MAX_PIXELS
@@ -20,18 +19,11 @@ from components.image_featurizer.sources import images_fingerprint as fingerprin
 DEFAULT_FEATURES_NAME = "image_features"
 
 
-class ImageFeatures(artifact.Artifact):
-    """``<name>.npy`` float32 [N, D], ``<name>.names.txt`` and ``<name>.report.json``."""
-
-    TYPE_NAME = "xmodal.ImageFeatures"  # namespaced: KFP v2 requires ns.Name
-
-
 class ImageFeaturizerSpec(types.ComponentSpec):
     """Parameters and output of ImageFeaturizer."""
 
     PARAMETERS = {
         executor.IMAGES_DIR_KEY: ExecutionParameter(type=str),
-        executor.OUTPUT_DIR_KEY: ExecutionParameter(type=str, optional=True),
         executor.IMAGES_FINGERPRINT_KEY: ExecutionParameter(type=str, optional=True),
         executor.BACKBONE_KEY: ExecutionParameter(type=str),
         executor.FEATURES_NAME_KEY: ExecutionParameter(type=str),
@@ -51,7 +43,6 @@ class ImageFeaturizer(base_beam_component.BaseBeamComponent):
     def __init__(
         self,
         images_dir: str,
-        output_dir: str = "",
         images_fingerprint: str = "",
         backbone: BackboneConfig | None = None,
         features_name: str = DEFAULT_FEATURES_NAME,
@@ -62,7 +53,6 @@ class ImageFeaturizer(base_beam_component.BaseBeamComponent):
 
         Args:
           images_dir: the folder of image files (files directly inside it).
-          output_dir: when set, the three output files are also copied there.
           images_fingerprint: ``images_fingerprint(images_dir)``; computed here when empty. It
             is an execution property, so changed images bust this component's cache.
           backbone: the frozen model; default ``MOBILENET_V2_TFLITE`` (1280-d).
@@ -75,7 +65,6 @@ class ImageFeaturizer(base_beam_component.BaseBeamComponent):
             raise ValueError(f"batch_size={batch_size}, max_pixels={max_pixels}: must be >= 1")
         spec = ImageFeaturizerSpec(
             images_dir=images_dir,
-            output_dir=output_dir,
             images_fingerprint=images_fingerprint or fingerprint_folder(images_dir),
             backbone=(backbone or MOBILENET_V2_TFLITE).to_json(),
             features_name=features_name,

@@ -14,7 +14,6 @@ from components.image_featurizer.config import BackboneConfig
 
 IMAGE_FEATURES_KEY = "image_features"
 IMAGES_DIR_KEY = "images_dir"
-OUTPUT_DIR_KEY = "output_dir"
 IMAGES_FINGERPRINT_KEY = "images_fingerprint"
 BACKBONE_KEY = "backbone"
 FEATURES_NAME_KEY = "features_name"
@@ -23,7 +22,7 @@ BATCH_SIZE_KEY = "batch_size"
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
-    """Featurizes ``images_dir`` into the artifact, then mirrors it to ``output_dir``."""
+    """Featurizes ``images_dir`` into the ``image_features`` artifact."""
 
     def Do(  # noqa: N802  (TFX executor API)
         self,
@@ -67,5 +66,3 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             report["skipped_by_reason"],
             len(report["converted"]),
         )
-        if exec_properties.get(OUTPUT_DIR_KEY):
-            outputs.copy_outputs(artifact.uri, exec_properties[OUTPUT_DIR_KEY], name)

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
-from tfx.types import artifact, standard_artifacts
+from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
+from components.artifacts import RelevanceMatrix
 from components.relevance import executor
 from trainer import features
-
-
-class RelevanceMatrix(artifact.Artifact):
-    """``<content key>.npy`` float32 [N_txt, N_img] and ``<content key>.json`` (the ids)."""
-
-    TYPE_NAME = "xmodal.RelevanceMatrix"  # namespaced: KFP v2 requires ns.Name
 
 
 class RelevanceSpec(types.ComponentSpec):

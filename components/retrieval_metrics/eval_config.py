@@ -47,8 +47,9 @@ def build_eval_config(rsum_lower_bound: float, rsum_change: float = 0.0,
         when there is no blessed model yet.
       metric_bounds: optional ``{metric name: {"lower": x, "upper": y}}`` for any metric of
         ``metric.metric_names(ks, with_ndcg)`` (e.g. ``{"t2i_medr": {"upper": 20}}``).
-      relevance_dir: cache directory of ROUGE-L relevance matrices, shared with the Relevance
-        component ('' = compute in the Evaluator, no cache).
+      relevance_dir: folder holding the eval set's ROUGE-L relevance matrix ('' = compute it in
+        the Evaluator); the pipeline leaves it empty and the Evaluator executor fills in its
+        ``relevance`` input artifact with ``with_relevance_dir``.
       ks: recall cut-offs.
       ndcg_k: nDCG cut-off.
       with_ndcg: compute the four ROUGE-L nDCG metrics.
@@ -84,3 +85,27 @@ def build_eval_config(rsum_lower_bound: float, rsum_change: float = 0.0,
                      tfma.MetricConfig(class_name=metric.RetrievalMetrics.__name__,
                                        module=metric.__name__, config=config)],
             thresholds=thresholds)])
+
+
+def with_relevance_dir(eval_config: tfma.EvalConfig, relevance_dir: str) -> tfma.EvalConfig:
+    """A copy of ``eval_config`` whose retrieval metrics read the relevance matrix there.
+
+    TFMA builds each metric from its ``MetricConfig`` alone, so a matrix that is only known at
+    run time (an input artifact's URI) has to be written into that config before evaluating.
+
+    Raises:
+      ValueError: the config has no ``RetrievalMetrics`` metric to hand the folder to.
+
+    """
+    updated = tfma.EvalConfig()
+    updated.CopyFrom(eval_config)
+    retrieval = [config for spec in updated.metrics_specs for config in spec.metrics
+                 if config.class_name == metric.RetrievalMetrics.__name__]
+    if not retrieval:
+        raise ValueError(f"eval_config has no {metric.RetrievalMetrics.__name__} metric to read "
+                         f"the relevance matrix in {relevance_dir}")
+    for config in retrieval:
+        values = json.loads(config.config or "{}")
+        values["relevance_dir"] = relevance_dir
+        config.config = json.dumps(values, sort_keys=True)
+    return updated

@@ -28,6 +28,7 @@ from serving.models_config import (
 from serving.publish import latest_matches, list_versions, next_version, publish_directory
 from serving.search import DEFAULT_CHUNK_SIZE
 from serving.search_model import search_model_name, write_search_model
+from trainer import features
 
 DEFAULT_SERVING_BASE_PATH = "/models"
 
@@ -112,7 +113,11 @@ def push_model(model_dir: str, gallery_examples: str, config: PushConfig,
     spec = check_encoder_contract(model_dir)
     version = next_version(list_versions(base) + list_versions(search_base), now)
     client = EmbeddingClient(LocalBackend(model_dir), feature_dim=spec.feature_dim)
-    index = build_index(read_examples(gallery_examples), client, config.model_name, version)
+    records = read_examples(gallery_examples)
+    if spec.text_input != features.CAPTION_KEY:  # no text encoder: an image-only gallery
+        records = dataclasses.replace(records, caption_ids=[], caption_texts=[],
+                                      caption_image_ids=[])
+    index = build_index(records, client, config.model_name, version)
     with tempfile.TemporaryDirectory(prefix=".build-", dir=config.serving_dir) as staging:
         search_dir = write_search_model(model_dir, index, os.path.join(staging, "search"),
                                         config.search_k, config.chunk_size)

@@ -1,5 +1,6 @@
 """The caption ExampleGen executor, run directly (as TFX's own ExampleGen tests do) on fixtures."""
 
+import dataclasses
 import json
 import os
 
@@ -259,3 +260,42 @@ def test_bad_input_fails_naming_file_line_and_rule(tmp_path, case):
     with pytest.raises(Exception, match=message) as caught:  # Beam may wrap the IngestError
         run_executor(tmp_path / "data", spec, tmp_path / "out")
     assert "IngestError" in repr(caught.value) or isinstance(caught.value, IngestError)
+
+
+def _features_artifact(folder, rows, name="feats"):
+    """An ImageFeatures artifact holding ``rows`` as the featurizer writes them."""
+    from components.artifacts import ImageFeatures
+
+    _write_features(folder.parent, rows, stem=name)
+    artifact = ImageFeatures()
+    artifact.uri = str(folder.parent / "features")
+    artifact.set_string_custom_property("features_name", name)
+    return artifact
+
+
+def test_image_features_from_the_input_artifact(tmp_path):
+    spec = flickr_fixture(tmp_path / "data")
+    rows = {name: [float(i), 0.0, 1.0] for i, name in enumerate(IMAGE_ROWS)}
+    artifact = _features_artifact(tmp_path / "featurizer" / "x", rows)
+    no_files = dataclasses.replace(spec, image_features="", image_feature_names="")
+    examples, report = local.run_executor(str(tmp_path / "data"), no_files,
+                                          str(tmp_path / "out"), image_features=artifact)
+    evals = by_caption(read_splits(tmp_path / "out", spec.splits)["eval"])
+    assert evals["c.jpg#0"][IMAGE_FEATURES_KEY] == f16(rows["c.jpg"])  # not the dataset's own
+    assert report["counts"]["image_feature_rows"] == 5
+
+
+def test_image_features_from_nowhere_or_twice_are_errors(tmp_path):
+    spec = flickr_fixture(tmp_path / "data")
+    artifact = _features_artifact(tmp_path / "featurizer" / "x", IMAGE_ROWS)
+    with pytest.raises(ValueError, match="image features given twice"):
+        local.run_executor(str(tmp_path / "data"), spec, str(tmp_path / "o1"),
+                           image_features=artifact)
+    no_files = dataclasses.replace(spec, image_features="", image_feature_names="")
+    with pytest.raises(ValueError, match="names no image_features file and no 'image_features' "
+                                         "input artifact"):
+        local.run_executor(str(tmp_path / "data"), no_files, str(tmp_path / "o2"))
+    artifact.set_string_custom_property("features_name", "")
+    with pytest.raises(ValueError, match="has no 'features_name' custom property"):
+        local.run_executor(str(tmp_path / "data"), no_files, str(tmp_path / "o3"),
+                           image_features=artifact)

@@ -1,5 +1,6 @@
 """The curated schema: its contents, its file, and what TFDV flags with it."""
 
+import dataclasses
 import pathlib
 
 import numpy as np
@@ -57,3 +58,24 @@ def test_tfdv_flags_what_slipped_through():
     assert _anomalies([_example([1.0, 2.0]), _example([0.0, 3.0], "a#1")]) == {}
     assert IMAGE_FEATURES_KEY in _anomalies([_example([1.0, float("nan")])])
     assert IMAGE_FEATURES_KEY in _anomalies([_example([1.0, 2.0, 3.0])])
+
+
+def test_schema_gen_writes_the_schema_of_the_dataset_widths(tmp_path):
+    from tfx.types import standard_artifacts
+    from tfx.utils import io_utils
+
+    from components.caption_example_gen.schema_gen import CaptionSchemaGen, Executor
+
+    spec = DatasetSpec(format="karpathy", captions=("d.json",), caption_features="c.npy",
+                       caption_feature_ids="c.ids.txt", caption_feature_dim=3,
+                       image_features="f.npy", image_feature_names="f.txt", image_feature_dim=5,
+                       splits=("train", "eval", "test"))
+    component = CaptionSchemaGen(spec)
+    assert component.exec_properties == {"image_feature_dim": 5, "caption_feature_dim": 3}
+    schema = standard_artifacts.Schema()
+    schema.uri = str(tmp_path / "schema")
+    Executor().Do({}, {"schema": [schema]}, component.exec_properties)
+    written = io_utils.SchemaReader().read(str(tmp_path / "schema" / "schema.pbtxt"))
+    assert written == make_schema(5, 3)
+    with pytest.raises(ValueError, match="caption features of unknown width"):
+        CaptionSchemaGen(dataclasses.replace(spec, caption_feature_dim=0))

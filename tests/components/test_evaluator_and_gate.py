@@ -35,3 +35,45 @@ def test_gate_lists_every_anomaly_with_split_and_feature(tmp_path):
 def test_gate_missing_file_is_an_error(tmp_path):
     with pytest.raises(Exception, match="SchemaDiff.pb"):
         anomalies_gate.describe_anomalies(str(tmp_path), ["train"])
+
+
+def test_relevance_input_artifact_is_written_into_the_eval_config():
+    import json
+
+    import tensorflow_model_analysis as tfma
+    from tfx.utils import proto_utils
+
+    from components.artifacts import RelevanceMatrix
+    from components.retrieval_metrics import build_eval_config
+
+    relevance = RelevanceMatrix()
+    relevance.uri = "/root/RelevanceGen/relevance/7"
+    properties = {"eval_config": proto_utils.proto_to_json(build_eval_config(150.0)),
+                  "example_splits": '["eval"]'}
+    updated = evaluator.with_relevance_input({"relevance": [relevance]}, properties)
+    config = proto_utils.json_to_proto(updated["eval_config"], tfma.EvalConfig())
+    retrieval = next(m for m in config.metrics_specs[0].metrics
+                     if m.class_name == "RetrievalMetrics")
+    assert json.loads(retrieval.config)["relevance_dir"] == relevance.uri
+    assert updated["example_splits"] == '["eval"]'
+    assert properties["eval_config"] != updated["eval_config"]  # the input is not mutated
+    assert evaluator.with_relevance_input({}, properties) is properties
+
+
+def test_evaluator_declares_the_relevance_input():
+    from tfx import types
+    from tfx.types import standard_artifacts
+
+    from components.artifacts import RelevanceMatrix
+    from components.retrieval_metrics import build_eval_config
+
+    component = evaluator.Evaluator(
+        examples=types.Channel(type=standard_artifacts.Examples),
+        model=types.Channel(type=standard_artifacts.Model),
+        relevance=types.Channel(type=RelevanceMatrix),
+        eval_config=build_eval_config(1.0),
+        example_splits=["eval"],
+    )
+    assert component.inputs["relevance"].type_name == "xmodal.RelevanceMatrix"
+    assert set(component.outputs) == {"evaluation", "blessing"}
+    assert component.exec_properties["example_splits"] == '["eval"]'

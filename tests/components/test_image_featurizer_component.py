@@ -1,6 +1,7 @@
 """The ImageFeaturizer TFX component: its spec, and one real run under the local DAG runner."""
 
 import json
+import pathlib
 
 import numpy as np
 import pytest
@@ -32,10 +33,10 @@ def tiny_keras_backbone(tmp_path):
     return BackboneConfig(kind="keras", model_path=path, image_size=(4, 4))
 
 
-def test_component_records_its_configuration_and_fingerprint(images_dir, tmp_path):
+def test_component_records_its_configuration_and_fingerprint(images_dir):
     from components.image_featurizer.component import ImageFeaturizer
 
-    component = ImageFeaturizer(images_dir=str(images_dir), output_dir=str(tmp_path / "fixed"))
+    component = ImageFeaturizer(images_dir=str(images_dir))
     properties = component.exec_properties
     assert properties["images_fingerprint"] == images_fingerprint(str(images_dir))
     assert BackboneConfig.from_json(properties["backbone"]) == MOBILENET_V2_TFLITE
@@ -49,16 +50,14 @@ def test_component_records_its_configuration_and_fingerprint(images_dir, tmp_pat
 
 @pytest.mark.slow
 @pytest.mark.e2e
-def test_component_runs_and_mirrors_outputs(images_dir, tiny_keras_backbone, tmp_path):
+def test_component_runs_and_writes_its_artifact(images_dir, tiny_keras_backbone, tmp_path):
     from tfx.orchestration import metadata, pipeline
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from components.image_featurizer.component import ImageFeaturizer
 
-    fixed = tmp_path / "fixed"
     featurizer = ImageFeaturizer(
         images_dir=str(images_dir),
-        output_dir=str(fixed),
         backbone=tiny_keras_backbone,
         features_name="tiny",
     )
@@ -72,8 +71,13 @@ def test_component_runs_and_mirrors_outputs(images_dir, tiny_keras_backbone, tmp
             ),
         )
     )
-    names, matrix, report = outputs.read_outputs(str(fixed), "tiny")
+    config = metadata.sqlite_metadata_connection_config(str(tmp_path / "mlmd.sqlite"))
+    with metadata.Metadata(config) as store:
+        (artifact,) = store.store.get_artifacts_by_type("xmodal.ImageFeatures")
+    assert artifact.custom_properties["features_name"].string_value == "tiny"
+    written = pathlib.Path(artifact.uri)
+    names, matrix, report = outputs.read_outputs(str(written), "tiny")
     assert names == ["one.png", "two.jpg"]
     np.testing.assert_allclose(matrix, [[10, 20, 30], [255, 255, 255]], atol=1.0)
     assert [(e["file"], e["reason"]) for e in report["skipped"]] == [("broken.jpg", "corrupt")]
-    assert json.loads((fixed / "tiny.report.json").read_text())["num_mode_converted"] == 1
+    assert json.loads((written / "tiny.report.json").read_text())["num_mode_converted"] == 1

@@ -57,3 +57,20 @@ def test_metric_instance_round_trips_through_metric_config():
     [computation] = instance.computations(model_names=["candidate"])
     assert sorted(k.name for k in computation.keys) == sorted(metric_names((1, 10), False))
     assert {k.model_name for k in computation.keys} == {"candidate"}
+
+
+def test_with_relevance_dir_points_only_the_retrieval_metric_at_the_folder():
+    from components.retrieval_metrics.eval_config import with_relevance_dir
+
+    config = build_eval_config(rsum_lower_bound=1.0, ks=(1, 5))
+    updated = with_relevance_dir(config, "gs://b/relevance/3")
+    retrieval = next(m for m in updated.metrics_specs[0].metrics
+                     if m.class_name == RetrievalMetrics.__name__)
+    assert json.loads(retrieval.config) == {"ks": [1, 5], "ndcg_k": 25,
+                                            "relevance_dir": "gs://b/relevance/3",
+                                            "with_ndcg": True}
+    original = next(m for m in config.metrics_specs[0].metrics
+                    if m.class_name == RetrievalMetrics.__name__)
+    assert json.loads(original.config)["relevance_dir"] == ""
+    with pytest.raises(ValueError, match="no RetrievalMetrics metric"):
+        with_relevance_dir(tfma.EvalConfig(), "/x")

@@ -119,3 +119,26 @@ def test_unparseable_models_config_refuses_the_push(encoders, tmp_path):
         push_model(first, gallery, PushConfig(str(tmp_path), "xmodal"), now=10)
     assert sorted(os.listdir(tmp_path)) == ["models.config"]
     assert (tmp_path / "models.config").read_text() == "model_config_list { oops"
+
+
+def test_features_mode_encoder_is_pushed_with_an_image_search_model(encoders, tmp_path):
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from serving.search_model import SEARCH_IMAGES_SIGNATURE, WARMUP_FILE
+    from tests.serving.features_encoder import FeaturesEncoder
+
+    _, _, gallery = encoders
+    model = FeaturesEncoder(D, 8, text_dim=3).save(tmp_path / "linear")
+    result = push_model(model, gallery, PushConfig(str(tmp_path / "serving"), "xm", search_k=1),
+                        now=5)
+    assert result.pushed and result.num_gallery_images == 3
+    search = tf.saved_model.load(result.search_destination)
+    assert set(search.signatures) == {SEARCH_IMAGES_SIGNATURE}  # no text query to embed
+    out = search.signatures[SEARCH_IMAGES_SIGNATURE](image_features=tf.constant([[0, 2.0, 0, 0]]))
+    assert out["ids"].numpy()[0, 0] == b"b.jpg"
+    index = load_index(os.path.join(result.search_destination, INDEX_SUBDIR))
+    assert index.caption_ids.tolist() == []
+    # TF Serving replays the warm-up request on load: it must name a signature the model has.
+    (record,) = tf.data.TFRecordDataset(os.path.join(result.search_destination, WARMUP_FILE))
+    log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+    assert log.predict_log.request.model_spec.signature_name == SEARCH_IMAGES_SIGNATURE

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import pathlib
 
 import pytest
 
@@ -23,32 +25,92 @@ EXPECTED_ORDER = [
     ("AnomaliesGate", "Transform"),
     ("Transform", "Trainer"),
     ("Trainer", "Evaluator"),
+    ("RelevanceGen", "Evaluator"),
     ("Evaluator", "Pusher"),
 ]
+ROOT = "gs://xmodal-test-bucket/root"
+
+
+def _refuse_remote(path, *args, **kwargs):
+    raise AssertionError(f"compiling touched {path!r}")
 
 
 @pytest.fixture(scope="module")
-def spec(flickr8k_dir, tmp_path_factory) -> dict:
-    tmp = tmp_path_factory.mktemp("compile")
-    data = write_flickr_slice(flickr8k_dir, tmp / "data", n_train=20, n_eval=5)
-    config = config_lib.from_dict(
-        {
-            "data_dir": str(data),
-            "pipeline_root": str(tmp / "root"),
-            "trainer": {"loss": "fhn", "mining": "global", "epochs": 7},
-            "eval": {"rsum_lower_bound": 123.0},
-        }
-    )
+def no_cloud():
+    """Any gs:// access through TensorFlow's or TFX's file layer fails the test."""
+    import tensorflow as tf
+    from tfx.dsl.io import fileio
+
+    patch = pytest.MonkeyPatch()
+    for module, names in ((tf.io.gfile, ("exists", "makedirs", "GFile", "glob", "listdir")),
+                          (fileio, ("exists", "makedirs", "open", "glob", "listdir", "mkdir"))):
+        for name in names:
+            original = getattr(module, name)
+
+            def guarded(path, *args, _original=original, **kwargs):
+                if str(path).startswith("gs://"):
+                    _refuse_remote(path)
+                return _original(path, *args, **kwargs)
+
+            patch.setattr(module, name, guarded)
+    yield
+    patch.undo()
+
+
+def _compile(config, output: pathlib.Path, target: str = "vertex") -> dict:
     args = argparse.Namespace(
-        target="vertex",
-        output=str(tmp / "spec.json"),
+        target=target,
+        output=str(output),
         image=IMAGE,
         project="test-project",
         region="europe-west4",
-        temp_location="gs://bucket/tmp",
+        temp_location="gs://xmodal-test-bucket/tmp",
     )
     assert vertex_runner.main(config, args) == 0
-    return json.loads((tmp / "spec.json").read_text())
+    return json.loads(output.read_text())
+
+
+def _files(folder: pathlib.Path) -> set[str]:
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
+
+
+@pytest.fixture(scope="module")
+def compiled(flickr8k_dir, tmp_path_factory, no_cloud) -> tuple[dict, set, set]:
+    """(spec, files of the working folder before, after): compiled with a gs:// root."""
+    tmp = tmp_path_factory.mktemp("compile")
+    data = write_flickr_slice(flickr8k_dir, tmp / "data", n_train=20, n_eval=5)
+    (tmp / "out").mkdir()
+    before = _files(tmp)
+    cwd = os.getcwd()
+    os.chdir(tmp)  # a root mistaken for a local path would appear here
+    try:
+        spec = _compile(_config(data), tmp / "out" / "spec.json")
+    finally:
+        os.chdir(cwd)
+    return spec, before, _files(tmp)
+
+
+@pytest.fixture(scope="module")
+def spec(compiled) -> dict:
+    return compiled[0]
+
+
+def _config(data: pathlib.Path, **extra) -> config_lib.PipelineConfig:
+    return config_lib.from_dict(
+        {
+            "data_dir": str(data),
+            "pipeline_root": ROOT,
+            "trainer": {"loss": "fhn", "mining": "global", "epochs": 7},
+            "eval": {"rsum_lower_bound": 123.0},
+            **extra,
+        }
+    )
+
+
+def test_compiling_writes_only_the_spec_and_no_metadata_store(compiled):
+    _, before, after = compiled
+    assert after - before == {"out/spec.json"}
+    assert not any("metadata" in name or name.endswith(".db") for name in after)
 
 
 def _tasks(spec: dict) -> dict:
@@ -85,3 +147,40 @@ def test_beam_plugins_are_added_once():
     ]
     named = ["--beam_plugins=tensorflow_text", "--beam_plugins=my.plugin"]
     assert with_beam_plugins(named) == named
+
+
+def _artifact_types(spec: dict, task: str, direction: str) -> dict[str, str]:
+    """``{key: artifact type title}`` of a task's input or output artifacts in the KFP v2 IR."""
+    component = spec["pipelineSpec"]["root"]["dag"]["tasks"][task]["componentRef"]["name"]
+    definition = spec["pipelineSpec"]["components"][component][f"{direction}Definitions"]
+    schemas = {key: value["artifactType"]["instanceSchema"]
+               for key, value in definition.get("artifacts", {}).items()}
+    return {key: schema.split("\n", 1)[0].removeprefix("title: ")
+            for key, schema in schemas.items()}
+
+
+def test_relevance_reaches_the_evaluator_as_an_artifact(spec):
+    assert _artifact_types(spec, "RelevanceGen", "output") == {
+        "relevance": "xmodal.RelevanceMatrix"
+    }
+    assert _artifact_types(spec, "Evaluator", "input")["relevance"] == (
+        "xmodal.RelevanceMatrix"
+    )
+    evaluator_inputs = _tasks(spec)["Evaluator"]["inputs"]["artifacts"]["relevance"]
+    assert evaluator_inputs["taskOutputArtifact"] == {
+        "producerTask": "RelevanceGen", "outputArtifactKey": "relevance"
+    }
+    assert ROOT not in json.dumps(_tasks(spec)["Evaluator"])  # no side folder in its config
+
+
+def test_image_features_reach_example_gen_as_an_artifact(flickr8k_dir, tmp_path, no_cloud):
+    data = write_flickr_slice(flickr8k_dir, tmp_path / "data", n_train=20, n_eval=5)
+    config = _config(data, images_dir="gs://xmodal-test-bucket/images")
+    spec = _compile(config, tmp_path / "spec.json", target="kubeflow")
+    assert _artifact_types(spec, "ImageFeaturizer", "output") == {
+        "image_features": "xmodal.ImageFeatures"
+    }
+    assert _artifact_types(spec, "CaptionExampleGen", "input") == {
+        "image_features": "xmodal.ImageFeatures"
+    }
+    assert "ImageFeaturizer" in _tasks(spec)["CaptionExampleGen"]["dependentTasks"]

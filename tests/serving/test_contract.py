@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from serving.contract import ContractError, check_encoder_contract
+from serving.contract import (
+    ContractError,
+    EncoderSpec,
+    check_encoder_contract,
+    text_input_of,
+)
 from serving.toy_model import ToyEncoder, save_encoder
 from tests.serving.conftest import EMBEDDING_DIM, FEATURE_DIM
+from tests.serving.features_encoder import FeaturesEncoder
 from trainer import features
 
 SAVED_MODEL_CLI = pathlib.Path(sys.executable).parent / "saved_model_cli"
@@ -65,3 +71,27 @@ def test_missing_signature_is_rejected(tmp_path):
                         signatures={"embed_text": module.f.get_concrete_function()})
     with pytest.raises(ContractError, match="missing signature 'serving_default'"):
         check_encoder_contract(str(tmp_path / "m"))
+
+
+def test_features_mode_encoder_honours_the_contract_it_declares(tmp_path):
+    path = FeaturesEncoder(FEATURE_DIM, EMBEDDING_DIM, 5).save(tmp_path / "m")
+    spec = check_encoder_contract(path)
+    assert spec == EncoderSpec(FEATURE_DIM, EMBEDDING_DIM, "caption_features", 5)
+
+
+def test_features_mode_serving_default_must_agree_with_embed_text(tmp_path):
+    path = FeaturesEncoder(FEATURE_DIM, EMBEDDING_DIM, 5, serve_reversed=True).save(tmp_path / "m")
+    with pytest.raises(ContractError, match="serving_default text_embedding differs"):
+        check_encoder_contract(path)
+
+
+def test_embed_text_input_must_be_captions_or_caption_features(tmp_path):
+    module = FeaturesEncoder(FEATURE_DIM, EMBEDDING_DIM, 5)
+    module.ints = tf.function(lambda tokens: {"text_embedding": tf.ones([1, 2])},
+                              input_signature=[tf.TensorSpec([None], tf.int64, name="tokens")])
+    tf.saved_model.save(module, str(tmp_path / "m"),
+                        signatures={"embed_text": module.ints.get_concrete_function()})
+    loaded = tf.saved_model.load(str(tmp_path / "m"))
+    with pytest.raises(ContractError, match="must take 'caption' \\(string\\) or "
+                                            "'caption_features' \\(float32\\); takes"):
+        text_input_of(loaded, "m")
