@@ -7,6 +7,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
+from trainer.image_backbone import DEFAULT_TFLITE_PATH
 from trainer.losses import LOSS_KINDS
 
 MINING_KINDS = ("in_batch", "global")
@@ -67,6 +68,9 @@ class TrainerConfig:
         seed: seed of TensorFlow, NumPy and Python randomness.
         eval_batch_size: batch size when embedding the eval split and refreshing the bank.
         log_every_steps: steps between TensorBoard scalar writes.
+        image_backbone: the TFLite image model whose dequantized weights the exported
+            ``embed_image_bytes`` signature runs (default: the shipped MobileNetV2 that
+            produced the image features); empty exports no image-bytes input.
 
     """
 
@@ -96,6 +100,7 @@ class TrainerConfig:
     seed: int = 0
     eval_batch_size: int = 1024
     log_every_steps: int = 20
+    image_backbone: str = DEFAULT_TFLITE_PATH
 
     def __post_init__(self):
         for name, choices in _CHOICES.items():

@@ -46,10 +46,15 @@ def read_tflite(path: str, what: str = "image backbone") -> bytes:
         return handle.read()
 
 
+def _check(condition: tf.Tensor, template: str, *values: tf.Tensor) -> tf.Operation:
+    """An assertion whose InvalidArgumentError carries one formatted line (``{}`` = a value)."""
+    return tf.debugging.Assert(condition, [tf.strings.format(template, values, summarize=8)])
+
+
 def _png_shape(data: tf.Tensor, item: tf.Tensor) -> tf.Tensor:
     """(height, width) from a PNG's IHDR chunk, without decoding pixels."""
-    check = tf.debugging.Assert(tf.strings.length(data) >= 24,
-                                ["image", item, "is a truncated PNG (no IHDR header)"])
+    check = _check(tf.strings.length(data) >= 24,
+                   "image {} is a truncated PNG (no IHDR header)", item)
     with tf.control_dependencies([check]):
         width_height = tf.io.decode_raw(tf.strings.substr(data, 16, 8), tf.int32,
                                         little_endian=False)
@@ -75,16 +80,17 @@ def decode_image(data: tf.Tensor, item: tf.Tensor, size: tuple[int, int],
     is_jpeg = tf.strings.substr(data, 0, len(_JPEG_MAGIC)) == _JPEG_MAGIC
     is_png = tf.strings.substr(data, 0, len(_PNG_MAGIC)) == _PNG_MAGIC
     checks = [
-        tf.debugging.Assert(tf.strings.length(data) > 0, ["image", item, "is empty (0 bytes)"]),
-        tf.debugging.Assert(is_jpeg | is_png, ["image", item, "is not a JPEG or PNG image; "
-                                               "first bytes:", tf.strings.substr(data, 0, 8)]),
+        _check(tf.strings.length(data) > 0, "image {} is empty (0 bytes)", item),
+        _check(is_jpeg | is_png, "image {} is not a JPEG or PNG image (first bytes {})", item,
+               tf.strings.substr(data, 0, 8)),
     ]
     with tf.control_dependencies(checks):
         shape = tf.cond(is_jpeg, lambda: tf.image.extract_jpeg_shape(data)[:2],
                         lambda: _png_shape(data, item))
     pixels_count = tf.cast(shape[0], tf.int64) * tf.cast(shape[1], tf.int64)
-    too_large = tf.debugging.Assert(pixels_count <= max_pixels, [
-        "image", item, "is too large:", shape, "(height, width) pixels > max", max_pixels])
+    too_large = _check(pixels_count <= max_pixels,
+                       "image {} is too large: {} (height, width) = {} pixels > max {}", item,
+                       shape, pixels_count, tf.constant(max_pixels, tf.int64))
     with tf.control_dependencies([too_large]):
         rgb = tf.cond(is_jpeg, lambda: tf.io.decode_jpeg(
             data, channels=3, dct_method="INTEGER_ACCURATE"), lambda: _png_rgb(data))
@@ -148,6 +154,8 @@ class ImageBackbone(tf.Module):
             y = tf.nn.depthwise_conv2d(x, weights[0], strides, op.padding) + weights[1]
         elif op.kind == tflite_graph.ADD:
             y = x + values[op.inputs[1]]
+        elif op.kind == tflite_graph.QUANTIZE:
+            y = x
         else:
             y = tf.nn.avg_pool2d(x, [1, *op.filter_size, 1], strides, op.padding)
         low, high = self._graph.tensors[op.output].real_range

@@ -18,7 +18,8 @@ CONV_2D = "CONV_2D"
 DEPTHWISE_CONV_2D = "DEPTHWISE_CONV_2D"
 ADD = "ADD"
 AVERAGE_POOL_2D = "AVERAGE_POOL_2D"
-SUPPORTED_OPS = (CONV_2D, DEPTHWISE_CONV_2D, ADD, AVERAGE_POOL_2D)
+QUANTIZE = "QUANTIZE"  # a change of integer grid only: the identity on real values
+SUPPORTED_OPS = (CONV_2D, DEPTHWISE_CONV_2D, ADD, AVERAGE_POOL_2D, QUANTIZE)
 
 _OP_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).items()
              if not name.startswith("_")}
@@ -43,6 +44,7 @@ class Tensor:
       scale: per-tensor ([1]) or per-channel ([C]) quantization scales; empty for float tensors.
       zero_point: matching zero points.
       quantized_dim: the channel axis of per-channel quantization.
+      int_range: (min, max) of the integer type (uint8 0..255, int8 -128..127).
       value: the dequantized float32 constant, or None for activations.
 
     """
@@ -52,15 +54,16 @@ class Tensor:
     scale: np.ndarray
     zero_point: np.ndarray
     quantized_dim: int
+    int_range: tuple[int, int]
     value: np.ndarray | None
 
     @property
     def real_range(self) -> tuple[float, float]:
-        """(min, max) real value a uint8 activation can hold; unbounded for float tensors."""
-        if self.scale.size != 1:
+        """(min, max) real value a quantized activation can hold; unbounded for float ones."""
+        if self.scale.size != 1 or self.int_range == (0, 0):
             return -np.inf, np.inf
         scale, zero = float(self.scale[0]), float(self.zero_point[0])
-        return scale * (0 - zero), scale * (255 - zero)
+        return scale * (self.int_range[0] - zero), scale * (self.int_range[1] - zero)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,16 +117,21 @@ def _tensor(model: schema.Model, subgraph: schema.SubGraph, index: int) -> Tenso
     axis = quant.QuantizedDimension() if quant else 0
     shape = tuple(int(v) for v in tensor.ShapeAsNumpy()) if tensor.ShapeLength() else ()
     data = model.Buffers(tensor.Buffer()).DataAsNumpy()
+    dtype = _NUMPY_TYPES.get(tensor.Type(), np.float32)
+    int_range = (int(np.iinfo(dtype).min), int(np.iinfo(dtype).max)) if dtype in (
+        np.uint8, np.int8) else (0, 0)
     value = None
     if not isinstance(data, int) and data.size:
-        raw = np.frombuffer(data.tobytes(), _NUMPY_TYPES[tensor.Type()]).reshape(shape)
+        raw = np.frombuffer(data.tobytes(), dtype).reshape(shape)
         value = (_dequantize(raw, scale, zero if zero.size else np.zeros(1), axis)
                  if scale.size and raw.dtype != np.float32 else raw.astype(np.float32))
-    return Tensor(index, shape, scale, zero, axis, value)
+    return Tensor(index, shape, scale, zero, axis, int_range, value)
 
 
 def _options(kind: str, operator: schema.Operator) -> dict:
     """Strides, padding, pool window and fused activation from the operator's options."""
+    if kind == QUANTIZE:
+        return {}
     table = operator.BuiltinOptions()
     classes = {CONV_2D: schema.Conv2DOptions, DEPTHWISE_CONV_2D: schema.DepthwiseConv2DOptions,
                ADD: schema.AddOptions, AVERAGE_POOL_2D: schema.Pool2DOptions}
