@@ -33,6 +33,12 @@ class RetrievalModule(tf.Module):
         super().__init__(name="retrieval_module")
         self.image_tower = image_tower
         self.image_backbone = image_backbone
+        if image_backbone is not None:
+            # Saved as a plain function (not a signature) so that checks can compare
+            # embed_image_bytes with embed_image on the backbone's own features.
+            self.image_features_from_bytes = tf.function(
+                image_backbone.__call__,
+                input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGE_BYTES_INPUT)])
         self.text_tower = text_tower
         self.tft_layer = tf_transform_output.transform_features_layer()
         spec = tf_transform_output.raw_feature_spec()

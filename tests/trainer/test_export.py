@@ -116,3 +116,20 @@ def test_backbone_of_another_width_exports_no_image_bytes_input(caplog):
     assert export.load_image_backbone("", image_dim=8) is None
     with pytest.raises(FileNotFoundError, match="absent.tflite"):
         export.load_image_backbone("/nonexistent/absent.tflite", image_dim=8)
+
+
+def test_the_contract_check_probes_embed_image_bytes(exported, tmp_path):
+    from serving import contract
+
+    loaded = exported[0]
+    contract._check_image_bytes(loaded, "exported", atol=1e-4)
+
+    class NoError(tf.Module):  # answers corrupt bytes with rows: a contract violation
+        def __init__(self):
+            super().__init__()
+            self.signatures = {
+                features.EMBED_IMAGE_BYTES_SIGNATURE: lambda image_bytes: {
+                    features.IMAGE_EMBEDDING_OUTPUT: tf.ones([tf.size(image_bytes), 1])}}
+
+    with pytest.raises(contract.ContractError, match="corrupt bytes must raise"):
+        contract._check_image_bytes(NoError(), "fake", atol=1e-4)
