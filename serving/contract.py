@@ -12,6 +12,7 @@ reads that input from the signature and probes it with captions or random featur
 """
 
 import dataclasses
+import io
 
 import numpy as np
 import tensorflow as tf
@@ -128,6 +129,45 @@ def _probe_examples(image_features: np.ndarray,
     return examples
 
 
+def _probe_images() -> list[bytes]:
+    """A colour JPEG and a grayscale PNG, generated (no data files needed)."""
+    from PIL import Image
+
+    ramp = np.linspace(0, 255, 64 * 48 * 3).reshape(48, 64, 3).astype(np.uint8)
+    probes = []
+    for image, fmt in ((Image.fromarray(ramp), "JPEG"), (Image.fromarray(ramp[..., 0]), "PNG")):
+        buffer = io.BytesIO()
+        image.save(buffer, fmt)
+        probes.append(buffer.getvalue())
+    return probes
+
+
+def _check_image_bytes(model: tf.Module, where: str, atol: float) -> None:
+    """Probes ``embed_image_bytes``; raises ContractError on the first violated rule.
+
+    Valid images must give unit rows equal to ``embed_image`` on the backbone's features, corrupt
+    bytes an InvalidArgumentError (TF Serving answers INVALID_ARGUMENT and keeps serving).
+    """
+    sig = model.signatures
+    images = tf.constant(_probe_images())
+    where = f"{where}: {features.EMBED_IMAGE_BYTES_SIGNATURE}"
+    got = _unit_rows(sig[features.EMBED_IMAGE_BYTES_SIGNATURE](
+        **{features.IMAGE_BYTES_INPUT: images})[features.IMAGE_EMBEDDING_OUTPUT], 2, where, atol)
+    if hasattr(model, "image_features_from_bytes"):
+        want = sig[features.EMBED_IMAGE_SIGNATURE](**{
+            features.IMAGE_FEATURES_KEY: model.image_features_from_bytes(images)})[
+            features.IMAGE_EMBEDDING_OUTPUT].numpy()
+        if not np.allclose(got, want, atol=atol):
+            raise ContractError(f"{where} differs from embed_image on the backbone's features "
+                                f"by {np.abs(got - want).max()}")
+    try:
+        sig[features.EMBED_IMAGE_BYTES_SIGNATURE](
+            **{features.IMAGE_BYTES_INPUT: tf.constant([b"\xff\xd8\xff corrupt"])})
+    except tf.errors.InvalidArgumentError:
+        return
+    raise ContractError(f"{where}: corrupt bytes must raise InvalidArgumentError")
+
+
 def check_encoder_contract(saved_model_dir: str, atol: float = 1e-4) -> EncoderSpec:
     """Loads ``saved_model_dir``, calls every signature and checks the contract.
 
@@ -168,6 +208,8 @@ def check_encoder_contract(saved_model_dir: str, atol: float = 1e-4) -> EncoderS
         if not np.allclose(got, expected, atol=atol):
             raise ContractError(f"{where} differs from the embed_* signature by "
                                 f"{np.abs(got - expected).max()}")
+    if features.EMBED_IMAGE_BYTES_SIGNATURE in sig:
+        _check_image_bytes(model, saved_model_dir, atol)
     if text.shape[1] != image.shape[1]:
         raise ContractError(f"{saved_model_dir}: text width {text.shape[1]} != image width "
                             f"{image.shape[1]}")

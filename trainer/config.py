@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 from collections.abc import Mapping
 from typing import Any
 
 from trainer.loss_kinds import LOSS_KINDS
 
+# The quantized MobileNetV2 1.0/224 that produced flickr8k/features/mobilenet_v2.npy: the image
+# backbone's default weights (``trainer.image_backbone``), named here so that the configuration is
+# validated without importing TensorFlow.
+DEFAULT_TFLITE_PATH = os.path.normpath(os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), "..", "..",
+    "shared", "models", "mobilenet_v2_1.0_224_quant.tflite"))
 MINING_KINDS = ("in_batch", "global")
 MINING_MODES = ("none", "in_batch", "exact", "bank")  # TrainerConfig.mining_mode
 IMAGE_TOWERS = ("linear", "mlp")
@@ -69,6 +76,9 @@ class TrainerConfig:
         seed: seed of TensorFlow, NumPy and Python randomness.
         eval_batch_size: batch size when embedding the eval split and refreshing the bank.
         log_every_steps: steps between TensorBoard scalar writes.
+        image_backbone: the TFLite image model whose dequantized weights the exported
+            ``embed_image_bytes`` signature runs (default: the shipped MobileNetV2 that
+            produced the image features); empty exports no image-bytes input.
 
     """
 
@@ -98,6 +108,7 @@ class TrainerConfig:
     seed: int = 0
     eval_batch_size: int = 1024
     log_every_steps: int = 20
+    image_backbone: str = DEFAULT_TFLITE_PATH
 
     def __post_init__(self):
         for name, choices in _CHOICES.items():

@@ -1,19 +1,26 @@
-"""Export: a ``tf.Module`` with the Transform graph and both towers, and the three signatures.
+"""Export: a ``tf.Module`` with the Transform graph, both towers and the serving signatures.
 
 Signatures (DESIGN.md): ``serving_default`` (serialized raw tf.Examples -> both embeddings),
 ``embed_text`` (raw caption strings -> text embeddings; with the ``linear`` text tower the input
-is the raw ``caption_features`` instead) and ``embed_image`` (raw image features -> image
-embeddings). All outputs are L2-normalized [N, d]. The towers stay attributes ``image_tower`` and
+is the raw ``caption_features`` instead), ``embed_image`` (raw image features -> image
+embeddings) and ``embed_image_bytes`` (encoded JPEG/PNG bytes -> image embeddings, through the
+in-graph ``trainer.image_backbone``, so clients need no featurizer of their own). The last one is
+exported when the image features are the backbone's (same width D); an encoder trained on other
+features (e.g. the synthetic data set) has no image-bytes input, and export logs why.
+All outputs are L2-normalized [N, d]. The towers stay attributes ``image_tower`` and
 ``text_tower`` so that a later run can warm-start from ``<saved_model>/variables/variables``.
 """
 
 from __future__ import annotations
+
+import logging
 
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
 from trainer import features
+from trainer.image_backbone import ImageBackbone
 from trainer.preprocessing import conform_to_raw_spec
 
 
@@ -21,9 +28,17 @@ class RetrievalModule(tf.Module):
     """Raw inputs in, L2-normalized embeddings out (Transform layer inside)."""
 
     def __init__(self, image_tower: keras.Model, text_tower: keras.Model,
-                 tf_transform_output: tft.TFTransformOutput, text_raw_key: str):
+                 tf_transform_output: tft.TFTransformOutput, text_raw_key: str,
+                 image_backbone: ImageBackbone | None = None):
         super().__init__(name="retrieval_module")
         self.image_tower = image_tower
+        self.image_backbone = image_backbone
+        if image_backbone is not None:
+            # Saved as a plain function (not a signature) so that checks can compare
+            # embed_image_bytes with embed_image on the backbone's own features.
+            self.image_features_from_bytes = tf.function(
+                image_backbone.__call__,
+                input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGE_BYTES_INPUT)])
         self.text_tower = text_tower
         self.tft_layer = tf_transform_output.transform_features_layer()
         spec = tf_transform_output.raw_feature_spec()
@@ -38,6 +53,10 @@ class RetrievalModule(tf.Module):
         transformed = self._transform({features.IMAGE_FEATURES_KEY: image_features})
         embedding = self.image_tower(transformed[features.IMAGE_FEATURES_XF], training=False)
         return {features.IMAGE_EMBEDDING_OUTPUT: embedding}
+
+    def embed_image_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Encoded JPEG/PNG images [N] -> {IMAGE_EMBEDDING_OUTPUT: [N, d]}."""
+        return self.embed_images(self.image_backbone(image_bytes))
 
     def embed_texts(self, text_input: tf.Tensor) -> dict[str, tf.Tensor]:
         """Raw captions [N] (or caption features [N, D_c]) -> {TEXT_EMBEDDING_OUTPUT: [N, d]}."""
@@ -54,7 +73,7 @@ class RetrievalModule(tf.Module):
                 **self.embed_texts(text_input)}
 
     def signatures(self) -> dict[str, tf.types.experimental.ConcreteFunction]:
-        """The three serving signatures, keyed by their names."""
+        """The serving signatures, keyed by their names."""
         image_dim = self._raw_spec[features.IMAGE_FEATURES_KEY].shape[-1]
         if self._text_raw_key == features.CAPTION_KEY:
             text_spec = tf.TensorSpec([None], tf.string, name=features.CAPTION_KEY)
@@ -63,7 +82,7 @@ class RetrievalModule(tf.Module):
             text_spec = tf.TensorSpec([None, text_dim], tf.float32, name=self._text_raw_key)
         examples_spec = tf.TensorSpec([None], tf.string, name=features.EXAMPLES_INPUT)
         image_spec = tf.TensorSpec([None, image_dim], tf.float32, name=features.IMAGE_FEATURES_KEY)
-        return {
+        signatures = {
             features.SERVING_DEFAULT_SIGNATURE:
                 tf.function(self.serve_examples).get_concrete_function(examples_spec),
             features.EMBED_TEXT_SIGNATURE:
@@ -71,12 +90,39 @@ class RetrievalModule(tf.Module):
             features.EMBED_IMAGE_SIGNATURE:
                 tf.function(self.embed_images).get_concrete_function(image_spec),
         }
+        if self.image_backbone is not None:
+            bytes_spec = tf.TensorSpec([None], tf.string, name=features.IMAGE_BYTES_INPUT)
+            signatures[features.EMBED_IMAGE_BYTES_SIGNATURE] = tf.function(
+                self.embed_image_bytes).get_concrete_function(bytes_spec)
+        return signatures
+
+
+def load_image_backbone(tflite_path: str, image_dim: int) -> ImageBackbone | None:
+    """The backbone for ``embed_image_bytes``, or None when its features are not D wide.
+
+    Args:
+        tflite_path: the backbone's TFLite model (``TrainerConfig.image_backbone``); empty
+            exports no image-bytes input.
+        image_dim: D, the width of the image features the towers were trained on.
+
+    Raises:
+        FileNotFoundError: ``tflite_path`` names no file.
+
+    """
+    if not tflite_path:
+        return None
+    backbone = ImageBackbone(tflite_path)
+    if backbone.feature_dim != image_dim:
+        logging.warning("no embed_image_bytes signature: the image features are %d wide, the "
+                        "backbone %s outputs %d", image_dim, tflite_path, backbone.feature_dim)
+        return None
+    return backbone
 
 
 def export_model(image_tower: keras.Model, text_tower: keras.Model,
                  tf_transform_output: tft.TFTransformOutput, text_raw_key: str,
-                 export_dir: str) -> RetrievalModule:
-    """Saves the towers with the Transform graph as a SavedModel with the three signatures.
+                 export_dir: str, image_backbone: str = "") -> RetrievalModule:
+    """Saves the towers with the Transform graph as a SavedModel with its signatures.
 
     Args:
         image_tower: trained image tower.
@@ -85,11 +131,18 @@ def export_model(image_tower: keras.Model, text_tower: keras.Model,
         text_raw_key: raw feature the text tower reads (``CAPTION_KEY``, or
             ``CAPTION_FEATURES_KEY`` for the ``linear`` text tower).
         export_dir: destination (``fn_args.serving_model_dir``).
+        image_backbone: the TFLite backbone behind ``embed_image_bytes`` (see
+            ``load_image_backbone``); empty exports without that signature.
 
     Returns:
         The saved module.
 
+    Raises:
+        FileNotFoundError: ``image_backbone`` names no file.
+
     """
-    module = RetrievalModule(image_tower, text_tower, tf_transform_output, text_raw_key)
+    image_dim = tf_transform_output.raw_feature_spec()[features.IMAGE_FEATURES_KEY].shape[-1]
+    module = RetrievalModule(image_tower, text_tower, tf_transform_output, text_raw_key,
+                             load_image_backbone(image_backbone, image_dim))
     tf.saved_model.save(module, export_dir, signatures=module.signatures())
     return module

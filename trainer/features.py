@@ -42,6 +42,9 @@ SPLITS = (TRAIN_SPLIT, EVAL_SPLIT, TEST_SPLIT)
 SERVING_DEFAULT_SIGNATURE = "serving_default"
 EMBED_TEXT_SIGNATURE = "embed_text"
 EMBED_IMAGE_SIGNATURE = "embed_image"
+# Encoded JPEG/PNG bytes [N] -> IMAGE_EMBEDDING_OUTPUT, through the in-graph image backbone.
+EMBED_IMAGE_BYTES_SIGNATURE = "embed_image_bytes"
+IMAGE_BYTES_INPUT = "image_bytes"
 EXAMPLES_INPUT = "examples"
 IMAGE_EMBEDDING_OUTPUT = "image_embedding"
 TEXT_EMBEDDING_OUTPUT = "text_embedding"

@@ -109,7 +109,8 @@ def train_and_export(config: TrainerConfig, tf_transform_output: tft.TFTransform
     logging.info("best eval (epoch %d): %s", result.best_epoch, result.best_metrics)
     text_raw_key = (features.CAPTION_FEATURES_KEY if config.text_tower == "linear"
                     else features.CAPTION_KEY)
-    export.export_model(image_tower, text_tower, tf_transform_output, text_raw_key, export_dir)
+    export.export_model(image_tower, text_tower, tf_transform_output, text_raw_key, export_dir,
+                        image_backbone=config.image_backbone)
     return result
 
 

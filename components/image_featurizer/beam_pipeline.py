@@ -1,13 +1,15 @@
 """The Beam pipeline: list -> read + decode -> RunInference (batched) -> one features file.
 
-File paths are reshuffled across workers; ``DecodeImageFn`` emits (name, uint8 [H, W, 3]) and
-tags skipped/converted files; ``RunInference`` with a keyed handler maps each batch to
+File paths are reshuffled across workers; ``DecodeImageFn`` emits (name, pixels [H, W, 3]) and
+tags skipped/converted files (PIL decodes for the ``tflite``/``keras``/``saved_model`` backbones,
+TensorFlow for ``tf``, exactly as the served ``embed_image_bytes`` graph decodes);
+``RunInference`` with a keyed handler maps each batch to
 (name, float32 [D]); everything is gathered once and written by ``outputs.write_outputs``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import apache_beam as beam
@@ -16,8 +18,12 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
 
 from components.image_featurizer import decoding, outputs
-from components.image_featurizer.config import BackboneConfig
-from components.image_featurizer.handlers import METRICS_NAMESPACE, make_model_handler
+from components.image_featurizer.config import TF, BackboneConfig
+from components.image_featurizer.handlers import (
+    METRICS_NAMESPACE,
+    decode_with_tf,
+    make_model_handler,
+)
 from components.image_featurizer.sources import list_image_files, relative_name
 
 IMAGES_TAG = "images"
@@ -25,19 +31,32 @@ SKIPPED_TAG = "skipped"
 CONVERTED_TAG = "converted"
 
 
-class DecodeImageFn(beam.DoFn):
-    """File path -> (name, uint8 [H, W, 3]); skipped and converted files go to tagged outputs."""
+Decoder = Callable[[bytes, str, tuple[int, int], int], decoding.DecodedImage]
 
-    def __init__(self, images_dir: str, image_size: tuple[int, int], max_pixels: int):
+
+class DecodeImageFn(beam.DoFn):
+    """File path -> (name, pixels [H, W, 3]); skipped and converted files go to tagged outputs.
+
+    Args:
+      images_dir: the folder the names are relative to.
+      image_size: (height, width) of the model input.
+      max_pixels: larger images are skipped.
+      decode: ``decoding.decode_image`` (PIL) or ``handlers.decode_with_tf``.
+
+    """
+
+    def __init__(self, images_dir: str, image_size: tuple[int, int], max_pixels: int,
+                 decode: Decoder = decoding.decode_image):
         self._images_dir = images_dir
         self._image_size = tuple(image_size)
         self._max_pixels = max_pixels
+        self._decode = decode
 
     def process(self, path: str) -> Iterator[Any]:
         """Decodes one file (see ``decoding`` for the policy) and counts what happened."""
         name = relative_name(self._images_dir, path)
         try:
-            image = decoding.decode_image(
+            image = self._decode(
                 _read_bytes(path, name), name, self._image_size, self._max_pixels
             )
         except decoding.ImageSkipped as skipped:
@@ -104,12 +123,15 @@ def build_featurizer_pipeline(
 
     """
     paths = [meta.path for meta in list_image_files(images_dir)]
+    decode = decode_with_tf if backbone.kind == TF else decoding.decode_image
     decoded = (
         pipeline
         | "ListImages" >> beam.Create(paths)
         | "Spread" >> beam.Reshuffle()
         | "Decode"
-        >> beam.ParDo(DecodeImageFn(images_dir, backbone.image_size, max_pixels)).with_outputs(
+        >> beam.ParDo(
+            DecodeImageFn(images_dir, backbone.image_size, max_pixels, decode)
+        ).with_outputs(
             SKIPPED_TAG, CONVERTED_TAG, main=IMAGES_TAG
         )
     )

@@ -9,9 +9,12 @@ from collections.abc import Mapping
 from typing import Any
 
 TFLITE = "tflite"
+# The TFLite flatbuffer's network rebuilt in TensorFlow (trainer.image_backbone), as served by
+# the encoder's embed_image_bytes signature: decoding included, so training and serving agree.
+TF = "tf"
 KERAS = "keras"
 SAVED_MODEL = "saved_model"
-BACKBONE_KINDS = (TFLITE, KERAS, SAVED_MODEL)
+BACKBONE_KINDS = (TFLITE, TF, KERAS, SAVED_MODEL)
 
 # The quantized MobileNetV2 that produced ../shared/data/flickr8k/features/mobilenet_v2.npy.
 DEFAULT_TFLITE_MODEL = str(
@@ -28,7 +31,10 @@ class BackboneConfig:
     """A frozen image backbone, loaded from a local (or Beam-filesystem) path, never downloaded.
 
     Attributes:
-      kind: ``"tflite"`` (a TFLite flatbuffer), ``"keras"`` (a tf_keras model file / SavedModel,
+      kind: ``"tflite"`` (a TFLite flatbuffer run by the TFLite interpreter on PIL-decoded
+        pixels), ``"tf"`` (the same flatbuffer's weights in the TensorFlow graph that the
+        pushed encoder serves, decoding with TensorFlow as ``embed_image_bytes`` does),
+        ``"keras"`` (a tf_keras model file / SavedModel,
         or a ``tf_keras.applications`` architecture plus a local weights file) or
         ``"saved_model"`` (a plain TF SavedModel called through a signature).
       model_path: the model file or folder; for ``application`` the weights file.
@@ -72,6 +78,9 @@ class BackboneConfig:
             raise ValueError(
                 f"BackboneConfig.application={self.application!r}: only valid with kind='keras'"
             )
+        if self.kind == TF and self.output:
+            raise ValueError(f"BackboneConfig.output={self.output!r}: kind='tf' always reads the "
+                             "model's first average pool (the 1280-d features of MobileNetV2)")
         if self.num_threads < 0:
             raise ValueError(f"BackboneConfig.num_threads={self.num_threads}: must be >= 0")
 
@@ -103,6 +112,8 @@ class BackboneConfig:
 MOBILENET_V2_TFLITE = BackboneConfig(
     kind=TFLITE, model_path=DEFAULT_TFLITE_MODEL, output=MOBILENET_V2_POOL_TENSOR
 )
+# The same model as the served encoder's embed_image_bytes runs it (1280-d, the pool output).
+MOBILENET_V2_TF = BackboneConfig(kind=TF, model_path=DEFAULT_TFLITE_MODEL)
 # The width of MOBILENET_V2_TFLITE's features (the AvgPool tensor is [1, 1, 1, 1280]); the
 # pipeline needs it before the featurizer has run, to write the curated schema.
 MOBILENET_V2_FEATURE_DIM = 1280

@@ -72,7 +72,7 @@ def decode_image(
       ImageSkipped: for non-images, corrupt data and images over ``max_pixels``.
 
     """
-    image = _open(data, name)
+    image = open_header(data, name)
     width, height = image.size
     if width * height > max_pixels:
         raise ImageSkipped(
@@ -94,7 +94,7 @@ def decode_image(
     )
 
 
-def _open(data: bytes, name: str) -> Image.Image:
+def open_header(data: bytes, name: str) -> Image.Image:
     """Reads the header only (lazy PIL open); classifies what cannot be opened."""
     try:
         return Image.open(io.BytesIO(data))

@@ -1,13 +1,16 @@
 """RunInference model handlers: a frozen backbone maps uint8 images [B, H, W, 3] to [B, D].
 
 ``TFLiteFeatureHandler`` runs a TFLite flatbuffer and reads any tensor (inner ones too, through
-``experimental_preserve_all_tensors``), dequantizing uint8/int8 outputs. ``TFFeatureHandler``
+``experimental_preserve_all_tensors``), dequantizing uint8/int8 outputs. ``TFBackboneHandler``
+runs the same flatbuffer's network as a TensorFlow graph (``trainer.image_backbone``, the one the
+encoder serves) on images that ``decode_with_tf`` decoded as that graph does. ``TFFeatureHandler``
 runs a tf_keras model (file, SavedModel or ``tf_keras.applications`` architecture + local
 weights) or a plain SavedModel signature. Models are read from paths only; nothing is downloaded.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -17,7 +20,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
-from components.image_featurizer.config import KERAS, SAVED_MODEL, TFLITE, BackboneConfig
+from components.image_featurizer import decoding
+from components.image_featurizer.config import KERAS, SAVED_MODEL, TF, TFLITE, BackboneConfig
 
 # A loaded backbone: uint8 images [B, H, W, 3] -> float32 features [B, D].
 FeatureFn = Callable[[np.ndarray], np.ndarray]
@@ -137,6 +141,84 @@ def _tflite_tensor(interpreter: Any, config: BackboneConfig) -> dict[str, Any]:
     raise ValueError(f"{config.model_path}: no tensor {config.output!r}; e.g. {names}")
 
 
+class TFBackboneHandler(_FeatureHandler):
+    """The served encoder's TF backbone on float32 pixels decoded by ``decode_with_tf``."""
+
+    def load_model(self) -> FeatureFn:
+        """Builds the graph from the TFLite flatbuffer's weights (no download)."""
+        import tensorflow as tf
+
+        from trainer.image_backbone import ImageBackbone
+
+        backbone = ImageBackbone(self._config.model_path)
+        features = tf.function(backbone.features, input_signature=[
+            tf.TensorSpec([None, *backbone.image_size, 3], tf.float32)])
+        return lambda images: features(images.astype(np.float32)).numpy()
+
+
+# Messages of trainer.image_backbone.decode_image's checks -> the featurizer's skip reasons.
+_TF_SKIP_REASONS = (("is empty", decoding.NOT_AN_IMAGE),
+                    ("is not a JPEG or PNG", decoding.NOT_AN_IMAGE),
+                    ("is too large", decoding.TOO_LARGE))
+
+
+def decode_with_tf(data: bytes, name: str, size: tuple[int, int],
+                   max_pixels: int) -> decoding.DecodedImage:
+    """Decodes as ``embed_image_bytes`` does, so a file is skipped exactly when serving fails.
+
+    PIL then reads the header only, for the report's original mode and size.
+
+    Returns:
+      The image with float32 pixels [height, width, 3] (integer values 0..255).
+
+    Raises:
+      decoding.ImageSkipped: what TensorFlow's decoding rejects, with the reason from its
+        message (empty or not JPEG/PNG: ``not_an_image``; too many pixels: ``too_large``;
+        anything else, e.g. truncated data: ``corrupt``).
+
+    """
+    try:
+        pixels = _tf_decoder(tuple(size), max_pixels)(data).numpy()
+    except _invalid_argument() as err:
+        detail = _tf_error_detail(err.message)
+        reason = next((why for text, why in _TF_SKIP_REASONS if text in detail),
+                      decoding.CORRUPT)
+        raise decoding.ImageSkipped(name, reason, detail) from err
+    header = decoding.open_header(data, name)
+    return decoding.DecodedImage(name, pixels, "" if header.mode == "RGB" else header.mode,
+                                 header.size)
+
+
+def _tf_error_detail(message: str) -> str:
+    """The check's own words (after ``Summarized data:``, else the first line), no node names."""
+    marker = "Summarized data:"
+    if marker in message:
+        message = message.split(marker, 1)[1].strip(" b'\n")
+    return re.sub(r"\{\{[^}]*\}\}\s*", "", message.strip().splitlines()[0])
+
+
+def _invalid_argument() -> type[Exception]:
+    import tensorflow as tf
+
+    return tf.errors.InvalidArgumentError
+
+
+_DECODERS: dict[tuple[tuple[int, int], int], Callable[[bytes], Any]] = {}
+
+
+def _tf_decoder(size: tuple[int, int], max_pixels: int) -> Callable[[bytes], Any]:
+    """One traced decoding function per (size, max_pixels), shared by a worker's threads."""
+    if (size, max_pixels) not in _DECODERS:
+        import tensorflow as tf
+
+        from trainer.image_backbone import decode_image
+
+        _DECODERS[size, max_pixels] = tf.function(
+            lambda data: decode_image(data, tf.constant(0, tf.int64), size, max_pixels),
+            input_signature=[tf.TensorSpec([], tf.string)])
+    return _DECODERS[size, max_pixels]
+
+
 class TFFeatureHandler(_FeatureHandler):
     """A tf_keras model or a SavedModel signature, run on whole batches."""
 
@@ -213,6 +295,8 @@ def make_model_handler(config: BackboneConfig, max_batch_size: int = 32) -> _Fea
     """The RunInference handler for ``config.kind``."""
     if config.kind == TFLITE:
         return TFLiteFeatureHandler(config, max_batch_size)
+    if config.kind == TF:
+        return TFBackboneHandler(config, max_batch_size)
     if config.kind in (KERAS, SAVED_MODEL):
         return TFFeatureHandler(config, max_batch_size)
     raise ValueError(f"unknown backbone kind {config.kind!r}")

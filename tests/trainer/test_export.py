@@ -1,4 +1,4 @@
-"""The exported SavedModel: three signatures, Transform inside, same numbers as the towers."""
+"""The exported SavedModel: its signatures, Transform inside, same numbers as the towers."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,10 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from tests.trainer.fixtures import _shared_transformed, transformed  # noqa: F401
+from tests.trainer.tiny_tflite import tiny_tflite_path
 from trainer import export, features, preprocessing, towers
 from trainer.config import TrainerConfig
+from trainer.image_backbone import ImageBackbone
 
 
 def _example(row: dict) -> bytes:
@@ -26,7 +28,9 @@ def exported(tmp_path_factory):
     output: tft.TFTransformOutput = transformed.tf_transform_output()
     cfg = TrainerConfig(text_tower="mean", embedding_dim=6, word_dim=4)
     image_tower, text_tower = towers.build_towers(cfg, preprocessing.token_vocab_size(output), 8)
-    export.export_model(image_tower, text_tower, output, features.CAPTION_KEY, str(tmp_path))
+    # The tiny backbone's features are 8 wide, as the fixture's image features are.
+    export.export_model(image_tower, text_tower, output, features.CAPTION_KEY, str(tmp_path),
+                        image_backbone=tiny_tflite_path())
     return tf.saved_model.load(str(tmp_path)), image_tower, text_tower, output
 
 
@@ -63,3 +67,69 @@ def test_towers_are_attributes_for_warm_start(exported):
     loaded, image_tower, _, _ = exported
     for saved, built in zip(loaded.image_tower.variables, image_tower.variables, strict=True):
         np.testing.assert_array_equal(saved.numpy(), built.numpy())
+
+
+def _png(seed: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_embed_image_bytes_is_embed_image_on_the_backbone_features(exported):
+    loaded, image_tower, _, _ = exported
+    images = tf.constant([_png(seed) for seed in range(3)])
+    got = loaded.signatures[features.EMBED_IMAGE_BYTES_SIGNATURE](image_bytes=images)[
+        features.IMAGE_EMBEDDING_OUTPUT].numpy()
+    backbone_features = ImageBackbone(tiny_tflite_path())(images)
+    want = loaded.signatures[features.EMBED_IMAGE_SIGNATURE](image_features=backbone_features)[
+        features.IMAGE_EMBEDDING_OUTPUT].numpy()
+    assert got.shape == (3, 6)
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_the_three_original_signatures_keep_their_inputs(exported):
+    signatures = exported[0].signatures
+    assert set(signatures) == {features.SERVING_DEFAULT_SIGNATURE, features.EMBED_TEXT_SIGNATURE,
+                               features.EMBED_IMAGE_SIGNATURE,
+                               features.EMBED_IMAGE_BYTES_SIGNATURE}
+    inputs = {name: sorted(signatures[name].structured_input_signature[1])
+              for name in signatures}
+    assert inputs == {"serving_default": ["examples"], "embed_text": ["caption"],
+                      "embed_image": ["image_features"], "embed_image_bytes": ["image_bytes"]}
+
+
+def test_corrupt_image_bytes_are_an_invalid_argument(exported):
+    embed = exported[0].signatures[features.EMBED_IMAGE_BYTES_SIGNATURE]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="image 0 is not a JPEG or PNG"):
+        embed(image_bytes=tf.constant([b"definitely not an image"]))
+
+
+def test_backbone_of_another_width_exports_no_image_bytes_input(caplog):
+    assert export.load_image_backbone(tiny_tflite_path(), image_dim=1280) is None
+    assert "no embed_image_bytes signature" in caplog.text
+    assert export.load_image_backbone("", image_dim=8) is None
+    with pytest.raises(FileNotFoundError, match="absent.tflite"):
+        export.load_image_backbone("/nonexistent/absent.tflite", image_dim=8)
+
+
+def test_the_contract_check_probes_embed_image_bytes(exported, tmp_path):
+    from serving import contract
+
+    loaded = exported[0]
+    contract._check_image_bytes(loaded, "exported", atol=1e-4)
+
+    class NoError(tf.Module):  # answers corrupt bytes with rows: a contract violation
+        def __init__(self):
+            super().__init__()
+            self.signatures = {
+                features.EMBED_IMAGE_BYTES_SIGNATURE: lambda image_bytes: {
+                    features.IMAGE_EMBEDDING_OUTPUT: tf.ones([tf.size(image_bytes), 1])}}
+
+    with pytest.raises(contract.ContractError, match="corrupt bytes must raise"):
+        contract._check_image_bytes(NoError(), "fake", atol=1e-4)

@@ -1,0 +1,123 @@
+"""Image backbone figures on the 300 Flickr8k JPEGs: parity, skew, throughput, latency.
+
+``python -m benchmarks.bench_image_backbone --encoder <pushed encoder dir>`` prints
+(1) min/mean cosine of each image's features to its own row of ``mobilenet_v2.npy`` and whether
+that row is the nearest of all 7,000, for the TF backbone and the TFLite interpreter;
+(2) R@1/5/10 both ways on the images and their captions through ``embed_image`` on the npy rows
+and through ``embed_image_bytes`` on the JPEGs; (3) images/s of both backbones and the p50/p99
+latency of ``embed_image_bytes`` on one JPEG, in-process.
+"""
+
+import argparse
+import pathlib
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from trainer import features
+from trainer.image_backbone import DEFAULT_TFLITE_PATH, ImageBackbone
+
+DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def _tflite_rows(paths: list[pathlib.Path]) -> tuple[np.ndarray, float]:
+    from components.image_featurizer.config import MOBILENET_V2_TFLITE
+    from components.image_featurizer.decoding import decode_image
+    from components.image_featurizer.handlers import make_model_handler
+
+    model = make_model_handler(MOBILENET_V2_TFLITE).load_model()
+    start = time.perf_counter()
+    rows = [model(decode_image(p.read_bytes(), p.name, (224, 224)).pixels[None])[0]
+            for p in paths]
+    return np.asarray(rows), len(paths) / (time.perf_counter() - start)
+
+
+def _tf_rows(blobs: list[bytes], batch: int) -> tuple[np.ndarray, float]:
+    backbone = ImageBackbone(DEFAULT_TFLITE_PATH)
+    run = tf.function(backbone.__call__, input_signature=[tf.TensorSpec([None], tf.string)])
+    run(tf.constant(blobs[:batch]))  # tracing
+    start = time.perf_counter()
+    rows = [run(tf.constant(blobs[i:i + batch])).numpy() for i in range(0, len(blobs), batch)]
+    return np.concatenate(rows), len(blobs) / (time.perf_counter() - start)
+
+
+def _parity(name: str, rows: np.ndarray, own: list[int], ref: np.ndarray) -> None:
+    cosine = (_unit(rows) * _unit(ref[own])).sum(axis=1)
+    nearest = (_unit(rows) @ _unit(ref).T).argmax(axis=1)
+    print(f"{name}: cosine to own row min {cosine.min():.4f} mean {cosine.mean():.4f}; own row "
+          f"nearest for {(nearest == np.asarray(own)).sum()}/{len(own)}")
+
+
+def _recalls(images: np.ndarray, texts: np.ndarray, owner: np.ndarray) -> dict[str, float]:
+    scores = images @ texts.T  # [I, T]
+    out = {}
+    ranks_i2t = [min(np.flatnonzero(np.argsort(-row) == t)[0] for t in np.flatnonzero(owner == i))
+                 for i, row in enumerate(scores)]
+    ranks_t2i = [np.flatnonzero(np.argsort(-scores[:, t]) == owner[t])[0]
+                 for t in range(len(owner))]
+    for k in (1, 5, 10):
+        out[f"i2t_R@{k}"] = 100 * np.mean(np.asarray(ranks_i2t) < k)
+        out[f"t2i_R@{k}"] = 100 * np.mean(np.asarray(ranks_t2i) < k)
+    out["rsum"] = sum(out.values())
+    return out
+
+
+def _skew(encoder_dir: str, names: list[str], npy_rows: np.ndarray, blobs: list[bytes]) -> None:
+    signatures = tf.saved_model.load(encoder_dir).signatures
+    captions, owner = [], []
+    for line in (DATA / "Flickr8k.token.txt").read_text(encoding="utf-8").splitlines():
+        image, caption = line.split("\t", 1)
+        if image.split("#")[0] in names:
+            captions.append(caption)
+            owner.append(names.index(image.split("#")[0]))
+    texts = signatures[features.EMBED_TEXT_SIGNATURE](caption=tf.constant(captions))[
+        features.TEXT_EMBEDDING_OUTPUT].numpy()
+    via_rows = signatures[features.EMBED_IMAGE_SIGNATURE](
+        image_features=tf.constant(npy_rows))[features.IMAGE_EMBEDDING_OUTPUT].numpy()
+    via_bytes = np.concatenate([signatures[features.EMBED_IMAGE_BYTES_SIGNATURE](
+        image_bytes=tf.constant(blobs[i:i + 50]))[features.IMAGE_EMBEDDING_OUTPUT].numpy()
+        for i in range(0, len(blobs), 50)])
+    for label, images in (("(a) embed_image on npy rows", via_rows),
+                          ("(b) embed_image_bytes on JPEGs", via_bytes)):
+        metrics = _recalls(images, texts, np.asarray(owner))
+        print(label, f"{len(captions)} captions:",
+              " ".join(f"{k} {v:.1f}" for k, v in metrics.items()))
+    one = tf.constant(blobs[:1])
+    embed = signatures[features.EMBED_IMAGE_BYTES_SIGNATURE]
+    times = []
+    for _ in range(60):
+        start = time.perf_counter()
+        embed(image_bytes=one)
+        times.append(1000 * (time.perf_counter() - start))
+    print(f"embed_image_bytes one JPEG: p50 {np.percentile(times[10:], 50):.1f} ms "
+          f"p99 {np.percentile(times[10:], 99):.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--encoder", help="a pushed encoder SavedModel (for skew and latency)")
+    args = parser.parse_args()
+    ref_names = (DATA / "features" / "mobilenet_v2.names.txt").read_text().split()
+    ref = np.load(DATA / "features" / "mobilenet_v2.npy").astype(np.float32)
+    paths = sorted((DATA / "images").glob("*.jpg"))
+    names = [p.name for p in paths]
+    own = [ref_names.index(n) for n in names]
+    blobs = [p.read_bytes() for p in paths]
+    tflite_rows, tflite_rate = _tflite_rows(paths)
+    tf_rows, rate_64 = _tf_rows(blobs, 64)
+    _, rate_1 = _tf_rows(blobs[:60], 1)
+    _parity("TF backbone", tf_rows, own, ref)
+    _parity("TFLite featurizer", tflite_rows, own, ref)
+    print(f"images/s: TF batch 1 {rate_1:.1f}, TF batch 64 {rate_64:.1f}, "
+          f"TFLite {tflite_rate:.1f} (decode included)")
+    if args.encoder:
+        _skew(args.encoder, names, ref[own], blobs)
+
+
+if __name__ == "__main__":
+    main()

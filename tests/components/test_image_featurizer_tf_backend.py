@@ -1,0 +1,86 @@
+"""The featurizer's ``tf`` backend: the served encoder's backbone, same numbers, counted skips."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from components.image_featurizer import outputs
+from components.image_featurizer.config import TF, BackboneConfig
+from tests.trainer.tiny_tflite import IMAGE_SIZE, tiny_tflite_path
+
+
+def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+def _photo(seed: int, size=(IMAGE_SIZE, IMAGE_SIZE)) -> Image.Image:
+    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), np.uint8)
+    return Image.fromarray(pixels)
+
+
+def _files() -> dict[str, bytes]:
+    jpeg = _encode(_photo(1), "JPEG", quality=90)
+    huge_png = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR" + (60_000).to_bytes(4, "big") * 2
+                + b"\x08\x02\x00\x00\x00" + b"\x00" * 64)
+    return {
+        "a_rgb.png": _encode(_photo(0), "PNG"),
+        "b_photo.jpg": jpeg,
+        "c_gray.png": _encode(_photo(2).convert("L"), "PNG"),
+        "d_cmyk.jpg": _encode(_photo(3).convert("CMYK"), "JPEG", quality=95),
+        "e_large.png": _encode(_photo(4, (40, 24)), "PNG"),
+        "f_empty.jpg": b"",
+        "g_truncated.jpg": jpeg[: len(jpeg) // 2],
+        "h_text.jpg": b"this is not an image at all",
+        "i_huge.png": huge_png,
+    }
+
+
+@pytest.fixture(scope="module")
+def featurized(tmp_path_factory):
+    import apache_beam as beam
+
+    from components.image_featurizer.beam_pipeline import build_featurizer_pipeline
+
+    images = tmp_path_factory.mktemp("images")
+    for name, data in _files().items():
+        (images / name).write_bytes(data)
+    out = tmp_path_factory.mktemp("out")
+    backbone = BackboneConfig(kind=TF, model_path=tiny_tflite_path(),
+                              image_size=(IMAGE_SIZE, IMAGE_SIZE))
+    with beam.Pipeline() as pipeline:
+        build_featurizer_pipeline(pipeline, str(images), str(out), "tiny", backbone,
+                                  max_pixels=1_000_000, batch_size=2)
+    return outputs.read_outputs(str(out), "tiny")
+
+
+def test_bad_files_are_counted_skips_with_reasons(featurized):
+    _, _, report = featurized
+    reasons = {entry["file"]: entry["reason"] for entry in report["skipped"]}
+    assert reasons == {"f_empty.jpg": "not_an_image", "g_truncated.jpg": "corrupt",
+                       "h_text.jpg": "not_an_image", "i_huge.png": "too_large"}
+    assert report["num_featurized"] == 5 and report["num_skipped"] == 4
+    converted = {entry["file"]: entry["from_mode"] for entry in report["converted"]}
+    assert converted["c_gray.png"] == "L" and converted["d_cmyk.jpg"] == "CMYK"
+    assert report["num_resized"] == 1
+
+
+def test_features_are_the_served_backbone_s_within_1e_4(featurized):
+    import tensorflow as tf
+
+    from trainer.image_backbone import ImageBackbone
+
+    names, matrix, _ = featurized
+    files = _files()
+    served = ImageBackbone(tiny_tflite_path())(tf.constant([files[name] for name in names]))
+    assert names == ["a_rgb.png", "b_photo.jpg", "c_gray.png", "d_cmyk.jpg", "e_large.png"]
+    assert np.abs(matrix - served.numpy()).max() <= 1e-4
+    assert np.abs(matrix).max() > 0.01  # features, not zeros
+
+
+def test_tf_backend_rejects_a_tensor_name():
+    with pytest.raises(ValueError, match="kind='tf' always reads"):
+        BackboneConfig(kind=TF, model_path="m.tflite", output="MobilenetV2/Logits/AvgPool")
