@@ -1,6 +1,6 @@
 """Export: a ``tf.Module`` with the Transform graph and both towers, and the three signatures.
 
-Signatures (DESIGN.md): ``serving_default`` (serialized raw tf.Examples -> both embeddings),
+Signatures (docs/architecture.md): ``serving_default`` (serialized tf.Examples -> both embeddings),
 ``embed_text`` (raw caption strings -> text embeddings; with the ``linear`` text tower the input
 is the raw ``caption_features`` instead) and ``embed_image`` (raw image features -> image
 embeddings). All outputs are L2-normalized [N, d]. The towers stay attributes ``image_tower`` and

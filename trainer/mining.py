@@ -1,6 +1,6 @@
 """Hard-negative mining: in-batch and global (over the whole training set, as in the paper).
 
-``hardest_negatives`` is the DESIGN.md contract: one batched matmul per bank chunk plus a masked
+``hardest_negatives`` (docs/architecture.md): one batched matmul per bank chunk plus a masked
 argmax, inside a ``tf.function``. In-batch mining is ``hardest_negatives`` with the batch as the
 bank, computed from one [B, B] score matrix (``in_batch_negatives``); global mining passes the
 whole training set: exact mode encodes it with the current towers at every step
@@ -274,7 +274,7 @@ def hardest_negatives(
     bank_text_image_ids,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Hardest negatives of a batch of pairs in a bank (DESIGN.md contract).
+    """Hardest negatives of a batch of pairs in a bank (docs/architecture.md contract).
 
     Args:
         query_image: [B, d] L2-normalized image embeddings of the batch pairs.
