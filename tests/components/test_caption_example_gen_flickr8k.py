@@ -50,7 +50,7 @@ def test_detect_and_read_flickr8k_counts(flickr8k_dir):
     np.testing.assert_array_equal(table.row(spot.image_id), expected)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=2)
 @pytest.mark.e2e
 def test_executor_on_flickr8k(flickr8k_dir, tmp_path):
     spec = detect(str(flickr8k_dir))
@@ -66,7 +66,7 @@ def test_executor_on_flickr8k(flickr8k_dir, tmp_path):
     np.testing.assert_array_equal(np.array(spot[IMAGE_FEATURES_KEY], np.float32), expected)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=2)
 @pytest.mark.e2e
 def test_multi_processing_with_two_workers_gives_the_same_output(tmp_path):
     spec = write_synthetic_dataset(str(tmp_path / "data"), SyntheticConfig(num_images=200))

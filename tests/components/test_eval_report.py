@@ -46,7 +46,7 @@ def test_render_html_escapes_and_shows_verdict():
     assert "not blessed" in page and "ground truth at rank 3" in page
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=1)
 @pytest.mark.e2e
 def test_executor_writes_report_next_to_evaluation(tmp_path):
     from components.eval_report import component, executor

@@ -102,14 +102,14 @@ def all_300(flickr8k_dir, tmp_path_factory):
     return _featurize(flickr8k_dir / "images", tmp_path_factory.mktemp("out300"))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=2)
 def test_all_300_images_match_the_reference(all_300, flickr8k_dir):
     names, matrix = all_300
     assert len(names) == 300
     _check_against_reference(names, matrix, flickr8k_dir)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=1)  # after the 300-image fixture, built once per module
 @pytest.mark.xfail(
     strict=True,
     reason="element-wise max |diff| <= one step is not reachable from these JPEGs: measured max "
