@@ -7,7 +7,7 @@ from components.caption_example_gen import detect
 from components.caption_example_gen.feature_table import FeatureTable
 from components.caption_example_gen.readers import read_flickr_tokens, read_split_list
 from components.caption_example_gen.synthetic import SyntheticConfig, write_synthetic_dataset
-from tests.components.test_caption_example_gen_executor import by_caption, run_executor
+from tests.components.caption_example_gen.test_executor import by_caption, run_executor
 from trainer.features import CAPTION_KEY, IMAGE_FEATURES_KEY, IMAGE_ID_KEY
 
 SPOT_CAPTION_ID = "1000268201_693b08cb0e.jpg#2"
