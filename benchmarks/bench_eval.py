@@ -1,4 +1,4 @@
-"""Issue 6: evaluation cost, measured side by side in one run.
+"""Evaluation cost, measured side by side in one run.
 
 * Corpus metrics (``retrieval_metrics`` + the four ROUGE-L nDCGs) at 1k images × 5k captions and
   5k × 25k (COCO 5k), each in a fresh process so its peak RSS is its own; chunked scoring against

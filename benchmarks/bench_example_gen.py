@@ -1,4 +1,4 @@
-"""Issue 3: caption ExampleGen throughput (examples/second), measured side by side in one run.
+"""Caption ExampleGen throughput (examples/second), measured side by side in one run.
 
 * ``python``: the per-record work alone, in one process, no Beam: read + validate the captions,
   join the features, serialize the tf.Examples (``readers``, ``FeatureTable``, ``to_example``).

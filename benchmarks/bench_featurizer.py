@@ -1,4 +1,4 @@
-"""Issue 9: image featurizer throughput (images/second), measured side by side in one run.
+"""Image featurizer throughput (images/second), measured side by side in one run.
 
 * the bare TFLite recipe in a Python loop (no Beam: decode + invoke), the floor to compare with;
 * the Beam featurizer with the in-process runner (DirectRunner, 1 worker, ``in_memory``);

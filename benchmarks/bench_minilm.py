@@ -1,4 +1,4 @@
-"""Issue 10: ``embed_text`` speed of the ``minilm`` text tower vs the GRU tower, side by side.
+"""``embed_text`` speed of the ``minilm`` text tower vs the GRU tower, side by side.
 
 Both run raw captions end to end inside one ``tf.function``, as the served ``embed_text``
 signature does: ``minilm`` = in-graph WordPiece + the 6-layer MiniLM encoder + projection;

@@ -1,4 +1,4 @@
-"""Issue 11 item 3: global-mining step time and peak memory vs bank size (synthetic embeddings).
+"""Global-mining step time and peak memory vs bank size (synthetic embeddings).
 
 For banks of 10k, 100k and 1M captions (5 per image, so N/5 images, d = 1024 by default) one
 mining step of B queries (``EmbeddingBank.mine``: B captions against every image and B images

@@ -1,4 +1,4 @@
-"""Issue 11 item 6: end-to-end ``python -m pipeline run`` wall time on Flickr8k, per component.
+"""End-to-end ``python -m pipeline run`` wall time on Flickr8k, per component.
 
 Runs the real CLI in a child process on a fresh pipeline root (nothing cached), with the
 pipeline's defaults, and prints the wall time of the whole run, the child's peak resident memory

@@ -1,4 +1,4 @@
-"""Issue 7: in-process serving speed of the pushed encoder and of gallery search.
+"""In-process serving speed of the pushed encoder and of gallery search.
 
 Figures, measured side by side in one run:
 

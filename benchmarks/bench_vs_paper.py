@@ -1,4 +1,4 @@
-"""Issue 11 items 1-2: our training step vs the paper's loop on Flickr8k, and hardware efficiency.
+"""Our training step vs the paper's loop on Flickr8k, and hardware efficiency.
 
 Measured side by side in one run (``python -m benchmarks.bench_vs_paper [--quick]``):
 

@@ -169,8 +169,7 @@ def allocator_peak_extra(fn: Callable[[], object], device: str = "CPU:0") -> int
     count every tensor buffer exactly, unlike process RSS (the oneDNN CPU allocator keeps freed
     blocks in a pool, so RSS only shows the lifetime high-water mark). Garbage is collected
     first: tensors of unreachable objects (an earlier benchmark's bank, held in reference cycles
-    by its traced functions) freed during ``fn()`` would otherwise hide its peak (a 1M-caption
-    bank measured +0 MiB after a 100k one).
+    by its traced functions) freed during ``fn()`` would otherwise hide its peak.
     """
     gc.collect()
     tf.config.experimental.reset_memory_stats(device)

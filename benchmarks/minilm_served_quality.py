@@ -1,4 +1,4 @@
-"""Issue 10: the served ``minilm`` models (raw text in) vs the features-mode model, Flickr8k eval.
+"""The served ``minilm`` models (raw text in) vs the features-mode model, Flickr8k eval.
 
 A frozen MiniLM encoder (``minilm_trainable_layers=0``) outputs exactly the precomputed
 ``minilm_l6_v2.npy`` caption features, so one training run serves two models; a third is

@@ -1,6 +1,6 @@
 """A faithful re-implementation of how the paper's reference code trains (the speed baseline).
 
-Per batch of B (caption, image) pairs (issue 11):
+Per batch of B (caption, image) pairs:
 
 1. encode all training images with the image tower and score the B batch captions against them
    ([B, N_images]); encode all training captions with the text tower and score the B batch
@@ -173,8 +173,8 @@ class PaperLoop(tf.Module):
         all_images = self.image_tower(self.images, training=False)
         all_text = self.text_tower(self.text, training=False)
         image_index = tf.gather(self.text_image_index, caption_index)
-        # The same matmul kernel as our mining scores (``trainer.primitive_matmul``, 20-35 %
-        # faster than tf.matmul for these [B, N] shapes): the speed-up credits no kernel choice.
+        # The same matmul kernel as our mining scores (``trainer.primitive_matmul``, faster
+        # than tf.matmul for these [B, N] shapes): the speed-up credits no kernel choice.
         caption_to_images = primitive_matmul.matmul(tf.gather(all_text, caption_index),
                                                     all_images, transpose_b=True)
         image_to_captions = primitive_matmul.matmul(tf.gather(all_images, image_index), all_text,

@@ -1,4 +1,4 @@
-"""Issue 4: the caption vocabulary on Flickr8k train and the out-of-vocabulary rate on eval.
+"""The caption vocabulary on Flickr8k train and the out-of-vocabulary rate on eval.
 
 Runs the real ``trainer.preprocessing.preprocessing_fn`` in-process with
 ``tensorflow_transform.beam`` (no TFX): analyzes the train captions (with their MobileNetV2
@@ -94,7 +94,7 @@ def run_transform(train: list[dict], evaluation: list[dict], config: dict, temp_
     """Analyzes train with Transform's Beam pipeline; transforms eval with its output.
 
     Train is read from a TFRecord file through TFXIO, as the TFX Transform component reads
-    ExampleGen's output (in-memory rows would be pickled into the Beam pipeline: 4x slower).
+    ExampleGen's output (in-memory rows would be pickled into the Beam pipeline, far slower).
     Eval goes through ``TFTransformOutput.transform_raw_features``, the graph the Trainer and
     serving apply.
 

@@ -6,6 +6,11 @@
 timeout stops only that module. Output is streamed with a ``[name]`` prefix; TensorFlow's C++
 start-up log lines are hidden (and counted). The summary lists each module's status and wall time
 and its closing figures: the lines after its last ``== summary`` line, else its last lines.
+
+A full run (not ``--quick``, whose figures are not reference figures, unless ``--results`` is
+given) merges each successful module's closing figures, with the machine (``benchmarks.machine``),
+the date and the commit, into ``docs/bench/results.json`` and re-renders ``docs/results.md`` from
+it (``benchmarks.results_page``).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import argparse
 import collections
 import dataclasses
+import datetime
+import json
 import os
 import pathlib
 import re
@@ -21,6 +28,8 @@ import subprocess
 import sys
 import threading
 import time
+
+from benchmarks import results_page
 
 BENCH_DIR = pathlib.Path(__file__).resolve().parent
 PATTERNS = ("bench_*.py", "report_*.py")
@@ -107,6 +116,38 @@ def print_summary(outcomes: list[Outcome], total_s: float) -> None:
             print(line)
 
 
+def measure_machine() -> dict:
+    """``benchmarks.machine``'s description of this host, measured in its own process."""
+    done = subprocess.run([sys.executable, "-m", "benchmarks.machine"], cwd=BENCH_DIR.parent,
+                          env={**os.environ, **ENV}, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def current_commit() -> str:
+    """The short commit hash of the measured code, ``+changes`` when its files differ from it."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=BENCH_DIR.parent, capture_output=True,
+                              text=True, check=False)
+
+    commit = git("rev-parse", "--short", "HEAD").stdout.strip() or "unknown"
+    changed = git("status", "--porcelain", "--", ".", ":!docs").stdout.strip()
+    return f"{commit}+changes" if changed else commit
+
+
+def record_results(outcomes: list[Outcome], machine: dict, json_path: pathlib.Path,
+                   page_path: pathlib.Path) -> None:
+    """Merges the successful modules' figures into ``json_path`` and re-renders the page."""
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+    commit = current_commit()
+    entries = {o.name: results_page.summary_entry(o.name, o.closing_figures(),
+                                                  f"python -m benchmarks.{o.name}", machine,
+                                                  date, commit)
+               for o in outcomes if o.status == "ok"}
+    results_page.write(results_page.merge(results_page.load(json_path), entries), json_path,
+                       page_path)
+    print(f"figures of {len(entries)} module(s) written to {json_path}; page {page_path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="pass --quick to every module")
@@ -114,11 +155,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip", nargs="+", metavar="NAME", default=[], help="skip modules")
     parser.add_argument("--timeout", type=float, help="seconds per module (default 900, "
                         "quick 240)")
+    parser.add_argument("--results", type=pathlib.Path, help="figures JSON (default "
+                        "docs/bench/results.json; not written by --quick unless given)")
+    parser.add_argument("--page", type=pathlib.Path, default=results_page.RESULTS_PAGE)
     args = parser.parse_args(argv)
     timeout_s = args.timeout or (240.0 if args.quick else 900.0)
+    results = args.results or (None if args.quick else results_page.RESULTS_JSON)
+    machine = measure_machine() if results else None
     start = time.perf_counter()
     outcomes = [run_module(name, args.quick, timeout_s) for name in discover(args.only, args.skip)]
     print_summary(outcomes, time.perf_counter() - start)
+    if results:
+        record_results(outcomes, machine, results, args.page)
     return 0 if all(outcome.status == "ok" for outcome in outcomes) else 1
 
 

@@ -50,7 +50,7 @@ def read_captions(data_dir: pathlib.Path) -> dict[str, list[tuple[str, str]]]:
 
 
 def flickr8k_rows(data_dir: pathlib.Path, max_images: int | None = None) -> dict[str, list]:
-    """Raw feature dicts (DESIGN.md features) of the train and eval (dev) splits."""
+    """Raw feature dicts (docs/architecture.md features) of the train and eval (dev) splits."""
     names = (data_dir / "features" / "mobilenet_v2.names.txt").read_text().split()
     matrix = np.load(data_dir / "features" / "mobilenet_v2.npy").astype(np.float32)
     row_of = {name: row for row, name in enumerate(names)}

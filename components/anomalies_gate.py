@@ -1,7 +1,7 @@
 """A gate that stops the pipeline when ExampleValidator found schema anomalies.
 
 TFX's ExampleValidator records anomalies (and a per-split ``blessed`` custom property) but does not
-stop the run; DESIGN.md requires that schema violations stop it before Transform and Trainer.
+stop the run; docs/architecture.md requires that schema violations stop it before Transform.
 """
 
 import os

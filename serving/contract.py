@@ -1,4 +1,4 @@
-"""Checks that an exported encoder honours the serving contract of DESIGN.md.
+"""Checks that an exported encoder honours the serving contract of docs/architecture.md.
 
 The Pusher runs this before publishing (a model that cannot be served as documented is never
 pushed), and tests run it on any export. It loads every signature with ``tf.saved_model.load``,

@@ -66,7 +66,7 @@ def _parse(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
 
 def read_examples(file_pattern: str, compression_type: str = "GZIP",
                   batch_size: int = 1024) -> GalleryRecords:
-    """Reads raw caption tf.Examples (DESIGN.md features) as gallery records.
+    """Reads raw caption tf.Examples (docs/architecture.md features) as gallery records.
 
     Images are de-duplicated by ``image_id`` (their feature rows must agree); every example
     becomes a caption row.

@@ -1,7 +1,7 @@
 """A small deterministic encoder SavedModel with exactly the export contract's signatures.
 
 Serving code, its tests and its benchmarks must run before (and independently of) a trained
-model. This module writes a ``tf.Module`` SavedModel with the three signatures of DESIGN.md
+model. This module writes a ``tf.Module`` SavedModel with the signatures of docs/architecture.md
 (``serving_default``, ``embed_text``, ``embed_image``) and the same inputs and outputs:
 
 * ``embed_text``: captions are lower-cased, split on non-alphanumerics and looked up in a

@@ -1,4 +1,4 @@
-"""Test-wide settings: quiet TensorFlow, no GPU, legacy Keras, deterministic seeds."""
+"""Test-wide settings: quiet TensorFlow, no GPU, legacy Keras, deterministic seeds, slow marks."""
 
 import os
 
@@ -9,6 +9,7 @@ os.environ.setdefault("PYTHONHASHSEED", "0")
 
 import pathlib  # noqa: E402
 import random  # noqa: E402
+from collections.abc import Iterable  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -36,3 +37,27 @@ def flickr8k_dir() -> pathlib.Path:
     if not (FLICKR8K_DIR / "Flickr8k.token.txt").exists():
         pytest.skip(f"real Flickr8k data not found at {FLICKR8K_DIR}")
     return FLICKR8K_DIR
+
+
+def slow_marks_without_duration(items: Iterable[pytest.Item]) -> list[str]:
+    """Node ids of slow tests whose mark does not state ``minutes=<positive number>``."""
+    missing = []
+    for item in items:
+        mark = item.get_closest_marker("slow")
+        minutes = mark.kwargs.get("minutes") if mark else None
+        if mark and not (isinstance(minutes, (int, float)) and minutes > 0):
+            missing.append(item.nodeid)
+    return missing
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m 'not slow'`` deselects them: every run checks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every slow test states its expected duration, ``@pytest.mark.slow(minutes=N)``.
+
+    CI runs the slow tests in what is left of its time budget and lists those it did not reach;
+    the stated durations tell a reader what that costs and where the budget goes.
+    """
+    missing = slow_marks_without_duration(items)
+    if missing:
+        raise pytest.UsageError("slow tests without @pytest.mark.slow(minutes=N): "
+                                + ", ".join(missing))

@@ -1,6 +1,6 @@
 """Export: a ``tf.Module`` with the Transform graph, both towers and the serving signatures.
 
-Signatures (DESIGN.md): ``serving_default`` (serialized raw tf.Examples -> both embeddings),
+Signatures (docs/architecture.md): ``serving_default`` (serialized tf.Examples -> both embeddings),
 ``embed_text`` (raw caption strings -> text embeddings; with the ``linear`` text tower the input
 is the raw ``caption_features`` instead), ``embed_image`` (raw image features -> image
 embeddings) and ``embed_image_bytes`` (encoded JPEG/PNG bytes -> image embeddings, through the

@@ -1,4 +1,4 @@
-"""The feature contract: the one module that names features (see DESIGN.md).
+"""The feature contract: the one module that names features (see docs/architecture.md).
 
 Raw features are what the caption ExampleGen writes (one tf.Example per caption). Transformed
 features are what the Transform ``preprocessing_fn`` emits and the Trainer reads.
@@ -38,7 +38,7 @@ EVAL_SPLIT = "eval"
 TEST_SPLIT = "test"
 SPLITS = (TRAIN_SPLIT, EVAL_SPLIT, TEST_SPLIT)
 
-# --- Exported SavedModel signatures and their tensors (DESIGN.md) ---
+# --- Exported SavedModel signatures and their tensors (docs/architecture.md) ---
 SERVING_DEFAULT_SIGNATURE = "serving_default"
 EMBED_TEXT_SIGNATURE = "embed_text"
 EMBED_IMAGE_SIGNATURE = "embed_image"

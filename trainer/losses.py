@@ -158,7 +158,7 @@ def triplet_loss(
     *,
     image_ids=None,
 ) -> tf.Tensor:
-    """The triplet loss of ``kind`` (DESIGN.md contract): the sum of ``loss_terms``.
+    """The triplet loss of ``kind`` (docs/architecture.md contract): the sum of ``loss_terms``.
 
     Args:
         kind: ``"sh"``, ``"hn"``, ``"fhn"`` or ``"mhn"``.

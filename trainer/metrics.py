@@ -1,4 +1,4 @@
-"""Corpus-level retrieval metrics as pure NumPy functions (the DESIGN.md contract).
+"""Corpus-level retrieval metrics as pure NumPy functions (the docs/architecture.md contract).
 
 All embeddings are L2-normalized rows and similarity is the dot product. Scoring is chunked over
 queries: at most ``chunk × gallery`` scores live at once, so a 5,000-image / 25,000-caption

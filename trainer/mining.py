@@ -1,6 +1,6 @@
 """Hard-negative mining: in-batch and global (over the whole training set, as in the paper).
 
-``hardest_negatives`` is the DESIGN.md contract: one batched matmul per bank chunk plus a masked
+``hardest_negatives`` (docs/architecture.md): one batched matmul per bank chunk plus a masked
 argmax, inside a ``tf.function``. In-batch mining is ``hardest_negatives`` with the batch as the
 bank, computed from one [B, B] score matrix (``in_batch_negatives``); global mining passes the
 whole training set: exact mode scores it as the current towers embed it at every step
@@ -11,12 +11,12 @@ holds one [B, chunk_size] float32 score matrix and one [B, chunk_size] bool mask
 chunk_size`` bytes) and the chunk's rows (``4 * chunk_size * d`` bytes, plus the matmul's packed
 copy of them), independent of the corpus size. A ``tf.Variable`` bank is read one chunk at a time
 (``tf.gather`` of the chunk's rows), never copied whole, with at most two chunks in flight:
-``benchmarks/bench_mining_scaling.py`` measures 18-29 MiB above the bank for B = 128,
-d = 1024, chunk 2048, from 10k to 1M captions (bound: 34 MiB).
+``benchmarks/bench_mining_scaling.py`` measures the memory above the bank for B = 128,
+d = 1024, chunk 2048, from 10k to 1M captions (bound: 34 MiB; docs/perf.md).
 
 Chunk size. 2048 rows keep a chunk's [B, chunk] scores in cache between the matmul and the
-argmax: exact global mining on Flickr8k (B = 512) ran ~9 % faster per step than with 8192 (side
-by side), bank mining of B = 128 within 4 % (back-to-back runs), with a quarter of the memory.
+argmax, so exact global mining on Flickr8k (B = 512) steps faster than with 8192 and bank
+mining of B = 128 no slower, with a quarter of the memory (docs/perf.md).
 
 Linear heads. When a bank row's embedding is ``normalize(x_n @ W)`` with inputs x_n [p] and a
 head kernel W [p, d] with p < d (a linear tower over precomputed features), the bank can hold the
@@ -89,10 +89,10 @@ def _inverse_norms(rows: tf.Tensor, factor: tuple[tf.Tensor, tf.Tensor] | None =
     """1 / |x_n F| of rows x_n [c, p] given ``gram_factor`` F [p, p], or 1 / |x_n| without F.
 
     F is lower triangular, so with s = p // 2, ``|x F|^2 = |x F[:, :s]|^2 +
-    |x[:, s:] F[s:, s:]|^2``: 3/4 of the multiply-adds of ``x F`` (for p = 384: 26.7 vs 30.3 ms
-    per 30,000 rows, side by side). ``factor`` holds those two blocks (``_factor_blocks``) and
+    |x[:, s:] F[s:, s:]|^2``: 3/4 of the multiply-adds of ``x F``, and faster than the whole
+    factor where 3 or 4 blocks are not. ``factor`` holds those two blocks (``_factor_blocks``) and
     ``tail`` [c, p - s] the rows' last columns. One ``reduce_euclidean_norm`` pass per product:
-    square-then-sum was two (~5 ms of the exact Flickr8k step). With ``l2_normalize``'s epsilon
+    square-then-sum would take two. With ``l2_normalize``'s epsilon
     (an all-zero row scores 0, never NaN).
     """
     if factor is None:
@@ -187,7 +187,7 @@ def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.
                 scores *= _inverse_norms(rows)[None, :]
         else:  # narrow head inputs: scale the [chunk, p] rows
             rows *= _inverse_norms(rows, factor, _chunk_rows(tail, start, size))[:, None]
-            # For p = 384 sgemm beat the matmul primitive (38.2 vs 40.9 ms per 30,000 rows).
+            # At this inner dimension (p = 384) sgemm is faster than the matmul primitive.
             scores = tf.matmul(queries, rows, transpose_b=True)
         chunk_index, chunk_best = _chunk_best(scores, query_ids,
                                               tf.slice(bank_ids, [start], [size]), start, exclude)
@@ -274,7 +274,7 @@ def hardest_negatives(
     bank_text_image_ids,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """Hardest negatives of a batch of pairs in a bank (DESIGN.md contract).
+    """Hardest negatives of a batch of pairs in a bank (docs/architecture.md contract).
 
     Args:
         query_image: [B, d] L2-normalized image embeddings of the batch pairs.

@@ -32,8 +32,8 @@ class FusedAdam(keras.optimizers.Adam):
 
     Same formula (``m += (g - m)(1 - b1)``, ``v += (g^2 - v)(1 - b2)``,
     ``w -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``) in one kernel per variable
-    instead of about ten element-wise ops, each a pass over the variable: on the Trainer's
-    linear towers that is ~3 ms of a ~30 ms in-batch step. Equal to Keras' to float32 rounding
+    instead of about ten element-wise ops, each a pass over the variable: a visible share of a
+    short in-batch step on the Trainer's linear towers. Equal to Keras' to float32 rounding
     (``1 - b1`` is taken in float32 here, in float64 by Keras). Sparse gradients, AMSGrad and
     adaptive epsilon keep Keras' own update.
     """

@@ -3,13 +3,13 @@
 TensorFlow's oneDNN build runs a plain ``MatMul`` with oneDNN's sgemm and a ``BatchMatMul`` with
 its matmul primitive. For the mid-size products of a training step (mining scores of B <= 512
 queries against a chunk of up to 2048 rows, the image kernel's gradient over ~900 rows, a
-tower's 512-row batch and its gradient) the primitive took 10-35 % less time on this 2-core
-machine, side by side (e.g. 9.7 vs 13.1 ms for 512 x 2048 x 1024; 9.4 vs 11.7 ms for a
-512-row image-tower batch), and lost less when the host was loaded. For large products (6000 x
-1280 x 1024, 30000 x 384 x 1024) sgemm was as fast or faster: ``Dense`` keeps ``MatMul`` for
-inputs of more than ``MAX_PRIMITIVE_ROWS`` rows or of unknown row count (serving signatures).
+tower's 512-row batch and its gradient) the primitive is faster than sgemm on the project's
+2-core CPU host, side by side, and loses less when the host is loaded (docs/perf.md). For
+large products (6000 x 1280 x 1024, 30000 x 384 x 1024) sgemm is as fast or faster: ``Dense``
+keeps ``MatMul`` for inputs of more than ``MAX_PRIMITIVE_ROWS`` rows or of unknown row count
+(serving signatures).
 Scores through a narrow linear head (``trainer.mining``: 384-wide caption inputs) stay on sgemm
-too, which was faster for that inner dimension (38.2 vs 40.9 ms per 30,000 rows).
+too, which is faster for that inner dimension.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def matmul(a: tf.Tensor, b: tf.Tensor, transpose_a: bool = False,
 
     Same shapes, values (up to float32 rounding) and gradients as ``tf.matmul``. The batch axis
     is added and removed with ``expand_dims``/``squeeze``, whose gradients are reshapes (the
-    ``[None]``/``[0]`` slices had ``StridedSliceGrad`` copies: ~2.5 ms of an exact step).
+    ``[None]``/``[0]`` slices would add ``StridedSliceGrad`` copies to every step).
     """
     product = tf.matmul(tf.expand_dims(a, 0), tf.expand_dims(b, 0), transpose_a=transpose_a,
                         transpose_b=transpose_b)

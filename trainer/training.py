@@ -114,8 +114,8 @@ def epoch_batches(num_captions: int, batch: int, seed: int) -> tf.data.Dataset:
     """Caption indices [batch] of one epoch, shuffled with a per-epoch seed.
 
     tf.data autotuning is off: there is nothing to tune in range -> shuffle -> batch, and with
-    it on, deleting the epoch's iterator waited ~30-40 s (all threads idle) for the autotune
-    thread at the end of some epochs of a long run (measured on the minilm fine-tuning run).
+    it on, deleting an epoch's iterator can wait for the autotune thread with every thread idle
+    for many seconds at the end of an epoch of a long run.
     """
     options = tf.data.Options()
     options.autotune.enabled = False

@@ -86,7 +86,7 @@ def push_model(model_dir: str, gallery_examples: str, config: PushConfig,
     """Publishes ``model_dir`` and a search model over ``gallery_examples``, unless unchanged.
 
     Args:
-        model_dir: the encoder SavedModel (export contract of DESIGN.md).
+        model_dir: the encoder SavedModel (export contract of docs/architecture.md).
         gallery_examples: TFRecord glob of the raw examples whose images form the gallery.
         config: destination and options.
         now: the Unix time used for the version (default: the clock).

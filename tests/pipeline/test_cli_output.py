@@ -10,7 +10,7 @@ import pytest
 
 from components.caption_example_gen.synthetic import write_synthetic_dataset
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow(minutes=4)]  # one small pipeline run each
 
 MAX_LINES = 60
 BAD_LINE = "no tab here"

@@ -14,7 +14,7 @@ from pipeline import config as config_lib
 from pipeline import mlmd_summary
 from pipeline import run as run_lib
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+pytestmark = pytest.mark.e2e
 
 # The data nodes upstream of the Trainer (a run killed in the Trainer reuses all of them).
 DATA_NODES = {
@@ -88,6 +88,7 @@ def flickr_slice(flickr8k_dir, tmp_path_factory) -> pathlib.Path:
     )
 
 
+@pytest.mark.slow(minutes=5)
 def test_full_pipeline_blesses_pushes_then_serves_from_cache(flickr_slice, tmp_path, capsys):
     config = make_config(tmp_path, flickr_slice)
     assert run_lib.run(config) == 0
@@ -128,6 +129,7 @@ def candidate_metrics(nodes: dict[str, mlmd_summary.NodeRun]) -> dict[str, float
     }
 
 
+@pytest.mark.slow(minutes=8)
 def test_minilm_text_tower_evaluates_pushes_and_embeds_raw_text(flickr_slice, tmp_path):
     """text_tower=minilm: TF-Text ops in Transform, Trainer, Evaluator, report, Pusher, client."""
     from components.retrieval_metrics import metric_names
@@ -160,6 +162,7 @@ def test_minilm_text_tower_evaluates_pushes_and_embeds_raw_text(flickr_slice, tm
     assert float(text[0] @ text[2]) < 0.99
 
 
+@pytest.mark.slow(minutes=4)
 def test_broken_candidate_is_not_blessed_and_nothing_is_pushed(flickr_slice, tmp_path):
     # A learning rate of 1e-9 leaves the towers at their random initialization.
     config = make_config(tmp_path, flickr_slice, learning_rate=1e-9, epochs=1)
@@ -170,6 +173,7 @@ def test_broken_candidate_is_not_blessed_and_nothing_is_pushed(flickr_slice, tmp
     assert pushed_versions(config) == []
 
 
+@pytest.mark.slow(minutes=8)
 def test_retrain_pushes_new_span_only_once(flickr8k_dir, tmp_path):
     data = tmp_path / "drops"
     write_flickr_slice(flickr8k_dir, data / "span-1", n_train=500, n_eval=100)
@@ -199,6 +203,7 @@ def test_retrain_pushes_new_span_only_once(flickr8k_dir, tmp_path):
     assert pushed_versions(config) == second
 
 
+@pytest.mark.slow(minutes=5)
 def test_images_in_front_of_example_gen(flickr8k_dir, tmp_path):
     """--images: the featurizer's output feeds ExampleGen; the run blesses and pushes."""
     images = sorted(p.name for p in (flickr8k_dir / "images").glob("*.jpg"))
@@ -223,6 +228,7 @@ def test_images_in_front_of_example_gen(flickr8k_dir, tmp_path):
     assert blessed(nodes) and pushed(nodes)
 
 
+@pytest.mark.slow(minutes=6)
 def test_killed_in_trainer_then_rerun_completes_from_cache(flickr_slice, tmp_path):
     """Kill the whole run while the Trainer runs; the re-run reuses everything upstream."""
     import json
@@ -279,6 +285,7 @@ def test_killed_in_trainer_then_rerun_completes_from_cache(flickr_slice, tmp_pat
     assert len(model_dirs) == 1 and any(p.is_file() for p in model_dirs[0].rglob("*"))
 
 
+@pytest.mark.slow(minutes=6)
 def test_beam_multi_processing_gives_the_same_data_and_vocabulary(flickr_slice, tmp_path):
     """2 DirectRunner worker processes: same examples, schema checks, vocabulary, blessing."""
     results = {}

@@ -73,7 +73,8 @@ def test_index_travels_with_the_search_model(published):
     np.testing.assert_allclose(index.image_embeddings, searcher.index.image_embeddings)
 
 
-@pytest.mark.slow  # a second TensorFlow start-up; test_contract runs saved_model_cli by default
+# A second TensorFlow start-up; test_contract runs saved_model_cli by default.
+@pytest.mark.slow(minutes=1)
 def test_saved_model_cli_lists_search_signatures(published):
     _, model_dir, _, _ = published
     out = subprocess.run([str(SAVED_MODEL_CLI), "show", "--dir", str(model_dir),

@@ -2,20 +2,15 @@
 
 Images belong to one of ``NUM_CLASSES`` classes: the image features are the class one-hot plus
 noise and every caption names its class colour, so retrieval is learnable at the class level.
-Import the fixture into a test module: ``from tests.trainer.fixtures import transformed``; the
-data is built once per test session and shared by every module that imports it.
+The ``transformed`` fixture (``tests/trainer/conftest.py``) builds it once per test session.
 """
 
-import atexit
 import dataclasses
-import functools
 import os
 import pathlib
-import shutil
 import tempfile
 
 import numpy as np
-import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
@@ -95,18 +90,3 @@ def build_transformed(out_dir: pathlib.Path, train_rows: list[dict],
         _write(rows, train_meta.schema, out_dir / split / "part-0.gz")
     return TransformedData(str(out_dir / "transform"), str(out_dir / "train" / "*"),
                            str(out_dir / "eval" / "*"), eval_rows)
-
-
-@functools.lru_cache(maxsize=1)
-def _shared_transformed() -> TransformedData:
-    out_dir = pathlib.Path(tempfile.mkdtemp(prefix="trainer_fixture_"))
-    atexit.register(shutil.rmtree, out_dir, ignore_errors=True)
-    return build_transformed(out_dir, raw_rows(16, 3, seed=0, prefix="train"),
-                             raw_rows(8, 3, seed=1, prefix="eval"),
-                             {"vocab_frequency_threshold": 1})
-
-
-@pytest.fixture()
-def transformed() -> TransformedData:
-    """16 train images and 8 eval images, 3 captions each, transformed (built once)."""
-    return _shared_transformed()

@@ -5,7 +5,6 @@ import pytest
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from tests.trainer.fixtures import _shared_transformed, transformed  # noqa: F401
 from tests.trainer.tiny_tflite import tiny_tflite_path
 from trainer import export, features, preprocessing, towers
 from trainer.config import TrainerConfig
@@ -22,8 +21,7 @@ def _example(row: dict) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    transformed = _shared_transformed()  # noqa: F811
+def exported(tmp_path_factory, transformed):
     tmp_path = tmp_path_factory.mktemp("export")
     output: tft.TFTransformOutput = transformed.tf_transform_output()
     cfg = TrainerConfig(text_tower="mean", embedding_dim=6, word_dim=4)
@@ -34,7 +32,7 @@ def exported(tmp_path_factory):
     return tf.saved_model.load(str(tmp_path)), image_tower, text_tower, output
 
 
-def test_signatures_match_the_towers_on_transformed_inputs(exported, transformed):  # noqa: F811
+def test_signatures_match_the_towers_on_transformed_inputs(exported, transformed):
     loaded, image_tower, text_tower, output = exported
     rows = transformed.raw_eval[:4]
     captions = tf.constant([row[features.CAPTION_KEY] for row in rows])

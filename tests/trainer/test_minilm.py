@@ -170,7 +170,8 @@ class _EmbedText(tf.Module):
         return {"text_embedding": self.text_tower(inputs)}
 
 
-@pytest.mark.slow  # ~100 s on 2 shared cores: Keras traces every layer's call for the SavedModel
+# Keras traces every layer's call for the SavedModel (about 100 s on 2 shared cores).
+@pytest.mark.slow(minutes=2)
 def test_raw_text_saved_model_round_trip_and_warm_start(tmp_path):
     tower = minilm.build_minilm_text_tower(d=8)
     captions = tf.constant(["A dog runs on the beach .", ""])

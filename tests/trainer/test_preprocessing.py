@@ -302,7 +302,7 @@ def _analyze_span(rows, metadata, temp_dir, cache_dir, read_cache: bool) -> list
         return vocab_file.read().splitlines()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=2)
 def test_analyzer_cache_serves_an_unchanged_span_without_reanalysis(tmp_path):
     raw = _raw_batch(image=[[1.0], [2.0], [3.0], [4.0]], caption_features=None)
     spec = _feature_spec(raw, [])

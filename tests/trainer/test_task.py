@@ -8,7 +8,6 @@ import pytest
 import tensorflow as tf
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from tests.trainer.fixtures import transformed  # noqa: F401  (pytest fixture)
 from trainer import features, preprocessing, task, towers
 from trainer.config import TrainerConfig
 

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests.trainer.fixtures import transformed  # noqa: F401  (pytest fixture)
 from trainer import data, features, global_mining, preprocessing, towers, training
 from trainer import evaluation as trainer_evaluation
 from trainer.config import TrainerConfig

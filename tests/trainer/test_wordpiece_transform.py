@@ -34,7 +34,7 @@ def _raw_examples():
     ]
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=2)
 @pytest.mark.e2e
 def test_preprocessing_fn_emits_wordpiece_and_serves_it_from_captions_alone(tmp_path):
     import tensorflow_transform as tft

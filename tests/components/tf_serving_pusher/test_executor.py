@@ -9,7 +9,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from components.tf_serving_pusher.component import TFServingPusher
 from components.tf_serving_pusher.executor import Executor
 from serving.toy_model import write_toy_encoder
-from tests.components.test_tf_serving_pusher_push import EVAL_ROWS, write_examples
+from tests.components.tf_serving_pusher.test_push import EVAL_ROWS, write_examples
 
 
 @pytest.fixture(scope="module")

@@ -177,7 +177,8 @@ def _coco_file(path, images, annotations):
     path.write_text(json.dumps(document), encoding="utf-8")
 
 
-@pytest.mark.parametrize("split_by", ["file", pytest.param("id_lists", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "split_by", ["file", pytest.param("id_lists", marks=pytest.mark.slow(minutes=1))])
 def test_coco_round_trip(tmp_path, split_by):
     root = tmp_path / "data"
     _coco_file(root / "ann" / "captions_train.json", [(1, "a.jpg"), (2, "b.jpg")],
@@ -251,7 +252,7 @@ BAD_INPUTS = {
 # whole-dataset rule runs by default (it shows how Beam surfaces the error), the others are slow.
 @pytest.mark.parametrize(
     "case",
-    [c if c == "duplicate_caption_id" else pytest.param(c, marks=pytest.mark.slow)
+    [c if c == "duplicate_caption_id" else pytest.param(c, marks=pytest.mark.slow(minutes=1))
      for c in sorted(BAD_INPUTS)],
 )
 def test_bad_input_fails_naming_file_line_and_rule(tmp_path, case):

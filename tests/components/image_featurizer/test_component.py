@@ -48,7 +48,7 @@ def test_component_records_its_configuration_and_fingerprint(images_dir):
         ImageFeaturizer(images_dir=str(images_dir), batch_size=0)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=1)
 @pytest.mark.e2e
 def test_component_runs_and_writes_its_artifact(images_dir, tiny_keras_backbone, tmp_path):
     from tfx.orchestration import metadata, pipeline

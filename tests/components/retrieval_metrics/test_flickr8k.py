@@ -95,7 +95,7 @@ def _push(root, name, model, blessing):
     return serving_dir.exists() and any(serving_dir.iterdir())
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=3)
 @pytest.mark.e2e
 def test_good_model_blessed_and_pushed_broken_model_not(flickr8k_dir, tmp_path):
     from tfx.utils import path_utils

@@ -34,7 +34,7 @@ def test_factory_configures_input_output_and_custom_config():
     assert props["output_file_format"] == example_gen_pb2.FORMAT_TFRECORDS_GZIP
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=2)
 @pytest.mark.e2e
 def test_tfx_run_ingests_the_newest_span(tmp_path):
     from tfx import v1 as tfx

@@ -104,7 +104,7 @@ def all_300(flickr8k_dir, tmp_path_factory):
     return _featurize(flickr8k_dir / "images", tmp_path_factory.mktemp("out300"))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=2)
 def test_all_300_images_match_the_reference(all_300, flickr8k_dir):
     names, matrix = all_300
     assert len(names) == 300
@@ -127,7 +127,7 @@ def _cosines_and_nearest(names, matrix, flickr8k_dir):
     return cosine, (unit(matrix) @ unit(ref).T).argmax(axis=1) == own
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=3)  # two 300-image featurizations
 def test_all_300_own_reference_row_is_nearest_for_both_backends(all_300, all_300_tf,
                                                                 flickr8k_dir):
     """The parity bar: element-wise agreement to one step is out of reach (module docstring).

@@ -7,7 +7,7 @@ from components.caption_example_gen import detect
 from components.caption_example_gen.feature_table import FeatureTable
 from components.caption_example_gen.readers import read_flickr_tokens, read_split_list
 from components.caption_example_gen.synthetic import SyntheticConfig, write_synthetic_dataset
-from tests.components.test_caption_example_gen_executor import by_caption, run_executor
+from tests.components.caption_example_gen.test_executor import by_caption, run_executor
 from trainer.features import CAPTION_KEY, IMAGE_FEATURES_KEY, IMAGE_ID_KEY
 
 SPOT_CAPTION_ID = "1000268201_693b08cb0e.jpg#2"
@@ -50,7 +50,7 @@ def test_detect_and_read_flickr8k_counts(flickr8k_dir):
     np.testing.assert_array_equal(table.row(spot.image_id), expected)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=2)
 @pytest.mark.e2e
 def test_executor_on_flickr8k(flickr8k_dir, tmp_path):
     spec = detect(str(flickr8k_dir))
@@ -66,7 +66,7 @@ def test_executor_on_flickr8k(flickr8k_dir, tmp_path):
     np.testing.assert_array_equal(np.array(spot[IMAGE_FEATURES_KEY], np.float32), expected)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=2)
 @pytest.mark.e2e
 def test_multi_processing_with_two_workers_gives_the_same_output(tmp_path):
     spec = write_synthetic_dataset(str(tmp_path / "data"), SyntheticConfig(num_images=200))

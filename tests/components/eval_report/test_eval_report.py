@@ -144,7 +144,7 @@ def test_thumbnails_render_in_a_real_browser(tmp_path):
         assert near > 0.8 * 112 * 75, f"{color}: only {near} pixels on the screenshot"
 
 
-@pytest.mark.slow
+@pytest.mark.slow(minutes=1)
 @pytest.mark.e2e
 def test_executor_writes_report_next_to_evaluation(tmp_path):
     from components.eval_report import component, executor

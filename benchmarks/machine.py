@@ -1,0 +1,43 @@
+"""The machine a benchmark run measured on: CPU model, cores, float32 matmul rate, load.
+
+``python -m benchmarks.machine`` prints it as one JSON object; ``benchmarks.run_all`` runs it in
+its own process (TensorFlow stays out of the runner) and records it with every figure, because
+on a shared host the same code's timings move with the host's matmul rate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import platform
+
+
+def cpu_model(cpuinfo: pathlib.Path = pathlib.Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name from ``cpuinfo`` (Linux), else what ``platform`` reports."""
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def matmul_gflops(repeats: int = 5) -> float:
+    """Median GFLOP/s of a plain float32 4096² ``tf.matmul`` (``harness.matmul_step``)."""
+    import tensorflow as tf
+
+    from benchmarks import harness
+
+    step, flops = harness.matmul_step(tf.float32)
+    return flops / harness.median_seconds(step, repeats) / 1e9
+
+
+def describe() -> dict:
+    """``{"cpu", "cores", "matmul_gflops", "load"}`` of this machine, measured now."""
+    return {"cpu": cpu_model(), "cores": os.cpu_count(),
+            "matmul_gflops": round(matmul_gflops(), 1), "load": round(os.getloadavg()[0], 2)}
+
+
+if __name__ == "__main__":
+    print(json.dumps(describe()))
