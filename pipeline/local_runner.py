@@ -29,12 +29,14 @@ class _Progress:
 
 
 @contextlib.contextmanager
-def progress_and_log(log_path: str, stream=sys.stdout) -> Iterator[None]:
+def progress_and_log(log_path: str, stream=None) -> Iterator[None]:
     """Prints per-component progress and sends TFX's INFO log to ``log_path`` instead of stderr.
 
     The progress hook wraps the portable ``Launcher.launch`` that LocalDagRunner calls once per
     node, rather than parsing log records: libraries loaded during the run (Transform, TFMA) may
     reconfigure or disable the ``absl`` logger, which would silence log-based progress.
+    ``stream`` defaults to the ``sys.stdout`` of the call, not of the import: a caller (pytest's
+    capture, a notebook) may have replaced it since.
     """
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
     absl_logger = logging.getLogger("absl")
@@ -48,7 +50,7 @@ def progress_and_log(log_path: str, stream=sys.stdout) -> Iterator[None]:
     absl_logger.addHandler(file_handler)
     old_level = absl_logger.level
     absl_logger.setLevel(logging.INFO)
-    progress = _Progress(stream)
+    progress = _Progress(stream or sys.stdout)
     original_launch = launcher.Launcher.launch
 
     def launch(self, *args, **kwargs):

@@ -44,14 +44,16 @@ FAST_TRAINER = {
 }
 
 
-def make_config(tmp: pathlib.Path, data_dir: pathlib.Path, **trainer) -> config_lib.PipelineConfig:
+def make_config(
+    tmp: pathlib.Path, data_dir: pathlib.Path, *, transform: dict | None = None, **trainer
+) -> config_lib.PipelineConfig:
     return config_lib.from_dict(
         {
             "data_dir": str(data_dir),
             "pipeline_root": str(tmp / "root"),
             "serving_dir": str(tmp / "serving"),
             "trainer": {**FAST_TRAINER, **trainer},
-            "transform": {"vocab_frequency_threshold": 1},
+            "transform": {"vocab_frequency_threshold": 1, **(transform or {})},
             "eval": {"rsum_lower_bound": 60.0, "rsum_change_threshold": -5.0},
         }
     )
@@ -135,10 +137,8 @@ def test_minilm_text_tower_evaluates_pushes_and_embeds_raw_text(flickr_slice, tm
     from components.retrieval_metrics import metric_names
     from serving.client import EmbeddingClient, LocalBackend
 
-    config = config_lib.apply_overrides(
-        make_config(tmp_path, flickr_slice, text_tower="minilm", epochs=2),
-        ["transform.wordpiece_max_tokens=64"],
-    )
+    config = make_config(tmp_path, flickr_slice, transform={"wordpiece_max_tokens": 64},
+                         text_tower="minilm", epochs=2)
     assert run_lib.run(config) == 0
     nodes = last_run(config)
     assert all(node.state == "ran" for node in nodes.values()), {
