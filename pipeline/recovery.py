@@ -12,6 +12,7 @@ lock (``pipeline.run``): the executions of a live run are RUNNING too.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import os
 
 from ml_metadata import metadata_store
@@ -37,12 +38,16 @@ class Recovered:
     removed_dirs: tuple[str, ...] = ()
 
 
-def recover_interrupted(store: metadata_store.MetadataStore, pipeline_name: str) -> Recovered:
+def recover_interrupted(store: metadata_store.MetadataStore, pipeline_name: str,
+                        pipeline_root: str | None = None) -> Recovered:
     """Marks the stuck executions of ``pipeline_name`` CANCELED and removes their empty outputs.
 
     Args:
       store: the pipeline's ML Metadata store.
       pipeline_name: the TFX pipeline name (its ``pipeline`` context).
+      pipeline_root: where TFX lays outputs out as ``<root>/<node id>/<output key>/<execution
+        id>``. A run killed mid-component may have created those folders before ML Metadata
+        recorded any output artifact for them, so they are looked up by that layout too.
 
     Returns:
       The executions marked and the folders removed (both empty when nothing was stuck).
@@ -65,7 +70,11 @@ def recover_interrupted(store: metadata_store.MetadataStore, pipeline_name: str)
         artifact.state = _Artifact.ABANDONED
     if pending:
         store.put_artifacts(pending)
-    removed = tuple(a.uri for a in pending if _remove_if_empty(a.uri))
+    folders = {a.uri for a in pending}
+    if pipeline_root:
+        for execution in stuck:
+            folders.update(glob.glob(os.path.join(pipeline_root, "*", "*", str(execution.id))))
+    removed = tuple(path for path in sorted(folders) if _remove_if_empty(path))
     return Recovered(tuple(e.id for e in stuck), removed)
 
 

@@ -87,7 +87,7 @@ def _recover(config: PipelineConfig) -> None:
     if not os.path.exists(config.metadata_db):
         return
     store = mlmd_summary.open_store(config.metadata_db)
-    done = recovery.recover_interrupted(store, config.pipeline_name)
+    done = recovery.recover_interrupted(store, config.pipeline_name, config.pipeline_root)
     if done.executions:
         print(f"an earlier run was interrupted: marked {len(done.executions)} execution(s) "
               f"canceled, removed {len(done.removed_dirs)} empty output folder(s)", flush=True)

@@ -67,3 +67,24 @@ def test_stuck_executions_are_canceled_and_their_empty_outputs_removed(tmp_path)
 def test_a_store_without_the_pipeline_is_left_alone(tmp_path):
     store = _new_store(tmp_path / "metadata.db")
     assert recovery.recover_interrupted(store, "xmodal-retrieval") == recovery.Recovered()
+
+
+def test_output_folders_without_recorded_artifacts_are_found_by_the_tfx_layout(tmp_path):
+    """A run killed before ML Metadata recorded its outputs still leaves their empty folders."""
+    store = _new_store(tmp_path / "metadata.db")
+    ours = _context(store, store.put_context_type(pb.ContextType(name="pipeline")),
+                    "xmodal-retrieval")
+    stuck_id = _execution(store, pb.Execution.RUNNING, [ours], {})
+    empty = tmp_path / "root" / "Trainer" / "model" / str(stuck_id)
+    empty.mkdir(parents=True)
+    with_file = tmp_path / "root" / "Trainer" / "model_run" / str(stuck_id)
+    with_file.mkdir(parents=True)
+    (with_file / "events.out").write_text("partial")
+    other = tmp_path / "root" / "Trainer" / "model" / str(stuck_id + 100)
+    other.mkdir(parents=True)
+
+    result = recovery.recover_interrupted(store, "xmodal-retrieval", str(tmp_path / "root"))
+
+    assert result.executions == (stuck_id,)
+    assert result.removed_dirs == (str(empty),)
+    assert not empty.exists() and with_file.is_dir() and other.is_dir()
