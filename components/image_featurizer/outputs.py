@@ -106,16 +106,6 @@ def read_report(directory: str, features_name: str) -> dict[str, Any]:
     return json.loads(_read(output_paths(directory, features_name)["report"]))
 
 
-def copy_outputs(source_dir: str, target_dir: str, features_name: str) -> dict[str, str]:
-    """Copies the three files to ``target_dir`` (replacing older ones); returns their paths."""
-    source = output_paths(source_dir, features_name)
-    target = output_paths(target_dir, features_name)
-    _ensure_dir(target_dir)
-    for key in ("features", "names", "report"):
-        _write(target[key], _read(source[key]))
-    return target
-
-
 def _ensure_dir(directory: str) -> None:
     if not FileSystems.exists(directory):
         FileSystems.mkdirs(directory)
