@@ -36,7 +36,8 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python"
   exit 0
 fi
 
-if command -v uv >/dev/null 2>&1; then UV=(uv); else
+# `command -v uv` is not enough: a pyenv shim named uv exists even where the active Python has none.
+if uv --version >/dev/null 2>&1; then UV=(uv); else
   "$PY" -m uv --version >/dev/null 2>&1 || "$PY" -m pip install --quiet "uv==$UV_VERSION"
   UV=("$PY" -m uv)
 fi
