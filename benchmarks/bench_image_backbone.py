@@ -5,16 +5,23 @@
 that row is the nearest of all 7,000, for the TF backbone and the TFLite interpreter;
 (2) R@1/5/10 both ways on the images and their captions through ``embed_image`` on the npy rows
 and through ``embed_image_bytes`` on the JPEGs; (3) images/s of both backbones and the p50/p99
-latency of ``embed_image_bytes`` on one JPEG, in-process.
+latency of ``embed_image_bytes`` on one JPEG, in-process; (4) where one JPEG's time goes: the
+in-graph decode + resize, the network on decoded pixels, and the backbone called as a loaded
+SavedModel signature (bytes in), wall p50/p99 and process CPU ms (less sensitive to a shared
+host's load than wall time). ``--latency-only`` prints (4) (and (3)'s latency with
+``--encoder``) only. Every run starts with the host's matmul rate and load.
 """
 
 import argparse
 import pathlib
+import tempfile
 import time
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 
+from benchmarks import machine
 from trainer import features
 from trainer.image_backbone import DEFAULT_TFLITE_PATH, ImageBackbone
 
@@ -87,21 +94,59 @@ def _skew(encoder_dir: str, names: list[str], npy_rows: np.ndarray, blobs: list[
         metrics = _recalls(images, texts, np.asarray(owner))
         print(label, f"{len(captions)} captions:",
               " ".join(f"{k} {v:.1f}" for k, v in metrics.items()))
-    one = tf.constant(blobs[:1])
-    embed = signatures[features.EMBED_IMAGE_BYTES_SIGNATURE]
-    times = []
-    for _ in range(60):
-        start = time.perf_counter()
-        embed(image_bytes=one)
-        times.append(1000 * (time.perf_counter() - start))
-    print(f"embed_image_bytes one JPEG: p50 {np.percentile(times[10:], 50):.1f} ms "
-          f"p99 {np.percentile(times[10:], 99):.1f} ms")
+    _latency("embed_image_bytes one JPEG", lambda: signatures[
+        features.EMBED_IMAGE_BYTES_SIGNATURE](image_bytes=tf.constant(blobs[:1])))
+
+
+def _latency(label: str, call: Callable[[], object], runs: int = 60, warmup: int = 10) -> None:
+    """Prints wall p50/p99 and process-CPU p50 (ms) of ``call`` after ``warmup`` calls."""
+    wall, cpu = [], []
+    for _ in range(warmup):
+        call()
+    for _ in range(runs):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        call()
+        wall.append(1000 * (time.perf_counter() - start))
+        cpu.append(1000 * (time.process_time() - start_cpu))
+    print(f"{label}: wall p50 {np.percentile(wall, 50):.1f} ms p99 {np.percentile(wall, 99):.1f} "
+          f"ms; CPU p50 {np.percentile(cpu, 50):.1f} ms")
+
+
+def _stages(blob: bytes) -> None:
+    """Latency of one JPEG by stage, and of the backbone as a loaded SavedModel signature."""
+    module = tf.Module()
+    module.backbone = ImageBackbone(DEFAULT_TFLITE_PATH)
+    module.embed = tf.function(module.backbone.__call__, input_signature=[
+        tf.TensorSpec([None], tf.string, name=features.IMAGE_BYTES_INPUT)])
+    decode = tf.function(module.backbone.decode,
+                         input_signature=[tf.TensorSpec([None], tf.string)])
+    network = tf.function(module.backbone.features,
+                          input_signature=[tf.TensorSpec([None, 224, 224, 3], tf.float32)])
+    one = tf.constant([blob])
+    pixels = decode(one)
+    with tempfile.TemporaryDirectory() as export:
+        tf.saved_model.save(module, export, signatures={"bytes": module.embed})
+        loaded = tf.saved_model.load(export).signatures["bytes"]
+        _latency("decode + resize", lambda: decode(one))
+        _latency("network on decoded pixels", lambda: network(pixels))
+        _latency("backbone signature, bytes in (loaded)", lambda: loaded(image_bytes=one))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--encoder", help="a pushed encoder SavedModel (for skew and latency)")
+    parser.add_argument("--latency-only", action="store_true",
+                        help="only the latency figures (no parity, throughput or skew)")
     args = parser.parse_args()
+    print("host:", machine.describe())
+    first = sorted((DATA / "images").glob("*.jpg"))[0].read_bytes()
+    _stages(first)
+    if args.latency_only:
+        if args.encoder:
+            signatures = tf.saved_model.load(args.encoder).signatures
+            _latency("embed_image_bytes one JPEG", lambda: signatures[
+                features.EMBED_IMAGE_BYTES_SIGNATURE](image_bytes=tf.constant([first])))
+        return
     ref_names = (DATA / "features" / "mobilenet_v2.names.txt").read_text().split()
     ref = np.load(DATA / "features" / "mobilenet_v2.npy").astype(np.float32)
     paths = sorted((DATA / "images").glob("*.jpg"))

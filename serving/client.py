@@ -12,6 +12,10 @@ non-finite values), splits them into batches and concatenates the answers::
     client = EmbeddingClient(RestBackend("http://localhost:8501", "xmodal"))
     text = client.embed_text(["a dog runs on the beach"])      # [1, d], unit rows
     image = client.embed_image(features)                        # [N, d]
+    photos = client.embed_images(["photo.jpg", png_bytes])      # [2, d], ``embed_image_bytes``
+
+``embed_images`` sends encoded JPEG/PNG bytes (REST: ``{"b64": ...}`` values; gRPC: a
+``DT_STRING`` tensor) after checking each one (empty, not a JPEG/PNG, over ``max_image_bytes``).
 """
 
 import json
@@ -35,11 +39,19 @@ from serving.retry import (
     call_with_retries,
 )
 from serving.savedmodel import load_saved_model
-from serving.validation import validate_captions, validate_image_features
+from serving.validation import (
+    DEFAULT_MAX_IMAGE_BYTES,
+    ImageSource,
+    validate_captions,
+    validate_image_features,
+    validate_images,
+)
 from trainer import features
+from trainer.image_backbone import error_detail
 
 _CAPTION_INPUT = features.CAPTION_KEY
 _IMAGE_INPUT = features.IMAGE_FEATURES_KEY
+_IMAGE_BYTES_INPUT = features.IMAGE_BYTES_INPUT
 DEFAULT_RETRY = RetryPolicy()
 
 
@@ -76,7 +88,12 @@ class LocalBackend:
                 output_names: tuple[str, ...]) -> dict[str, np.ndarray]:
         """Calls the signature eagerly."""
         tensors = {name: tf.constant(value) for name, value in inputs.items()}
-        outputs = self._signature(signature_name)(**tensors)
+        try:
+            outputs = self._signature(signature_name)(**tensors)
+        except tf.errors.InvalidArgumentError as err:
+            # What TF Serving answers with INVALID_ARGUMENT (e.g. a truncated image).
+            raise ServingError(f"{self.saved_model_dir} {signature_name}: "
+                               f"{error_detail(err.message)}") from err
         return {name: outputs[name].numpy() for name in output_names}
 
     def input_shape(self, signature_name: str, input_name: str) -> tuple[int | None, ...]:
@@ -204,14 +221,17 @@ class EmbeddingClient:
         backend: a ``LocalBackend``, ``RestBackend`` or ``GrpcBackend``.
         batch_size: rows per request.
         feature_dim: the image feature width D; None asks the backend's signature metadata once.
+        max_image_bytes: the largest encoded image ``embed_images`` sends.
 
     """
 
-    def __init__(self, backend: Backend, batch_size: int = 256, feature_dim: int | None = None):
+    def __init__(self, backend: Backend, batch_size: int = 256, feature_dim: int | None = None,
+                 max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.backend, self.batch_size = backend, batch_size
         self._feature_dim = feature_dim
+        self.max_image_bytes = max_image_bytes
 
     @property
     def feature_dim(self) -> int | None:
@@ -241,4 +261,21 @@ class EmbeddingClient:
         """Embeds image features [N, D] into L2-normalized rows [N, d] (``embed_image``)."""
         values = validate_image_features(image_features, self.feature_dim)
         return self._batched(features.EMBED_IMAGE_SIGNATURE, _IMAGE_INPUT,
+                             features.IMAGE_EMBEDDING_OUTPUT, values)
+
+    def embed_images(self, images: Sequence[ImageSource]) -> np.ndarray:
+        """Embeds encoded images [N] into L2-normalized rows [N, d] (``embed_image_bytes``).
+
+        Args:
+            images: JPEG/PNG file paths or their bytes; all are read and checked before the
+                first request.
+
+        Raises:
+            ValueError: an item is unreadable, empty, not a JPEG/PNG or over
+                ``max_image_bytes`` (named by index and path).
+            ServingError: the server refuses an image (e.g. truncated data, too many pixels).
+
+        """
+        values = validate_images(images, self.max_image_bytes)
+        return self._batched(features.EMBED_IMAGE_BYTES_SIGNATURE, _IMAGE_BYTES_INPUT,
                              features.IMAGE_EMBEDDING_OUTPUT, values)

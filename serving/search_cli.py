@@ -7,6 +7,11 @@ prints the top-k results with their scores and display caption:
 * ``--mode text2text``: the query is a caption; ``search_captions`` signature.
 * ``--mode image2image``: the query is a gallery image id; its stored embedding is searched
   against the gallery (intra-modal), with the index in ``assets.extra/gallery``.
+* ``--image PHOTO.jpg`` (instead of a text query): the photo's bytes go through the served
+  graph (decode, backbone, image tower); ``search_by_image`` finds gallery images (the default,
+  ``--mode image2image``) and ``search_captions_by_image`` captions (``--mode image2text``).
+  A file that cannot be searched (missing, empty, not a JPEG/PNG, truncated, too many pixels)
+  is one ``error:`` line naming it (exit 2). CMYK and grayscale JPEGs are converted to RGB.
 
 An empty query is refused (exit 2). With a token text tower (``mean``, ``gru``), a query none of
 whose words is in the model's vocabulary only reaches the out-of-vocabulary buckets, so its results
@@ -35,19 +40,25 @@ from serving.search_model import (
     IDS_OUTPUT,
     INDEX_SUBDIR,
     SCORES_OUTPUT,
+    SEARCH_BY_IMAGE_SIGNATURE,
+    SEARCH_CAPTIONS_BY_IMAGE_SIGNATURE,
     SEARCH_CAPTIONS_SIGNATURE,
     SEARCH_SIGNATURE,
     WARMUP_QUERY,
     search_model_name,
 )
+from serving.validation import check_image_bytes
 from trainer import features
+from trainer.image_backbone import error_detail
 from trainer.text import tokenize_py
 from trainer.transform_config import VOCAB_NAME
 
 DEFAULT_SERVING_DIR = "runs/serving"
 DEFAULT_MODEL_NAME = "xmodal"
 TEXT_SIGNATURES = {"text2image": SEARCH_SIGNATURE, "text2text": SEARCH_CAPTIONS_SIGNATURE}
-MODES = ("text2image", "image2image", "text2text")
+IMAGE_SIGNATURES = {"image2image": SEARCH_BY_IMAGE_SIGNATURE,
+                    "image2text": SEARCH_CAPTIONS_BY_IMAGE_SIGNATURE}
+MODES = ("text2image", "image2image", "text2text", "image2text")
 # The op of a WordPiece tokenizer in a SavedModel graph (the ``minilm`` tower, tensorflow_text).
 WORDPIECE_OP = b"WordpieceTokenizeWithOffsets"
 Row = tuple[str, float, str]
@@ -57,7 +68,11 @@ def _parser(default_serving_dir: str, default_model_name: str) -> argparse.Argum
     parser = argparse.ArgumentParser(
         prog="python -m pipeline search", description="Top-k search with the pushed model.",
         allow_abbrev=False)
-    parser.add_argument("query", help="a caption, or a gallery image id with --mode image2image")
+    query = parser.add_mutually_exclusive_group()
+    query.add_argument("query", nargs="?",
+                       help="a caption, or a gallery image id with --mode image2image")
+    query.add_argument("--image", metavar="PHOTO",
+                       help="search with this JPEG/PNG file instead of a text query")
     parser.add_argument("--serving-dir", default=default_serving_dir,
                         help="the Pusher's serving directory (default: %(default)s)")
     parser.add_argument("--model-name", default=default_model_name,
@@ -65,8 +80,28 @@ def _parser(default_serving_dir: str, default_model_name: str) -> argparse.Argum
     parser.add_argument("--version", type=int, default=None,
                         help="search model version (default: the latest)")
     parser.add_argument("-k", "--k", type=int, default=5, help="results (default: 5)")
-    parser.add_argument("--mode", choices=MODES, default="text2image")
+    parser.add_argument("--mode", choices=MODES, default=None,
+                        help="default: text2image for a text query, image2image with --image")
     return parser
+
+
+def resolve_mode(query: str | None, image: str | None, mode: str | None) -> str:
+    """The search mode of a command line (text query xor ``--image``).
+
+    Raises:
+        ValueError: neither or an empty query, or a mode that does not take the given query.
+
+    """
+    if image is None and not (query or "").strip():
+        raise ValueError("the query is empty: give a caption (or an image id with --mode "
+                         "image2image, or --image PHOTO)")
+    if image is None:
+        if mode in IMAGE_SIGNATURES and mode != "image2image":
+            raise ValueError(f"--mode {mode} searches with a photo: give --image PHOTO")
+        return mode or "text2image"
+    if mode is not None and mode not in IMAGE_SIGNATURES:
+        raise ValueError(f"--mode {mode} takes a text query, not --image")
+    return mode or "image2image"
 
 
 def resolve_search_model(serving_dir: str, model_name: str, version: int | None) -> str:
@@ -125,12 +160,57 @@ def search_text(model_dir: str, signature_name: str, query: str, k: int) -> tupl
     start = time.perf_counter()
     out = signature(**{features.CAPTION_KEY: tf.constant(query)})
     seconds = time.perf_counter() - start
+    return _rows(out, k, model_dir), seconds
+
+
+def read_image(path: str) -> bytes:
+    """The bytes of the query photo, checked as the client checks them before sending.
+
+    Raises:
+        ValueError: unreadable, empty, too large, or not a JPEG/PNG (the message names ``path``).
+
+    """
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read: {err.strerror or err}") from err
+    check_image_bytes(data, path)
+    return data
+
+
+def search_image_bytes(model_dir: str, signature_name: str, data: bytes, name: str,
+                       k: int) -> tuple[list[Row], float]:
+    """Runs an image-bytes signature on one encoded photo (after a warm-up call).
+
+    Raises:
+        ValueError: the model lacks the signature, the graph refuses the image (truncated,
+            corrupt, too many pixels: named by ``name``), or ``k`` exceeds what it returns.
+
+    """
+    signatures = load_saved_model(model_dir).signatures
+    if signature_name not in signatures:
+        raise ValueError(f"{model_dir} has no {signature_name!r} signature (its encoder takes no "
+                         "image bytes, or its gallery index holds no captions)")
+    signature = signatures[signature_name]
+    query = {features.IMAGE_BYTES_INPUT: tf.constant(data)}
+    try:
+        signature(**query)  # graph initialization, and the image's own check
+    except tf.errors.InvalidArgumentError as err:
+        raise ValueError(f"{name}: cannot be searched: {error_detail(err.message)}") from err
+    start = time.perf_counter()
+    out = signature(**query)
+    return _rows(out, k, model_dir), time.perf_counter() - start
+
+
+def _rows(out: dict[str, tf.Tensor], k: int, model_dir: str) -> list[Row]:
+    """The first ``k`` ``(id, score, caption)`` rows of a search signature's [k'] outputs."""
     available = int(out[IDS_OUTPUT].shape[0])
     if k > available:
         raise ValueError(f"asked for k={k} results, {model_dir} returns at most {available}")
     rows = zip(out[IDS_OUTPUT].numpy()[:k], out[SCORES_OUTPUT].numpy()[:k],
                out[CAPTIONS_OUTPUT].numpy()[:k], strict=True)
-    return [(i.decode("utf-8"), float(s), c.decode("utf-8")) for i, s, c in rows], seconds
+    return [(i.decode("utf-8"), float(s), c.decode("utf-8")) for i, s, c in rows]
 
 
 def search_image_id(index: GalleryIndex, image_id: str, k: int) -> tuple[list[Row], float]:
@@ -153,33 +233,38 @@ def search_image_id(index: GalleryIndex, image_id: str, k: int) -> tuple[list[Ro
             for s, i in zip(scores.numpy()[0], indices.numpy()[0], strict=True)], seconds
 
 
+def _run_query(args: argparse.Namespace, mode: str, model_dir: str,
+               index: GalleryIndex) -> tuple[list[Row], float]:
+    """The rows and query seconds of the resolved ``mode``."""
+    if args.image is not None:
+        data = read_image(args.image)
+        return search_image_bytes(model_dir, IMAGE_SIGNATURES[mode], data, args.image, args.k)
+    if mode == "image2image":
+        return search_image_id(index, args.query, args.k)
+    warning = unknown_query_warning(model_dir, args.query)
+    if warning:
+        print(warning, file=sys.stderr)
+    return search_text(model_dir, TEXT_SIGNATURES[mode], args.query, args.k)
+
+
 def main(argv: Sequence[str] | None = None, default_serving_dir: str = DEFAULT_SERVING_DIR,
          default_model_name: str = DEFAULT_MODEL_NAME) -> int:
     """Command-line entry point; returns the exit status (0 ok, 2 bad input or no model)."""
     args = _parser(default_serving_dir, default_model_name).parse_args(argv)
-    if args.k < 1:
-        print("error: --k must be >= 1", file=sys.stderr)
-        return 2
-    if not args.query.strip():
-        print("error: the query is empty: give a caption (or an image id with --mode "
-              "image2image)", file=sys.stderr)
-        return 2
     try:
+        if args.k < 1:
+            raise ValueError("--k must be >= 1")
+        mode = resolve_mode(args.query, args.image, args.mode)
         model_dir = resolve_search_model(args.serving_dir, args.model_name, args.version)
         load_start = time.perf_counter()
         index = load_index(os.path.join(model_dir, INDEX_SUBDIR))
-        if args.mode == "image2image":
-            rows, seconds = search_image_id(index, args.query, args.k)
-        else:
-            warning = unknown_query_warning(model_dir, args.query)
-            if warning:
-                print(warning, file=sys.stderr)
-            rows, seconds = search_text(model_dir, TEXT_SIGNATURES[args.mode], args.query, args.k)
+        rows, seconds = _run_query(args, mode, model_dir, index)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     load_seconds = time.perf_counter() - load_start - seconds
-    print(f'{args.mode} query: "{args.query}"  ({model_dir}: {len(index.image_ids)} images, '
+    query = f"image {args.image}" if args.image is not None else f'"{args.query}"'
+    print(f"{mode} query: {query}  ({model_dir}: {len(index.image_ids)} images, "
           f"encoder {index.model_name} version {index.model_version})")
     for rank, (item_id, score, caption) in enumerate(rows, start=1):
         print(f"{rank:2d}. {score:+.4f}  {item_id}  {caption}")

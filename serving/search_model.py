@@ -8,11 +8,16 @@ string, each of the input's batch shape plus ``[k]``):
 | ``search`` | ``caption`` string [] or [N] | image ids |
 | ``search_images`` | ``image_features`` float32 [N, D] | image ids |
 | ``search_captions`` | ``caption`` string [] or [N] | caption ids |
+| ``search_by_image`` | ``image_bytes`` string [] or [N] (encoded JPEG/PNG) | image ids |
+| ``search_captions_by_image`` | ``image_bytes`` string [] or [N] | caption ids |
 
 ``captions`` is the display text: an image's first caption, or the matched caption's text.
-``search_captions`` exists only when the index holds captions. A features-mode encoder (its
-``embed_text`` takes ``caption_features``, not text) cannot embed a typed query, so its search
-model has ``search_images`` only. The gallery lives in variables
+``search_captions`` and ``search_captions_by_image`` exist only when the index holds captions;
+the two ``*_by_image`` signatures only when the encoder has ``embed_image_bytes`` (its image
+features are the in-graph backbone's). Bad image bytes (empty, not a JPEG/PNG, truncated, too
+many pixels) fail the request with INVALID_ARGUMENT naming the item; the model keeps serving.
+A features-mode encoder (its ``embed_text`` takes ``caption_features``, not text) cannot embed
+a typed query, so its search model has no text signatures. The gallery lives in variables
 (not graph constants); the index files travel in ``assets.extra/gallery`` for Python users, and
 ``assets.extra/tf_serving_warmup_requests`` warms TF Serving up on load.
 """
@@ -33,6 +38,8 @@ from trainer import features
 SEARCH_SIGNATURE = "search"
 SEARCH_IMAGES_SIGNATURE = "search_images"
 SEARCH_CAPTIONS_SIGNATURE = "search_captions"
+SEARCH_BY_IMAGE_SIGNATURE = "search_by_image"
+SEARCH_CAPTIONS_BY_IMAGE_SIGNATURE = "search_captions_by_image"
 IDS_OUTPUT = "ids"
 SCORES_OUTPUT = "scores"
 CAPTIONS_OUTPUT = "captions"
@@ -106,6 +113,20 @@ class SearchModule(tf.Module):
 
         return search.get_concrete_function()
 
+    def image_bytes_search_function(
+            self, gallery: _Gallery) -> tf.types.experimental.ConcreteFunction:
+        """A concrete function: encoded image(s) [] or [N] → top-k of ``gallery``."""
+        embed = self.encoder.signatures[features.EMBED_IMAGE_BYTES_SIGNATURE]
+
+        @tf.function(input_signature=[
+            tf.TensorSpec(None, tf.string, name=features.IMAGE_BYTES_INPUT)])
+        def search(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
+            queries = embed(**{features.IMAGE_BYTES_INPUT: tf.reshape(image_bytes, [-1])})
+            return gallery.top_k(queries[features.IMAGE_EMBEDDING_OUTPUT],
+                                 tf.shape(image_bytes), self.k, self.chunk_size)
+
+        return search.get_concrete_function()
+
     def search_images_function(self, feature_dim: int) -> tf.types.experimental.ConcreteFunction:
         """The ``search_images`` concrete function for image features [N, ``feature_dim``]."""
         embed = self.encoder.signatures[features.EMBED_IMAGE_SIGNATURE]
@@ -147,6 +168,11 @@ def write_search_model(encoder_dir: str, index: GalleryIndex, export_dir: str, k
         signatures[SEARCH_SIGNATURE] = module.text_search_function(module.images)
     if takes_text and module.captions is not None:
         signatures[SEARCH_CAPTIONS_SIGNATURE] = module.text_search_function(module.captions)
+    if features.EMBED_IMAGE_BYTES_SIGNATURE in module.encoder.signatures:
+        signatures[SEARCH_BY_IMAGE_SIGNATURE] = module.image_bytes_search_function(module.images)
+        if module.captions is not None:
+            signatures[SEARCH_CAPTIONS_BY_IMAGE_SIGNATURE] = module.image_bytes_search_function(
+                module.captions)
     tf.saved_model.save(module, export_dir, signatures=signatures)
     save_index(index, os.path.join(export_dir, INDEX_SUBDIR))
     write_warmup_requests(export_dir, None if takes_text else feature_dim)

@@ -103,8 +103,17 @@ class ToyEncoder(tf.Module):
         }
 
 
-def save_encoder(encoder: ToyEncoder, export_dir: str | os.PathLike) -> None:
-    """Saves ``encoder`` with the three contract signatures (``embed_image`` fixes D)."""
+def save_encoder(encoder: ToyEncoder, export_dir: str | os.PathLike,
+                 extra_signatures: dict[str, tf.types.experimental.ConcreteFunction] | None = None,
+                 ) -> None:
+    """Saves ``encoder`` with the three contract signatures (``embed_image`` fixes D).
+
+    Args:
+        encoder: the module to save.
+        export_dir: destination.
+        extra_signatures: more signatures by name (e.g. an ``embed_image_bytes``).
+
+    """
     image_spec = tf.TensorSpec([None, encoder.feature_dim], tf.float32,
                                name=features.IMAGE_FEATURES_KEY)
     signatures = {
@@ -112,6 +121,7 @@ def save_encoder(encoder: ToyEncoder, export_dir: str | os.PathLike) -> None:
         features.EMBED_TEXT_SIGNATURE: encoder.embed_text.get_concrete_function(),
         features.EMBED_IMAGE_SIGNATURE: tf.function(
             encoder.embed_image.python_function).get_concrete_function(image_spec),
+        **(extra_signatures or {}),
     }
     tf.saved_model.save(encoder, str(export_dir), signatures=signatures)
 

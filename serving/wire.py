@@ -4,13 +4,15 @@ REST (https://www.tensorflow.org/tfx/serving/api_rest): ``POST
 /v1/models/<name>[/versions/<v>]:predict`` with the columnar body ``{"signature_name": ...,
 "inputs": {<input>: <nested list>}}``; the answer is ``{"outputs": {<output>: <nested list>}}``,
 or ``{"outputs": <nested list>}`` when the signature has a single output. Model metadata is
-``GET /v1/models/<name>[/versions/<v>]/metadata``.
+``GET /v1/models/<name>[/versions/<v>]/metadata``. Binary inputs follow TF Serving's rule: an
+input whose name ends in ``_bytes`` (``image_bytes``) carries each value as ``{"b64": <base64>}``.
 
 gRPC: ``tensorflow.serving.PredictionService/Predict`` with a ``predict_pb2.PredictRequest``
 (``model_spec.name``, ``model_spec.signature_name``, optional ``model_spec.version``, inputs as
 ``TensorProto``).
 """
 
+import base64
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,6 +21,7 @@ import tensorflow as tf
 from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2
 
 SIGNATURE_DEF_FIELD = "signature_def"
+BINARY_INPUT_SUFFIX = "_bytes"
 
 
 def rest_url(base_url: str, model_name: str, version: int | None, verb: str) -> str:
@@ -52,20 +55,29 @@ def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
+def _b64(value: np.ndarray) -> list[dict[str, str]]:
+    """Binary values [N] as TF Serving's REST form ``[{"b64": <base64 text>}, ...]``."""
+    return [{"b64": base64.b64encode(bytes(v)).decode("ascii")} for v in value]
+
+
 def rest_predict_body(signature_name: str, inputs: Mapping[str, np.ndarray]) -> dict[str, Any]:
     """Builds the columnar REST predict body.
 
     Args:
         signature_name: e.g. ``"embed_text"``.
-        inputs: input name → array (strings [N] or float32 [N, D]).
+        inputs: input name → array (strings [N], float32 [N, D], or bytes [N] under a name
+            ending in ``_bytes``).
 
     Returns:
-        ``{"signature_name": signature_name, "inputs": {name: nested list}}``.
+        ``{"signature_name": signature_name, "inputs": {name: nested list}}``; binary inputs
+        are lists of ``{"b64": ...}``.
 
     """
     return {
         "signature_name": signature_name,
-        "inputs": {name: _jsonable(np.asarray(value)) for name, value in inputs.items()},
+        "inputs": {name: (_b64(np.asarray(value, dtype=object))
+                          if name.endswith(BINARY_INPUT_SUFFIX) else _jsonable(np.asarray(value)))
+                   for name, value in inputs.items()},
     }
 
 

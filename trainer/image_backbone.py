@@ -20,6 +20,8 @@ acceptance.py). Bad bytes raise ``InvalidArgumentError`` naming the item and the
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import tensorflow as tf
 
@@ -28,8 +30,9 @@ from trainer.config import DEFAULT_TFLITE_PATH
 
 # PIL's decompression-bomb limit, the image featurizer's default too.
 DEFAULT_MAX_PIXELS = 89_478_485
-_JPEG_MAGIC = b"\xff\xd8\xff"
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# The leading bytes of the two formats the graph decodes (clients check them before sending).
+JPEG_MAGIC = b"\xff\xd8\xff"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def read_tflite(path: str, what: str = "image backbone") -> bytes:
@@ -39,6 +42,26 @@ def read_tflite(path: str, what: str = "image backbone") -> bytes:
                                 "shipped mobilenet_v2_1.0_224_quant.tflite)")
     with tf.io.gfile.GFile(path, "rb") as handle:
         return handle.read()
+
+
+def error_detail(message: str) -> str:
+    """The words of a decoding failure in an InvalidArgumentError's message, for one-line errors.
+
+    The checks below fail as ``assertion failed: [image 1 is empty (0 bytes)]`` (or after
+    ``Summarized data:`` in a traced function); TensorFlow's own decoders as e.g. ``Invalid JPEG
+    data, size 321``. Node names and stack-trace lines around them are dropped.
+    """
+    marker = "Summarized data:"
+    if marker in message:
+        message = message.split(marker, 1)[1].strip(" b'\n")
+    lines = [line.strip() for line in message.splitlines()]
+    prefix = "assertion failed: ["
+    for line in lines:
+        if line.startswith(prefix):
+            return line[len(prefix):].rsplit("]", 1)[0]
+    noise = ("Graph execution error", "Detected at node", "<stack traces", "[[")
+    kept = [line for line in lines if line and not line.startswith(noise)] or lines
+    return re.sub(r"\s*\[\[\{\{[^}]*\}\}\]\]|\{\{[^}]*\}\}\s*", "", kept[0]).strip()
 
 
 def _check(condition: tf.Tensor, template: str, *values: tf.Tensor) -> tf.Operation:
@@ -72,8 +95,8 @@ def decode_image(data: tf.Tensor, item: tf.Tensor, size: tuple[int, int],
         than ``max_pixels`` pixels (read from the header before any pixel is decoded).
 
     """
-    is_jpeg = tf.strings.substr(data, 0, len(_JPEG_MAGIC)) == _JPEG_MAGIC
-    is_png = tf.strings.substr(data, 0, len(_PNG_MAGIC)) == _PNG_MAGIC
+    is_jpeg = tf.strings.substr(data, 0, len(JPEG_MAGIC)) == JPEG_MAGIC
+    is_png = tf.strings.substr(data, 0, len(PNG_MAGIC)) == PNG_MAGIC
     checks = [
         _check(tf.strings.length(data) > 0, "image {} is empty (0 bytes)", item),
         _check(is_jpeg | is_png, "image {} is not a JPEG or PNG image (first bytes {})", item,

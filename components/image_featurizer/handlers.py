@@ -10,7 +10,6 @@ weights) or a plain SavedModel signature. Models are read from paths only; nothi
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -177,24 +176,18 @@ def decode_with_tf(data: bytes, name: str, size: tuple[int, int],
         anything else, e.g. truncated data: ``corrupt``).
 
     """
+    from trainer.image_backbone import error_detail
+
     try:
         pixels = _tf_decoder(tuple(size), max_pixels)(data).numpy()
     except _invalid_argument() as err:
-        detail = _tf_error_detail(err.message)
+        detail = error_detail(err.message)
         reason = next((why for text, why in _TF_SKIP_REASONS if text in detail),
                       decoding.CORRUPT)
         raise decoding.ImageSkipped(name, reason, detail) from err
     header = decoding.open_header(data, name)
     return decoding.DecodedImage(name, pixels, "" if header.mode == "RGB" else header.mode,
                                  header.size)
-
-
-def _tf_error_detail(message: str) -> str:
-    """The check's own words (after ``Summarized data:``, else the first line), no node names."""
-    marker = "Summarized data:"
-    if marker in message:
-        message = message.split(marker, 1)[1].strip(" b'\n")
-    return re.sub(r"\{\{[^}]*\}\}\s*", "", message.strip().splitlines()[0])
 
 
 def _invalid_argument() -> type[Exception]:

@@ -14,3 +14,11 @@ def toy_model_dir(tmp_path_factory) -> pathlib.Path:
 
     return write_toy_encoder(tmp_path_factory.mktemp("toy") / "encoder", FEATURE_DIM,
                              EMBEDDING_DIM)
+
+
+@pytest.fixture(scope="session")
+def bytes_model_dir(tmp_path_factory) -> pathlib.Path:
+    """The toy encoder with ``embed_image_bytes`` (tiny TFLite backbone, D = 8)."""
+    from tests.serving.bytes_encoder import write_bytes_encoder
+
+    return write_bytes_encoder(tmp_path_factory.mktemp("bytes") / "encoder", EMBEDDING_DIM)

@@ -1,5 +1,6 @@
 """Loopback fakes of TF Serving (REST and gRPC) that answer with a LocalBackend."""
 
+import base64
 import json
 import threading
 import time
@@ -16,12 +17,21 @@ from tensorflow_serving.apis import (
 )
 
 from serving.client import LocalBackend
+from serving.retry import ServingError
 from trainer import features
 
 OUTPUT_OF = {
     features.EMBED_TEXT_SIGNATURE: features.TEXT_EMBEDDING_OUTPUT,
     features.EMBED_IMAGE_SIGNATURE: features.IMAGE_EMBEDDING_OUTPUT,
+    features.EMBED_IMAGE_BYTES_SIGNATURE: features.IMAGE_EMBEDDING_OUTPUT,
 }
+
+
+def _rest_input(name: str, value: list) -> np.ndarray:
+    """A REST input as an array; ``*_bytes`` inputs arrive as ``{"b64": ...}``, as TF Serving's."""
+    if name.endswith("_bytes"):
+        return np.asarray([base64.b64decode(item["b64"]) for item in value], dtype=object)
+    return np.asarray(value)
 
 
 class Script:
@@ -70,10 +80,13 @@ def start_rest(script: Script) -> tuple[ThreadingHTTPServer, str]:
                 return self._reply(503, {"error": "servable not ready"})
             if not self.path.endswith("/v1/models/toy:predict"):
                 return self._reply(404, {"error": f"no model at {self.path}"})
-            inputs = {k: np.asarray(v) for k, v in body["inputs"].items()}
+            inputs = {k: _rest_input(k, v) for k, v in body["inputs"].items()}
             if features.IMAGE_FEATURES_KEY in inputs:
                 inputs = {k: v.astype(np.float32) for k, v in inputs.items()}
-            result = script.run(body["signature_name"], inputs)
+            try:
+                result = script.run(body["signature_name"], inputs)
+            except ServingError as err:  # TF Serving: 400 for INVALID_ARGUMENT
+                return self._reply(400, {"error": str(err)})
             self._reply(200, {"outputs": result.tolist()})
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -93,9 +106,12 @@ class _Servicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, f"no model {request.model_spec.name}")
         inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
         signature = request.model_spec.signature_name
+        try:
+            result = self.script.run(signature, inputs)
+        except ServingError as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         response = predict_pb2.PredictResponse()
-        response.outputs[OUTPUT_OF[signature]].CopyFrom(
-            tf.make_tensor_proto(self.script.run(signature, inputs)))
+        response.outputs[OUTPUT_OF[signature]].CopyFrom(tf.make_tensor_proto(result))
         return response
 
     def GetModelMetadata(self, request, context):  # noqa: N802 (gRPC method name)

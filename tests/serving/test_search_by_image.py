@@ -1,0 +1,148 @@
+"""Image queries of the search SavedModel (``search_by_image``, ``search_captions_by_image``)
+and of ``python -m pipeline search --image``."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from serving import search_cli
+from serving.client import EmbeddingClient, LocalBackend
+from serving.gallery import build_index
+from serving.gallery_sources import GalleryRecords
+from serving.search_model import write_search_model
+from tests.serving import images
+
+IMAGE_IDS = [f"img{i}.jpg" for i in range(6)]
+CAPTION_IDS = ["img0.jpg#0", "img1.jpg#0", "img2.jpg#0"]
+
+
+@pytest.fixture(scope="module")
+def published(bytes_model_dir, tmp_path_factory):
+    """A search model over six noise photos, embedded from their backbone features."""
+    root = tmp_path_factory.mktemp("search_by_image")
+    photos = [images.jpeg(seed) for seed in range(len(IMAGE_IDS))]
+    encoder = tf.saved_model.load(str(bytes_model_dir))
+    image_features = encoder.image_features_from_bytes(tf.constant(photos)).numpy()
+    records = GalleryRecords(IMAGE_IDS, [f"caption of {i}" for i in IMAGE_IDS], image_features,
+                             CAPTION_IDS, ["a dog runs", "two girls", "a red ball"],
+                             ["img0.jpg", "img1.jpg", "img2.jpg"], source="test")
+    client = EmbeddingClient(LocalBackend(str(bytes_model_dir)))
+    index = build_index(records, client, "toy", 3)
+    model_dir = root / "serving" / "toy_search" / "3"
+    write_search_model(str(bytes_model_dir), index, str(model_dir), k=4)
+    for name, data in zip(IMAGE_IDS, photos, strict=True):
+        (root / name).write_bytes(data)
+    return root, model_dir, client, index
+
+
+def test_every_gallery_photo_finds_itself_first(published):
+    root, model_dir, _, _ = published
+    search = tf.saved_model.load(str(model_dir)).signatures["search_by_image"]
+    photos = [(root / name).read_bytes() for name in IMAGE_IDS]
+    out = search(image_bytes=tf.constant(photos))
+    assert out["ids"].shape == (6, 4)
+    assert [i.decode() for i in out["ids"].numpy()[:, 0]] == IMAGE_IDS
+    np.testing.assert_allclose(out["scores"].numpy()[:, 0], 1.0, atol=1e-5)
+    assert out["captions"].numpy()[2, 0] == b"caption of img2.jpg"
+    single = search(image_bytes=tf.constant(photos[4]))
+    assert single["ids"].shape == (4,) and single["ids"].numpy()[0] == b"img4.jpg"
+
+
+def test_photo_to_captions_ranks_by_the_encoder_s_cosine(published):
+    root, model_dir, client, index = published
+    model = tf.saved_model.load(str(model_dir))
+    photo = images.cmyk_jpeg(7)
+    out = model.signatures["search_captions_by_image"](image_bytes=tf.constant([photo]))
+    scores = index.caption_embeddings @ client.embed_images([photo])[0]
+    order = np.argsort(-scores, kind="stable")
+    assert out["ids"].shape == (1, 3)  # k clamped to the 3 gallery captions
+    assert [i.decode() for i in out["ids"].numpy()[0]] == [CAPTION_IDS[i] for i in order]
+    np.testing.assert_allclose(out["scores"].numpy()[0], scores[order], atol=1e-5)
+    assert sorted(model.signatures) == ["search", "search_by_image", "search_captions",
+                                        "search_captions_by_image", "search_images"]
+
+
+@pytest.mark.parametrize("bad, message", [
+    (b"", "image 0 is empty"),
+    (b"not an image", "image 0 is not a JPEG or PNG"),
+    (images.truncated_jpeg(), "(?i)jpeg"),
+    (images.HUGE_PNG, "image 0 is too large"),
+])
+def test_bad_bytes_are_invalid_argument_and_the_model_goes_on(published, bad, message):
+    _, model_dir, _, _ = published
+    search = tf.saved_model.load(str(model_dir)).signatures["search_by_image"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        search(image_bytes=tf.constant([bad]))
+    assert search(image_bytes=tf.constant([images.jpeg(0)]))["ids"].numpy()[0, 0] == b"img0.jpg"
+
+
+def _cli(root, *args) -> int:
+    return search_cli.main([*args, "--serving-dir", str(root / "serving"), "--model-name", "toy",
+                            "--k", "3"])
+
+
+def test_cli_image_query_finds_the_photo_itself(published, capsys):
+    root, _, _, _ = published
+    assert _cli(root, "--image", str(root / "img3.jpg")) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"image2image query: image {root / 'img3.jpg'}")
+    assert lines[1].split()[1:3] == ["+1.0000", "img3.jpg"]
+    assert len(lines) == 5 and lines[4].startswith("search: ")
+    assert _cli(root, "--image", str(root / "img1.jpg"), "--mode", "image2text") == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[2].endswith("#0")
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("absent.jpg", None, "cannot read: No such file or directory"),
+    ("empty.jpg", b"", "empty (0 bytes)"),
+    ("text.jpg", b"just some text", "not a JPEG or PNG image"),
+    ("truncated.jpg", images.truncated_jpeg(),
+     "cannot be searched: jpeg::Uncompress failed. Invalid JPEG data"),
+    ("huge.png", images.HUGE_PNG, "cannot be searched: image 0 is too large"),
+])
+def test_cli_bad_photo_is_one_error_line_naming_it(published, tmp_path, capsys, name, data,
+                                                   message):
+    root, _, _, _ = published
+    if data is not None:
+        (tmp_path / name).write_bytes(data)
+    assert _cli(root, "--image", str(tmp_path / name)) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"error: {tmp_path / name}: ") and message in captured.err
+    assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+
+
+def test_cli_cmyk_photo_is_converted_not_refused(published, tmp_path, capsys):
+    root, _, _, _ = published
+    (tmp_path / "cmyk.jpg").write_bytes(images.cmyk_jpeg(3))
+    assert _cli(root, "--image", str(tmp_path / "cmyk.jpg")) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 5
+
+
+@pytest.mark.parametrize("args, message", [
+    (["a dog", "--mode", "image2text"], "--mode image2text searches with a photo"),
+    (["--image", "x.jpg", "--mode", "text2text"], "--mode text2text takes a text query"),
+    ([], "the query is empty"),
+])
+def test_cli_query_and_mode_must_fit(published, capsys, args, message):
+    root, _, _, _ = published
+    assert _cli(root, *args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_cli_text_query_and_image_are_mutually_exclusive(published, capsys):
+    root, _, _, _ = published
+    with pytest.raises(SystemExit) as exit_:
+        _cli(root, "a dog", "--image", str(root / "img0.jpg"))
+    assert exit_.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_cli_image_query_needs_an_encoder_that_takes_bytes(toy_model_dir, tmp_path, capsys):
+    client = EmbeddingClient(LocalBackend(str(toy_model_dir)))
+    records = GalleryRecords(["x.jpg"], [""], np.ones((1, 6), np.float32), [], [], [], "test")
+    write_search_model(str(toy_model_dir), build_index(records, client, "toy", 1),
+                       str(tmp_path / "serving" / "toy_search" / "1"), k=3)
+    (tmp_path / "q.jpg").write_bytes(images.jpeg())
+    assert _cli(tmp_path, "--image", str(tmp_path / "q.jpg"), "--k", "1") == 2
+    assert "has no 'search_by_image' signature" in capsys.readouterr().err
