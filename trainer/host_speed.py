@@ -11,6 +11,7 @@ its start and picks the frozen encoder below ``SLOW_HOST_GFLOPS``, saying so in 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 
 from trainer.config import TrainerConfig
@@ -20,11 +21,32 @@ SLOW_HOST_GFLOPS = 150.0
 PROBE_SIZE = 4096
 
 
-def matmul_gflops(size: int = PROBE_SIZE, repeats: int = 3) -> float:
-    """The best float32 ``size``² matmul rate of ``repeats`` timed runs, in GFLOP/s.
+@dataclasses.dataclass(frozen=True)
+class MatmulRate:
+    """A float32 matmul rate of this host, in GFLOP/s.
 
-    The best run, not the median: on a shared host other processes slow some runs down, and
-    the question is what the hardware can do, not how busy it was for two seconds.
+    Attributes:
+        cores: FLOP per second of the process's CPU time, times the cores it may use: what the
+            hardware delivers, whatever else runs on a shared host (the setting's criterion).
+        wall: FLOP per wall-clock second: what this process got while the probe ran.
+
+    """
+
+    cores: float
+    wall: float
+
+    def describe(self) -> str:
+        """One line with both rates and the 1-minute load average."""
+        return (f"float32 {PROBE_SIZE}² matmul {self.cores:.0f} GFLOP/s on the cores' time "
+                f"({self.wall:.0f} wall-clock, load {os.getloadavg()[0]:.1f})")
+
+
+def matmul_rate(size: int = PROBE_SIZE, repeats: int = 3) -> MatmulRate:
+    """The best of ``repeats`` timed float32 ``size``² matmuls, after one untimed run.
+
+    The CPU-time rate is the criterion because on a shared host other processes stretch the
+    wall time of the probe but not the CPU time it needs; the best run, because the question is
+    what the hardware can do, not how busy it was for two seconds.
     """
     import tensorflow as tf
 
@@ -32,12 +54,15 @@ def matmul_gflops(size: int = PROBE_SIZE, repeats: int = 3) -> float:
     b = tf.random.normal([size, size], seed=2)
     product = tf.function(lambda: tf.reduce_sum(tf.matmul(a, b)[:1, :1]))
     product().numpy()  # trace and warm up
-    best = float("inf")
+    best_cpu = best_wall = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         product().numpy()
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best / 1e9
+        best_wall = min(best_wall, time.perf_counter() - wall)
+        best_cpu = min(best_cpu, time.process_time() - cpu)
+    flops = 2 * size**3 / 1e9
+    cores = len(os.sched_getaffinity(0))
+    return MatmulRate(cores=flops / max(best_cpu, 1e-9) * cores, wall=flops / best_wall)
 
 
 def setting_for_host(config: TrainerConfig, gflops: float) -> tuple[TrainerConfig, str]:
@@ -48,14 +73,14 @@ def setting_for_host(config: TrainerConfig, gflops: float) -> tuple[TrainerConfi
 
     Args:
         config: the configured hyperparameters.
-        gflops: the host's float32 matmul rate (``matmul_gflops``).
+        gflops: the host's float32 matmul rate (``MatmulRate.cores``).
 
     Returns:
         (the configuration to use, a one-line message naming the setting and the reason).
 
     """
     fine_tuned = config.text_tower == "minilm" and config.minilm_trainable_layers > 0
-    rate = f"float32 matmul {gflops:.0f} GFLOP/s"
+    rate = f"{gflops:.0f} GFLOP/s"
     if not fine_tuned:
         return config, f"host: {rate}; text tower {config.text_tower!r} as configured"
     tuned = f"MiniLM with the top {config.minilm_trainable_layers} layer(s) fine-tuned"

@@ -39,6 +39,9 @@ def test_towers_without_fine_tuning_are_left_alone_on_a_slow_host(config):
     assert host_speed.setting_for_host(config, 10.0)[0] == config
 
 
-def test_the_probe_measures_a_positive_rate():
+def test_the_probe_measures_positive_rates_and_names_them():
     # A 256² matmul: 33.5 MFLOP, so any working CPU gives a rate well above 0.01 GFLOP/s.
-    assert host_speed.matmul_gflops(size=256, repeats=2) > 0.01
+    rate = host_speed.matmul_rate(size=256, repeats=2)
+    assert rate.cores > 0.01 and rate.wall > 0.01
+    assert host_speed.MatmulRate(cores=320.4, wall=171.0).describe().startswith(
+        "float32 4096² matmul 320 GFLOP/s on the cores' time (171 wall-clock, load ")
