@@ -11,7 +11,11 @@ under the same ``--work-dir``), builds a ``text_tower="minilm"`` Trainer with th
   resulting seconds per epoch;
 - one evaluation of the eval captions through the cache and through the whole tower.
 
+``--pipeline-root`` reads a pipeline run's Transform output instead (the same data its Trainer
+read), to compare the step time with the one the Trainer printed on the same host.
+
     python -m benchmarks.bench_minilm_finetune [--quick] [--layers 1] [--steps 20]
+        [--pipeline-root ROOT]
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import tensorflow_transform as tft  # noqa: E402
 
 from benchmarks.minilm_served_quality import transformed_flickr8k  # noqa: E402
 from benchmarks.train_quality import DEFAULT_DATA  # noqa: E402
-from trainer import data, evaluation, frozen_prefix, towers, training  # noqa: E402
+from trainer import data, evaluation, frozen_prefix, host_speed, towers, training  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
 from trainer.training_rows import TrainingRows  # noqa: E402
 
@@ -50,6 +54,24 @@ def _seconds_per_step(trainer: training.PairTrainer, batches, steps: int) -> flo
     return seconds / steps
 
 
+def _transformed(args: argparse.Namespace) -> tuple[str, str, str]:
+    """(transform graph dir, train files, eval files): a pipeline run's, or made here."""
+    if args.pipeline_root:
+        def newest(kind: str) -> pathlib.Path:
+            runs = sorted((args.pipeline_root / "Transform" / kind).iterdir(),
+                          key=lambda path: int(path.name))
+            if not runs:
+                raise FileNotFoundError(f"{args.pipeline_root}: no Transform {kind}")
+            return runs[-1]
+        examples = newest("transformed_examples")
+        return (str(newest("transform_graph")), str(examples / "Split-train" / "*"),
+                str(examples / "Split-eval" / "*"))
+    work = args.work_dir / ("quick" if args.quick else "full")
+    _, transformed = transformed_flickr8k(args.data, work, 300 if args.quick else None)
+    return (str(transformed / "transform"), str(transformed / "train" / "*"),
+            str(transformed / "eval" / "*"))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=pathlib.Path, default=DEFAULT_DATA)
@@ -58,14 +80,16 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="300 images per split, 3 steps")
     parser.add_argument("--layers", type=int, default=1, help="top MiniLM layers fine-tuned")
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--pipeline-root", type=pathlib.Path,
+                        help="read the newest Transform output of this pipeline root (what its "
+                             "Trainer read) instead of making one")
     args = parser.parse_args(argv)
-    work = args.work_dir / ("quick" if args.quick else "full")
-    _, transformed = transformed_flickr8k(args.data, work, 300 if args.quick else None)
-    output = tft.TFTransformOutput(str(transformed / "transform"))
+    graph, train_files, eval_files = _transformed(args)
+    output = tft.TFTransformOutput(graph)
     config = TrainerConfig(text_tower="minilm", minilm_trainable_layers=args.layers)
     keys = towers.text_inputs(config)
-    train = data.load_split(str(transformed / "train" / "*"), output, keys)
-    eval_split = data.load_split(str(transformed / "eval" / "*"), output, keys)
+    train = data.load_split(train_files, output, keys)
+    eval_split = data.load_split(eval_files, output, keys)
     training.set_seeds(config.seed)
     image_tower, text_tower = towers.build_towers(config, 0, train.image_features.shape[-1])
     steps_per_epoch = train.num_captions // config.batch_size
@@ -85,6 +109,7 @@ def main(argv=None) -> None:
     _, eval_full = _seconds(lambda: evaluation.evaluate(
         image_tower, text_tower, eval_split, config.eval_batch_size))
     megabytes = [p.values.numpy().nbytes / 1e6 for p in (cached_rows.text_prefix, eval_prefix)]
+    print(host_speed.matmul_rate().describe())
     print(f"minilm, top {args.layers} layer(s) fine-tuned; {train.num_captions} train / "
           f"{eval_split.num_captions} eval captions; {steps} timed steps of "
           f"{config.batch_size}; {steps_per_epoch} steps per epoch")

@@ -1,8 +1,10 @@
 """End-to-end ``python -m pipeline run`` wall time on Flickr8k, per component.
 
 Runs the real CLI in a child process on a fresh pipeline root (nothing cached), with the
-pipeline's defaults, and prints the wall time of the whole run, the child's peak resident memory
-and each component's wall time as the run's own summary reports it (from ML Metadata).
+pipeline's defaults, and prints the host's matmul rate and load, the wall time of the whole run,
+the child's peak resident memory, each component's wall time as the run's own summary reports it
+(from ML Metadata), and the run's lines on the Trainer's setting (host probe), its epochs (step
+time, eval rsum), the Evaluator's rsum and the blessing and push.
 ``--quick`` runs a 300-image slice of Flickr8k for 1 epoch instead (a smoke run, ~2 min).
 
 ``python -m benchmarks.bench_pipeline [--quick] [--data DIR] [--keep DIR]``
@@ -19,12 +21,15 @@ import sys
 import tempfile
 import time
 
-from benchmarks import harness
+from benchmarks import harness, machine
 from benchmarks.slices import write_flickr_slice
 
 # "  Trainer                    ran      130.5s" in the run summary (pipeline/summary.py).
 COMPONENT_LINE = re.compile(r"^  (\w+)\s+([A-Za-z]+)\s+(?:([\d.]+)s|-)\s*$")
-RESULT_LINE = re.compile(r"^(blessing:|pushed:|push:|  rsum )")
+# The run's own lines worth keeping: the Trainer's host setting and matmul rates, its epochs
+# (step time and eval), the text-tower fallback, the eval rsum and the blessing / push.
+RESULT_LINE = re.compile(
+    r"^(blessing:|pushed:|push:|  rsum |host: |  float32 |epoch \d+ |text tower: )")
 
 
 def component_seconds(output: str) -> dict[str, float | None]:
@@ -63,6 +68,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = _parse(argv)
     data = harness.flickr8k_dir(args.data)
+    host = machine.describe()  # before the run: the matmul probe would compete with it
     with tempfile.TemporaryDirectory() as scratch:
         work = pathlib.Path(args.keep or scratch)
         extra: list[str] = []
@@ -72,7 +78,9 @@ def main(argv: list[str] | None = None) -> dict:
         result = run_pipeline(data, work, extra)
     components = component_seconds(result["output"])
     print("== summary: bench_pipeline (python -m pipeline run, defaults, fresh root) ==")
-    print(harness.machine_line())
+    print(f"host: {host['cpu']}, {host['cores']} cores, float32 4096² matmul "
+          f"{host['matmul_gflops']} GFLOP/s (wall, median), load {host['load']} before the run")
+    print(f"{harness.machine_line()} after the run")
     print(f"data: {'300-image slice, 1 epoch' if args.quick else data}")
     print(f"wall {result['seconds']:.0f} s, peak RSS {result['peak_gib']:.2f} GiB")
     for name, seconds in components.items():
@@ -80,7 +88,7 @@ def main(argv: list[str] | None = None) -> dict:
     for line in result["output"].splitlines():
         if RESULT_LINE.match(line):
             print(line)
-    return {**result, "components": components}
+    return {**result, "components": components, "host": host}
 
 
 if __name__ == "__main__":

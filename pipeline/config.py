@@ -81,8 +81,10 @@ class PipelineConfig:
       model_name: TF Serving model name.
       enable_cache: reuse the outputs of components whose inputs did not change.
       beam_args: Beam pipeline arguments for every Beam-based component.
-      transform: Transform ``custom_config`` (``TransformConfig`` fields).
-      trainer: Trainer ``custom_config`` (``TrainerConfig`` fields).
+      transform: Transform ``custom_config`` (``TransformConfig`` fields); a ``minilm`` text
+        tower adds ``wordpiece_max_tokens`` when it is not set (``pipeline.defaults``).
+      trainer: Trainer ``custom_config`` (``TrainerConfig`` fields), laid over
+        ``pipeline.defaults.DEFAULT_TRAINER``.
       eval: blessing thresholds.
 
     """
@@ -235,14 +237,17 @@ def _check_top_level(values: Mapping[str, Any], source: str) -> None:
 
 def _validate_sections(values: Mapping[str, Any], source: str) -> None:
     """Builds the component config classes from ``transform`` and ``trainer``; checks coupling."""
+    from pipeline.defaults import component_configs
     from trainer.config import TrainerConfig
     from trainer.transform_config import TransformConfig
 
-    parsed = {}
     for section, cls in (("transform", TransformConfig), ("trainer", TrainerConfig)):
         _reject_unknown(values[section], cls, source, section)
+    effective = component_configs(values["transform"], values["trainer"], source)
+    parsed = {}
+    for section, cls in (("transform", TransformConfig), ("trainer", TrainerConfig)):
         try:
-            parsed[section] = cls.from_dict(values[section])
+            parsed[section] = cls.from_dict(getattr(effective, section))
         except (ValueError, TypeError) as err:
             field = _FIELD_IN_MESSAGE.search(str(err))
             key = _dotted(section, field.group(1) if field else "")

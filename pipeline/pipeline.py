@@ -124,15 +124,17 @@ def _model_nodes(config: PipelineConfig, data: dict, retraining: bool, images_di
     from components.relevance.component import Relevance
     from components.retrieval_metrics.eval_config import build_eval_config
     from components.tf_serving_pusher.component import TFServingPusher
+    from pipeline.defaults import component_configs
 
     examples = data["example_gen"].outputs["examples"]
     schema = data["schema_gen"].outputs["schema"]
+    sections = component_configs(config.transform, config.trainer)
     nodes: dict[str, Any] = {}
     transform = tfx.components.Transform(
         examples=examples,
         schema=schema,
         preprocessing_fn=PREPROCESSING_FN,
-        custom_config=dict(config.transform),
+        custom_config=sections.transform,
         # Retraining re-uses the analyzer cache of earlier Transform runs, so that a span that was
         # analyzed before is not re-analyzed. A plain run leaves it out: a cache produced by the
         # previous run would be a new input and defeat TFX's own caching of the whole component.
@@ -156,7 +158,7 @@ def _model_nodes(config: PipelineConfig, data: dict, retraining: bool, images_di
         transform_graph=transform.outputs["transform_graph"],
         schema=schema,
         base_model=baseline if retraining else None,
-        custom_config=dict(config.trainer),
+        custom_config=sections.trainer,
     )
     model = nodes["trainer"].outputs["model"]
     # TFX caching keys on the Examples artifact, so an unchanged dataset is not scored again.

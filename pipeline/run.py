@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pipeline import data as data_lib
 from pipeline import mlmd_summary, recovery
 from pipeline.config import PipelineConfig
+from pipeline.defaults import component_configs
 from pipeline.summary import format_summary
 
 EXAMPLE_GEN_ID = "CaptionExampleGen"
@@ -65,6 +66,9 @@ def _run_locked(config: PipelineConfig, *, retraining: bool, log_path: str | Non
     from pipeline.pipeline import create_pipeline, local_metadata_config
 
     config.validate()
+    note = component_configs(config.transform, config.trainer).note
+    if note:
+        print(note, flush=True)
     _recover(config)
     resolved = data_lib.resolve(config)
     print(resolved.description, flush=True)

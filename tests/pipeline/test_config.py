@@ -109,7 +109,8 @@ def test_component_sections_and_their_coupling_are_checked_when_built():
     with pytest.raises(config_lib.ConfigError, match="transform.max_tokens: .* integer >= 1"):
         config_lib.from_dict({"transform": {"max_tokens": 0}})
     with pytest.raises(config_lib.ConfigError, match="set transform.wordpiece_max_tokens"):
-        config_lib.from_dict({"trainer": {"text_tower": "minilm"}})
+        config_lib.from_dict({"trainer": {"text_tower": "minilm"},
+                              "transform": {"wordpiece_max_tokens": None}})
 
 
 @pytest.mark.parametrize("eval_section, key, message", [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import re
 
 import numpy as np
 import pytest
@@ -132,14 +133,22 @@ def candidate_metrics(nodes: dict[str, mlmd_summary.NodeRun]) -> dict[str, float
 
 
 @pytest.mark.slow(minutes=8)
-def test_minilm_text_tower_evaluates_pushes_and_embeds_raw_text(flickr_slice, tmp_path):
-    """text_tower=minilm: TF-Text ops in Transform, Trainer, Evaluator, report, Pusher, client."""
+def test_default_minilm_text_tower_evaluates_pushes_and_embeds_raw_text(flickr_slice, tmp_path,
+                                                                         capsys):
+    """The default tower (MiniLM, top layer fine-tuned): TF-Text ops in Transform, Trainer,
+    Evaluator, report, Pusher, client; the Trainer says which setting the host probe chose."""
     from components.retrieval_metrics import metric_names
     from serving.client import EmbeddingClient, LocalBackend
 
-    config = make_config(tmp_path, flickr_slice, transform={"wordpiece_max_tokens": 64},
-                         text_tower="minilm", epochs=2)
+    config = config_lib.from_dict({
+        "data_dir": str(flickr_slice), "pipeline_root": str(tmp_path / "root"),
+        "serving_dir": str(tmp_path / "serving"), "trainer": {"epochs": 2},
+        "eval": {"rsum_lower_bound": 60.0, "rsum_change_threshold": -5.0}})
     assert run_lib.run(config) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^host: \d+ GFLOP/s \((>= 150\): MiniLM with the top 1 layer\(s\) "
+                     r"fine-tuned|< 150\): frozen MiniLM encoder)", out, re.MULTILINE), out
+    assert re.search(r"^epoch 2 \(\d+\.\d+ s/step\) eval: ", out, re.MULTILINE), out
     nodes = last_run(config)
     assert all(node.state == "ran" for node in nodes.values()), {
         n.node_id: n.state for n in nodes.values()
@@ -155,7 +164,7 @@ def test_minilm_text_tower_evaluates_pushes_and_embeds_raw_text(flickr_slice, tm
     text = client.embed_text(
         ["a dog runs on the beach", "A DOG RUNS ON THE BEACH", "two children play in the snow"]
     )
-    assert text.shape == (3, FAST_TRAINER["embedding_dim"])
+    assert text.shape == (3, 1024)
     np.testing.assert_allclose(np.linalg.norm(text, axis=1), 1.0, rtol=1e-5)
     # BERT-uncased WordPiece in the served graph: case does not matter, words do.
     np.testing.assert_allclose(text[0], text[1], atol=1e-6)
