@@ -5,7 +5,8 @@ Three measurements, each in a fresh process (its peak RSS and TensorFlow state i
 1. ``stream`` training steps on a generated split of 1,000,000 captions / 200,000 images with
    Flickr8k's transformed features (1280-d image features, 32 caption token ids and a length,
    the ids), written once as GZIP TFRecords in Transform's output format under the cache folder
-   and reused: the ``auto`` input choice, seconds per step and the process's peak RSS.
+   and reused: the ``auto`` input choice, seconds per step and the process's peak RSS
+   (``VmHWM``: its record count, the towers, the steps).
 2. Seconds per in-batch training step on Flickr8k, ``memory`` vs ``stream`` input, interleaved
    round by round in one process (the input pipeline's time is inside the stream step).
 3. Eval rsum on Flickr8k after ``--epochs`` epochs, ``memory`` vs ``stream``, same config.
@@ -24,7 +25,6 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import multiprocessing  # noqa: E402
 import pathlib  # noqa: E402
-import resource  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -112,6 +112,18 @@ def generate_split(folder: pathlib.Path, size: dict, vocab_size: int, seed: int 
     return str(folder / "part-*.gz")
 
 
+def _peak_rss_gib() -> float:
+    """This process's peak resident set size (``VmHWM``), GiB.
+
+    Not ``getrusage``'s ``ru_maxrss``: Linux carries it across fork + exec, so a spawned child
+    would report its parent's peak whenever that is higher.
+    """
+    for line in pathlib.Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 2**20
+    raise RuntimeError("/proc/self/status has no VmHWM line: the peak RSS needs Linux")
+
+
 def _towers(config, output):
     from trainer import preprocessing, towers, training
 
@@ -153,7 +165,7 @@ def _stream_rss(transformed: str, pattern: str, overrides: dict, steps: int) -> 
         trainer.train_step(next(batches))["loss"].numpy()
     return {"examples": split.num_examples, "estimate_gib": estimate / 2**30,
             "count_seconds": count_seconds, "s_per_step": (time.perf_counter() - start) / steps,
-            "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+            "peak_rss_gib": _peak_rss_gib()}
 
 
 def _step_times(transformed: str, overrides: dict, rounds: int, steps: int) -> dict:
