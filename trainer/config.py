@@ -20,7 +20,11 @@ MINING_KINDS = ("in_batch", "global")
 MINING_MODES = ("none", "in_batch", "exact", "bank")  # TrainerConfig.mining_mode
 IMAGE_TOWERS = ("linear", "mlp")
 TEXT_TOWERS = ("gru", "mean", "linear", "minilm")  # "linear" reads caption_features
+INPUT_MODES = ("auto", "memory", "stream")  # TrainerConfig.input (docs/input.md)
+# Mining modes that score every training row, so they need the whole split in memory.
+MEMORY_MINING_MODES = ("exact", "bank")
 _CHOICES = {
+    "input": INPUT_MODES,
     "loss": LOSS_KINDS,
     "mining": MINING_KINDS,
     "image_tower": IMAGE_TOWERS,
@@ -28,7 +32,7 @@ _CHOICES = {
 }
 _POSITIVE = ("embedding_dim", "word_dim", "gru_units", "mlp_hidden", "epochs", "batch_size",
              "learning_rate", "minilm_lr_multiplier", "refresh_steps", "mining_chunk_size",
-             "eval_batch_size", "log_every_steps")
+             "eval_batch_size", "log_every_steps", "memory_budget_gb", "shuffle_buffer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +88,12 @@ class TrainerConfig:
         image_backbone: the TFLite image model whose dequantized weights the exported
             ``embed_image_bytes`` signature runs (default: the shipped MobileNetV2 that
             produced the image features); empty exports no image-bytes input.
+        input: how the training split is read (docs/input.md): ``memory`` (whole tables on
+            the device), ``stream`` (tf.data from the transformed TFRecords, sharded per
+            worker; ``in_batch`` and ``none`` mining only) or ``auto`` (``stream`` when the
+            split's estimated in-memory size exceeds ``memory_budget_gb``).
+        memory_budget_gb: GiB that ``auto`` lets the training split take in memory.
+        shuffle_buffer: examples in the ``stream`` input's shuffle buffer.
 
     """
 
@@ -115,6 +125,9 @@ class TrainerConfig:
     eval_batch_size: int = 1024
     log_every_steps: int = 20
     image_backbone: str = DEFAULT_TFLITE_PATH
+    input: str = "auto"
+    memory_budget_gb: float = 8.0
+    shuffle_buffer: int = 16384
 
     def __post_init__(self):
         for name, choices in _CHOICES.items():
@@ -139,6 +152,10 @@ class TrainerConfig:
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"TrainerConfig.{name}={getattr(self, name)!r} is out of range")
+        if self.input == "stream" and self.mining_mode in MEMORY_MINING_MODES:
+            raise ValueError(f"TrainerConfig.input='stream': mining mode {self.mining_mode!r} "
+                             "scores every training row and needs input 'memory' (or "
+                             "mining 'in_batch')")
 
     @property
     def mining_mode(self) -> str:

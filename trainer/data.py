@@ -46,7 +46,13 @@ class SplitTables:
         return int(self.text_image_index.shape[0])
 
 
-def _files(file_patterns: Sequence[str] | str) -> list[str]:
+def matching_files(file_patterns: Sequence[str] | str) -> list[str]:
+    """The files that glob pattern(s) ``file_patterns`` match, sorted.
+
+    Raises:
+        ValueError: no file matches.
+
+    """
     patterns = [file_patterns] if isinstance(file_patterns, str) else list(file_patterns)
     files = sorted(name for pattern in patterns for name in tf.io.gfile.glob(pattern))
     if not files:
@@ -75,7 +81,7 @@ def read_transformed(file_patterns: Sequence[str] | str, tf_transform_output: tf
     if missing:
         raise ValueError(f"transformed data has no features {missing}; it has {sorted(spec)}")
     spec = {key: spec[key] for key in keys}
-    files = _files(file_patterns)
+    files = matching_files(file_patterns)
     dataset = tf.data.TFRecordDataset(files, compression_type="GZIP").batch(READ_BATCH)
     dataset = dataset.map(lambda records: tf.io.parse_example(records, spec))
     batches = list(dataset.as_numpy_iterator())

@@ -9,7 +9,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from trainer import data, export, features, host_speed, preprocessing, towers, training
+from trainer import data, export, features, host_speed, preprocessing, stream_input, towers, training
 from trainer import warm_start as warm_start_lib
 from trainer.config import TrainerConfig
 
@@ -45,30 +45,30 @@ def warm_start(image_tower: keras.Model, text_tower: keras.Model, saved_model_di
     logging.info("warm-started the towers from %s", saved_model_dir)
 
 
-def _build(config: TrainerConfig, tf_transform_output: tft.TFTransformOutput, train_split):
+def _build(config: TrainerConfig, tf_transform_output: tft.TFTransformOutput, split):
     caption_dim = None
-    if features.CAPTION_FEATURES_XF in train_split.text:
-        caption_dim = train_split.text[features.CAPTION_FEATURES_XF].shape[-1]
+    if features.CAPTION_FEATURES_XF in split.text:
+        caption_dim = split.text[features.CAPTION_FEATURES_XF].shape[-1]
     vocab_size = 0
-    if features.CAPTION_TOKENS_XF in train_split.text:
+    if features.CAPTION_TOKENS_XF in split.text:
         vocab_size = preprocessing.token_vocab_size(tf_transform_output)
-    return towers.build_towers(config, vocab_size, train_split.image_features.shape[-1],
+    return towers.build_towers(config, vocab_size, split.image_features.shape[-1],
                                caption_dim)
 
 
-def _warm_start_across_spans(config: TrainerConfig, tf_transform_output, train_split,
+def _warm_start_across_spans(config: TrainerConfig, tf_transform_output, split,
                              image_tower, text_tower, base_model: str) -> None:
     """Warm start that survives a changed caption vocabulary (a new span)."""
     new_vocab = None
-    if features.CAPTION_TOKENS_XF in train_split.text:
+    if features.CAPTION_TOKENS_XF in split.text:
         new_vocab = warm_start_lib.read_vocabulary(
             tf_transform_output.vocabulary_file_by_name(preprocessing.VOCAB_NAME))
     caption_dim = None
-    if features.CAPTION_FEATURES_XF in train_split.text:
-        caption_dim = train_split.text[features.CAPTION_FEATURES_XF].shape[-1]
+    if features.CAPTION_FEATURES_XF in split.text:
+        caption_dim = split.text[features.CAPTION_FEATURES_XF].shape[-1]
 
     def build(vocab_size: int):
-        return towers.build_towers(config, vocab_size, train_split.image_features.shape[-1],
+        return towers.build_towers(config, vocab_size, split.image_features.shape[-1],
                                    caption_dim)
 
     warm_start_lib.warm_start_towers(image_tower, text_tower, base_model, new_vocab, build,
@@ -97,12 +97,15 @@ def train_and_export(config: TrainerConfig, tf_transform_output: tft.TFTransform
 
     """
     text_keys = towers.text_inputs(config)
-    train_split = data.load_split(train_files, tf_transform_output, text_keys)
+    train_split = stream_input.training_input(config, train_files, tf_transform_output,
+                                              text_keys)
     eval_split = data.load_split(eval_files, tf_transform_output, text_keys)
     training.set_seeds(config.seed)
-    image_tower, text_tower = _build(config, tf_transform_output, train_split)
+    # The towers' input sizes are read from the eval tables: they are in memory in both input
+    # modes and come from the same Transform as the training split.
+    image_tower, text_tower = _build(config, tf_transform_output, eval_split)
     if config.warm_start and base_model:
-        _warm_start_across_spans(config, tf_transform_output, train_split, image_tower,
+        _warm_start_across_spans(config, tf_transform_output, eval_split, image_tower,
                                  text_tower, base_model)
     result = training.train(config, image_tower, text_tower, train_split, eval_split,
                             work_dir, max_steps=max_steps, verbose=verbose)

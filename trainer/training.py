@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Mapping
 
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import evaluation, frozen_prefix, losses, minilm, negatives, optimization
+from trainer import evaluation, frozen_prefix, losses, minilm, negatives, optimization, stream_input
 from trainer.config import TrainerConfig
 from trainer.data import SplitTables
 from trainer.training_rows import TrainingRows
@@ -67,13 +68,20 @@ class PairTrainer(tf.Module):
         self.strategy = negatives.for_config(config, rows)
 
     @tf.function
-    def train_step(self, caption_index: tf.Tensor) -> dict[str, tf.Tensor]:
-        """One optimizer step on the captions ``caption_index`` [B]; returns the loss terms."""
-        config, rows = self.config, self.rows
+    def train_step(self, element: tf.Tensor | Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """One optimizer step; returns the loss terms.
+
+        ``element``: the training captions' rows [B] (``memory`` input), or a streamed batch
+        of parsed examples (``stream``), which is its own B-row table.
+        """
+        config, rows, strategy, caption_index = self.config, self.rows, self.strategy, element
+        if isinstance(element, Mapping):
+            rows = stream_input.BatchRows(rows.image_tower, rows.text_tower, element)
+            strategy, caption_index = negatives.for_config(config, rows), rows.caption_index
         image_index = tf.gather(rows.text_image_index, caption_index)
         with tf.GradientTape() as tape:
             text = rows.captions(caption_index, training=True)
-            mined = self.strategy(negatives.Batch(caption_index, image_index, text))
+            mined = strategy(negatives.Batch(caption_index, image_index, text))
             terms = losses.loss_terms(
                 config.loss, image=mined.batch_image, text=text, neg_image=mined.image,
                 neg_text=mined.text, neg_is_pair=mined.is_pair, margin=config.margin,
@@ -123,6 +131,14 @@ def epoch_batches(num_captions: int, batch: int, seed: int) -> tf.data.Dataset:
             .batch(batch, drop_remainder=True).with_options(options))
 
 
+def _epoch_input(split: SplitTables | stream_input.StreamSplit, batch: int,
+                 seed: int) -> tf.data.Dataset:
+    """One epoch's batches: caption rows of memory tables, or parsed examples of a stream."""
+    if isinstance(split, stream_input.StreamSplit):
+        return split.batches(batch, seed)
+    return epoch_batches(split.num_captions, batch, seed)
+
+
 def _keep_if_best(result: TrainResult, epoch: int, scores: dict[str, float],
                   checkpoint: tf.train.Checkpoint, prefix: str) -> bool:
     """Records ``scores``; writes the towers when rsum improved. Returns whether it did."""
@@ -134,7 +150,8 @@ def _keep_if_best(result: TrainResult, epoch: int, scores: dict[str, float],
 
 
 def train(config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Model,
-          train_split: SplitTables, eval_split: SplitTables, work_dir: str,
+          train_split: SplitTables | stream_input.StreamSplit, eval_split: SplitTables,
+          work_dir: str,
           max_steps: int | None = None, verbose: int = 1) -> TrainResult:
     """Trains the towers in place and leaves them at their best eval rsum.
 
@@ -142,7 +159,7 @@ def train(config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Mod
         config: hyperparameters.
         image_tower: image tower (variables built).
         text_tower: text tower (variables built).
-        train_split: training tables.
+        train_split: training tables, or the training stream (``trainer.stream_input``).
         eval_split: eval tables (checkpoint selection and early stopping).
         work_dir: TensorBoard logs (``logs/``) and the best checkpoint (``best/``) go here.
         max_steps: optional cap on the total number of optimizer steps.
@@ -155,7 +172,9 @@ def train(config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Mod
     set_seeds(config.seed)
     batch = min(config.batch_size, train_split.num_captions)
     steps = train_split.num_captions // batch
-    rows = TrainingRows.for_training(config, image_tower, text_tower, train_split)
+    rows = (stream_input.BatchRows(image_tower, text_tower)
+            if isinstance(train_split, stream_input.StreamSplit)
+            else TrainingRows.for_training(config, image_tower, text_tower, train_split))
     trainer = PairTrainer(config, rows, steps)
     eval_prefix = frozen_prefix.for_tower(config, text_tower, eval_split.text,
                                           config.eval_batch_size)
@@ -168,7 +187,7 @@ def train(config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Mod
         if epoch_steps <= 0:
             break
         start = time.perf_counter()
-        batches = epoch_batches(train_split.num_captions, batch, config.seed + epoch)
+        batches = _epoch_input(train_split, batch, config.seed + epoch)
         mean_terms = _train_epoch(trainer, batches, writer, epoch_steps, verbose)
         result.epoch_seconds.append(time.perf_counter() - start)
         scores = evaluation.evaluate(image_tower, text_tower, eval_split,
