@@ -20,15 +20,17 @@ MINING_KINDS = ("in_batch", "global")
 MINING_MODES = ("none", "in_batch", "exact", "bank")  # TrainerConfig.mining_mode
 IMAGE_TOWERS = ("linear", "mlp")
 TEXT_TOWERS = ("gru", "mean", "linear", "minilm")  # "linear" reads caption_features
+STRATEGIES = ("auto", "mirrored")  # TrainerConfig.strategy (trainer.distribute)
 _CHOICES = {
     "loss": LOSS_KINDS,
     "mining": MINING_KINDS,
     "image_tower": IMAGE_TOWERS,
     "text_tower": TEXT_TOWERS,
+    "strategy": STRATEGIES,
 }
 _POSITIVE = ("embedding_dim", "word_dim", "gru_units", "mlp_hidden", "epochs", "batch_size",
              "learning_rate", "minilm_lr_multiplier", "refresh_steps", "mining_chunk_size",
-             "eval_batch_size", "log_every_steps")
+             "eval_batch_size", "log_every_steps", "workers")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +81,15 @@ class TrainerConfig:
         image_backbone: the TFLite image model whose dequantized weights the exported
             ``embed_image_bytes`` signature runs (default: the shipped MobileNetV2 that
             produced the image features); empty exports no image-bytes input.
+        strategy: ``auto``: ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names a
+            cluster, else one process without a strategy; ``mirrored``: ``MirroredStrategy``
+            over this machine's devices (``trainer.distribute``). ``batch_size`` stays the
+            global batch either way.
+        workers: machines of a Vertex AI Training job (1 chief + ``workers - 1`` workers;
+            ``pipeline/vertex_runner.py``); locally ``TF_CONFIG`` decides.
+        machine_type: Vertex AI machine type of each worker (empty: one local Trainer).
+        accelerator: Vertex AI accelerator of each worker as ``TYPE:COUNT``, e.g.
+            ``NVIDIA_TESLA_T4:1`` (empty: none).
 
     """
 
@@ -109,6 +120,10 @@ class TrainerConfig:
     eval_batch_size: int = 1024
     log_every_steps: int = 20
     image_backbone: str = DEFAULT_TFLITE_PATH
+    strategy: str = "auto"
+    workers: int = 1
+    machine_type: str = ""
+    accelerator: str = ""
 
     def __post_init__(self):
         for name, choices in _CHOICES.items():
@@ -133,6 +148,9 @@ class TrainerConfig:
         for name, ok in checks.items():
             if not ok:
                 raise ValueError(f"TrainerConfig.{name}={getattr(self, name)!r} is out of range")
+        if not _accelerator_ok(self.accelerator):
+            raise ValueError(f"TrainerConfig.accelerator={self.accelerator!r}: must be "
+                             "TYPE:COUNT, e.g. NVIDIA_TESLA_T4:1")
 
     @property
     def mining_mode(self) -> str:
@@ -174,6 +192,14 @@ class TrainerConfig:
         if unknown:
             raise ValueError(f"unknown TrainerConfig keys {unknown}; known: {sorted(hints)}")
         return cls(**{name: _coerce(name, value, hints[name]) for name, value in values.items()})
+
+
+def _accelerator_ok(accelerator: str) -> bool:
+    """Whether ``accelerator`` is empty or ``TYPE:COUNT`` with a positive integer count."""
+    if not accelerator:
+        return True
+    kind, _, count = accelerator.partition(":")
+    return bool(kind) and count.isdigit() and int(count) > 0
 
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:
