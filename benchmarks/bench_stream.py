@@ -113,7 +113,7 @@ def generate_split(folder: pathlib.Path, size: dict, vocab_size: int, seed: int 
 
 
 def _peak_rss_gib() -> float:
-    """This process's peak resident set size (``VmHWM``), GiB.
+    """Peak resident set size (``VmHWM``) of this process, GiB.
 
     Not ``getrusage``'s ``ru_maxrss``: Linux carries it across fork + exec, so a spawned child
     would report its parent's peak whenever that is higher.

@@ -45,7 +45,8 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="re-run every component")
     parser.add_argument(
         "--set",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="KEY=VALUE",
         help="override any config field, e.g. trainer.margin=0.2 or eval.rsum_lower_bound=50",

@@ -252,6 +252,11 @@ def _validate_sections(values: Mapping[str, Any], source: str) -> None:
             field = _FIELD_IN_MESSAGE.search(str(err))
             key = _dotted(section, field.group(1) if field else "")
             raise ConfigError(source, key, str(err)) from err
+    trainer = parsed["trainer"]
+    if (trainer.workers > 1 or trainer.accelerator) and not trainer.machine_type:
+        raise ConfigError(source, "trainer.machine_type", "required with trainer.workers > 1 or "
+                          "trainer.accelerator, which size a Vertex AI Training job (e.g. "
+                          "n1-standard-16)")
     if parsed["trainer"].text_tower == "minilm" and not parsed["transform"].wordpiece_max_tokens:
         raise ConfigError(source, "trainer.text_tower", "minilm reads WordPiece ids: set "
                           "transform.wordpiece_max_tokens (e.g. 64)")

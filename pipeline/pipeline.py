@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tfx import v1 as tfx
@@ -26,6 +26,7 @@ def create_pipeline(
     images_fingerprint: str = "",
     retraining: bool = False,
     metadata_connection_config: Any | None = None,
+    training_job: Mapping[str, Any] | None = None,
 ) -> tfx.dsl.Pipeline:
     """Builds ExampleGen → validation → Transform → Trainer → Evaluator → Pusher.
 
@@ -45,13 +46,17 @@ def create_pipeline(
         give Transform the latest analyzer cache.
       metadata_connection_config: ML Metadata connection (``local_metadata_config`` for the
         local runner); None for orchestrators that bring their own store (Vertex, Kubeflow).
+      training_job: the Vertex AI Trainer extension's ``custom_config`` entries (region, job
+        spec; ``pipeline.vertex_runner.vertex_training_job``): the Trainer then runs as a
+        Vertex AI Training job; None trains in the component's own container.
 
     Returns:
       A ``tfx.dsl.Pipeline``.
 
     """
     data = _data_nodes(config, dataset, input_base, images_fingerprint)
-    model = _model_nodes(config, data, retraining, find_images_dir(config.images_dir, input_base))
+    model = _model_nodes(config, data, retraining, find_images_dir(config.images_dir, input_base),
+                         training_job)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
@@ -114,10 +119,12 @@ def _data_nodes(config, dataset, input_base, images_fingerprint) -> dict:
     return nodes
 
 
-def _model_nodes(config: PipelineConfig, data: dict, retraining: bool, images_dir: str) -> dict:
+def _model_nodes(config: PipelineConfig, data: dict, retraining: bool, images_dir: str,
+                 training_job: Mapping[str, Any] | None = None) -> dict:
     """Transform, Trainer, relevance + Evaluator + report, and the TF Serving pusher.
 
-    ``images_dir`` (or "") is where the report finds the images of its qualitative panel.
+    ``images_dir`` (or "") is where the report finds the images of its qualitative panel;
+    ``training_job``: as in ``create_pipeline``.
     """
     from components.eval_report.component import EvalReportComponent
     from components.evaluator import Evaluator
@@ -152,13 +159,15 @@ def _model_nodes(config: PipelineConfig, data: dict, retraining: bool, images_di
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model")
     baseline = nodes["latest_blessed_model"].outputs["model"]
-    nodes["trainer"] = tfx.components.Trainer(
+    trainer = (tfx.components.Trainer if training_job is None
+               else tfx.extensions.google_cloud_ai_platform.Trainer)
+    nodes["trainer"] = trainer(
         run_fn=RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema,
         base_model=baseline if retraining else None,
-        custom_config=sections.trainer,
+        custom_config={**sections.trainer, **(training_job or {})},
     )
     model = nodes["trainer"].outputs["model"]
     # TFX caching keys on the Examples artifact, so an unchanged dataset is not scored again.

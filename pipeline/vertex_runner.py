@@ -9,19 +9,27 @@ Compiling needs no cloud access: it never reads or writes the pipeline root or a
 and creates no metadata store (the orchestrator brings its own); the only file written is the
 spec. A local data folder is read to detect its layout; a remote one must be described by the
 configuration's ``dataset`` section.
+
+With ``trainer.machine_type`` (and optionally ``trainer.workers``, ``trainer.accelerator``) the
+Trainer runs as a Vertex AI Training job through TFX's Vertex Trainer extension: a chief pool of
+one machine and a worker pool of ``workers - 1``, all running the pipeline's image; Vertex gives
+each its ``TF_CONFIG`` and ``trainer.distribute`` trains them as one cluster.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
+from tfx import v1 as tfx
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
 from pipeline import data as data_lib
 from pipeline.config import PipelineConfig
 from pipeline.pipeline import create_pipeline
+from trainer.config import TrainerConfig
 
 DEFAULT_IMAGE = "gcr.io/YOUR_PROJECT/xmodal-retrieval:latest"
 
@@ -44,6 +52,42 @@ def dataflow_beam_args(
     return args
 
 
+def worker_pool_specs(trainer: TrainerConfig, image: str) -> list[dict[str, Any]]:
+    """Vertex AI CustomJob pools: the chief (1 replica), then ``workers - 1`` workers if any."""
+    machine: dict[str, Any] = {"machine_type": trainer.machine_type}
+    if trainer.accelerator:
+        kind, count = trainer.accelerator.split(":")
+        machine.update(accelerator_type=kind, accelerator_count=int(count))
+    return [{"machine_spec": machine, "replica_count": count,
+             "container_spec": {"image_uri": image}}
+            for count in (1, trainer.workers - 1) if count]
+
+
+def vertex_training_job(trainer: Mapping[str, Any], *, image: str, project: str | None,
+                        region: str) -> dict[str, Any] | None:
+    """The Vertex Trainer extension's ``custom_config`` entries, or None without a machine type.
+
+    Raises:
+        ValueError: a machine type without ``project`` (the job is created in that project).
+
+    """
+    config = TrainerConfig.from_dict(trainer)
+    if not config.machine_type:
+        return None
+    if not project:
+        raise ValueError("trainer.machine_type runs the Trainer as a Vertex AI Training job: "
+                         "pass --project")
+    extension = tfx.extensions.google_cloud_ai_platform
+    return {
+        extension.ENABLE_VERTEX_KEY: True,
+        extension.VERTEX_REGION_KEY: region,
+        extension.TRAINING_ARGS_KEY: {
+            "project": project,
+            "worker_pool_specs": worker_pool_specs(config, image),
+        },
+    }
+
+
 def compile_pipeline(
     config: PipelineConfig,
     *,
@@ -52,6 +96,7 @@ def compile_pipeline(
     image: str,
     beam_args: Sequence[str],
     retraining: bool = False,
+    training_job: Mapping[str, Any] | None = None,
 ) -> str:
     """Writes the pipeline spec JSON for ``target`` ('vertex' or 'kubeflow'); returns its path."""
     resolved = data_lib.resolve(config, for_compile=True)
@@ -63,6 +108,7 @@ def compile_pipeline(
         images_fingerprint=resolved.images_fingerprint,
         retraining=retraining,
         metadata_connection_config=None,
+        training_job=training_job,
     )
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
         config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
@@ -94,6 +140,8 @@ def main(config: PipelineConfig, args: argparse.Namespace) -> int:
         image=image,
         beam_args=beam_args,
         retraining=getattr(args, "retraining", False),
+        training_job=vertex_training_job(config.trainer, image=image, project=args.project,
+                                         region=args.region),
     )
     print(f"wrote {args.target} pipeline spec: {path} (image {image})")
     return 0

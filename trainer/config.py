@@ -23,16 +23,19 @@ TEXT_TOWERS = ("gru", "mean", "linear", "minilm")  # "linear" reads caption_feat
 INPUT_MODES = ("auto", "memory", "stream")  # TrainerConfig.input (docs/input.md)
 # Mining modes that score every training row, so they need the whole split in memory.
 MEMORY_MINING_MODES = ("exact", "bank")
+STRATEGIES = ("auto", "mirrored")  # TrainerConfig.strategy (trainer.distribute)
 _CHOICES = {
     "input": INPUT_MODES,
     "loss": LOSS_KINDS,
     "mining": MINING_KINDS,
     "image_tower": IMAGE_TOWERS,
     "text_tower": TEXT_TOWERS,
+    "strategy": STRATEGIES,
 }
 _POSITIVE = ("embedding_dim", "word_dim", "gru_units", "mlp_hidden", "epochs", "batch_size",
              "learning_rate", "minilm_lr_multiplier", "refresh_steps", "mining_chunk_size",
-             "eval_batch_size", "log_every_steps", "memory_budget_gb", "shuffle_buffer")
+             "eval_batch_size", "log_every_steps", "memory_budget_gb", "shuffle_buffer",
+             "workers")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +97,15 @@ class TrainerConfig:
             split's estimated in-memory size exceeds ``memory_budget_gb``).
         memory_budget_gb: GiB that ``auto`` lets the training split take in memory.
         shuffle_buffer: examples in the ``stream`` input's shuffle buffer.
+        strategy: ``auto``: ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names a
+            cluster, else one process without a strategy; ``mirrored``: ``MirroredStrategy``
+            over this machine's devices (``trainer.distribute``). ``batch_size`` stays the
+            global batch either way.
+        workers: machines of a Vertex AI Training job (1 chief + ``workers - 1`` workers;
+            ``pipeline/vertex_runner.py``); locally ``TF_CONFIG`` decides.
+        machine_type: Vertex AI machine type of each worker (empty: one local Trainer).
+        accelerator: Vertex AI accelerator of each worker as ``TYPE:COUNT``, e.g.
+            ``NVIDIA_TESLA_T4:1`` (empty: none).
 
     """
 
@@ -128,6 +140,10 @@ class TrainerConfig:
     input: str = "auto"
     memory_budget_gb: float = 8.0
     shuffle_buffer: int = 16384
+    strategy: str = "auto"
+    workers: int = 1
+    machine_type: str = ""
+    accelerator: str = ""
 
     def __post_init__(self):
         for name, choices in _CHOICES.items():
@@ -156,6 +172,9 @@ class TrainerConfig:
             raise ValueError(f"TrainerConfig.input='stream': mining mode {self.mining_mode!r} "
                              "scores every training row and needs input 'memory' (or "
                              "mining 'in_batch')")
+        if not _accelerator_ok(self.accelerator):
+            raise ValueError(f"TrainerConfig.accelerator={self.accelerator!r}: must be "
+                             "TYPE:COUNT, e.g. NVIDIA_TESLA_T4:1")
 
     @property
     def mining_mode(self) -> str:
@@ -197,6 +216,14 @@ class TrainerConfig:
         if unknown:
             raise ValueError(f"unknown TrainerConfig keys {unknown}; known: {sorted(hints)}")
         return cls(**{name: _coerce(name, value, hints[name]) for name, value in values.items()})
+
+
+def _accelerator_ok(accelerator: str) -> bool:
+    """Whether ``accelerator`` is empty or ``TYPE:COUNT`` with a positive integer count."""
+    if not accelerator:
+        return True
+    kind, _, count = accelerator.partition(":")
+    return bool(kind) and count.isdigit() and int(count) > 0
 
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import mining, towers
+from trainer import distribute, mining, towers
 from trainer.config import TrainerConfig
 
 
@@ -96,20 +96,32 @@ class GlobalMiner(tf.Module):
 
         ``products``: the side's ``x @ W`` when the caller computed them already.
         """
-        chunk = self.config.mining_chunk_size
         products = _products(side) if products is None else products
         if products is not None:
-            return mining.hardest_rows(queries, query_image_index, products, side.image_index,
-                                       chunk, exclude_rows=exclude, normalize_bank=True)
+            return self._search(queries, query_image_index, products, side, exclude,
+                                normalize_bank=True)
         head = towers.linear_head(side.tower, side.inputs)
         if head is not None:  # narrower inputs: score in the input space
-            return mining.hardest_rows(queries, query_image_index, head[0], side.image_index,
-                                       chunk, head_kernel=head[1], exclude_rows=exclude,
-                                       bank_tail=side.head_tail)
-        return mining.hardest_rows(
-            queries, query_image_index,
-            tf.stop_gradient(encode_all(side.encode, side.size, max(chunk, 1024))),
-            side.image_index, chunk, exclude_rows=exclude)
+            return self._search(queries, query_image_index, head[0], side, exclude,
+                                head_kernel=head[1], bank_tail=side.head_tail)
+        bank = encode_all(side.encode, side.size, max(self.config.mining_chunk_size, 1024))
+        return self._search(queries, query_image_index, tf.stop_gradient(bank), side, exclude)
+
+    def _search(self, queries: tf.Tensor, query_image_index: tf.Tensor, bank: tf.Tensor,
+                side: Modality, exclude: tf.Tensor, **options) -> tf.Tensor:
+        """``mining.hardest_rows`` of ``bank``, its rows split among the replicas.
+
+        With N replicas, every replica searches its shard of the rows for every replica's
+        queries, and each query keeps the best (score, row) over the shards, ties to the lowest
+        row: the rows one process finds, at 1/N of the scoring per replica.
+        """
+        chunk = self.config.mining_chunk_size
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return mining.hardest_rows(queries, query_image_index, bank, side.image_index,
+                                       chunk, exclude_rows=exclude, **options)
+        return sharded_hardest_rows(context, queries, query_image_index, bank, side.image_index,
+                                    chunk, exclude, **options)
 
     def negative_index(self, image: tf.Tensor, text: tf.Tensor, image_index: tf.Tensor,
                        caption_index: tf.Tensor, image_products: tf.Tensor | None = None
@@ -152,6 +164,53 @@ class GlobalMiner(tf.Module):
         products = self.image_products()
         image = self.images.encode(image_index) if products is None else None
         return self.negative_index(image, text, image_index, caption_index, products)
+
+
+def _shard(context: tf.distribute.ReplicaContext, size: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """``(start, stop)`` int64 of this replica's consecutive share of ``size`` rows."""
+    replicas = context.num_replicas_in_sync
+    share = -(-size // replicas)
+    start = tf.cast(context.replica_id_in_sync_group, tf.int64) * share
+    return tf.minimum(start, size), tf.minimum(start + share, size)
+
+
+def sharded_hardest_rows(context: tf.distribute.ReplicaContext, queries: tf.Tensor,
+                         query_ids: tf.Tensor, bank: tf.Tensor, bank_ids: tf.Tensor,
+                         chunk_size: int, exclude: tf.Tensor, bank_tail: tf.Tensor | None = None,
+                         **options) -> tf.Tensor:
+    """``mining.hardest_rows`` over all replicas' queries, each replica scoring its bank shard.
+
+    Args:
+        context: the replica context (every replica calls this in the same step).
+        queries: [b, p] this replica's queries (b may differ among replicas).
+        query_ids: [b] their ids.
+        bank: [N, p] every row (each replica reads its shard only).
+        bank_ids: [N] the rows' ids.
+        chunk_size: rows scored per matmul.
+        exclude: [b, P] int64 rows excluded for each query (-1 padded).
+        bank_tail: ``mining.head_tail(bank)`` with a head kernel in ``options``.
+        **options: more ``mining.hardest_rows`` options (same on every replica).
+
+    Returns:
+        [b] int64 rows of ``bank`` for this replica's queries.
+
+    """
+    sizes = distribute.all_gather(context, tf.shape(queries, out_type=tf.int64)[:1])  # [N]
+    replica = tf.cast(context.replica_id_in_sync_group, tf.int64)
+    first = tf.reduce_sum(sizes[:replica])
+    start, stop = _shard(context, int(bank_ids.shape[0]))
+    if bank_tail is not None:
+        options["bank_tail"] = bank_tail[start:stop]
+    rows, scores = mining.hardest_rows(
+        distribute.all_gather(context, tf.stop_gradient(queries)),
+        distribute.all_gather(context, query_ids), bank[start:stop], bank_ids[start:stop],
+        chunk_size, exclude_rows=distribute.all_gather(context, exclude) - start, with_scores=True,
+        **options)
+    rows = tf.where(rows == mining.NO_NEGATIVE, rows, rows + start)
+    all_rows = distribute.all_gather(context, rows[None])  # [replicas, total queries]
+    best = tf.argmax(distribute.all_gather(context, scores[None]), axis=0, output_type=tf.int64)
+    found = tf.gather(tf.transpose(all_rows), best, batch_dims=1)
+    return found[first:first + sizes[replica]]
 
 
 def _with_head_tail(side: Modality) -> Modality:

@@ -170,7 +170,8 @@ def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.
             [B, chunk] scores are divided by the rows' norms.
 
     Returns:
-        [B] int64 bank indices (ties go to the lowest index; ``NO_NEGATIVE`` when none).
+        ([B] int64 bank indices (ties go to the lowest index; ``NO_NEGATIVE`` when none),
+        [B] float32 their scores (-inf when none)).
 
     """
     n = _num_rows(bank)
@@ -195,12 +196,12 @@ def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.
         return (start + size, tf.where(better, chunk_best, best_score),
                 tf.where(better, chunk_index + start, best_index))
 
-    _, _, best_index = tf.while_loop(
+    _, best_score, best_index = tf.while_loop(
         lambda start, *_: start < n, body,
         (tf.constant(0, tf.int64), best_score, best_index),
         parallel_iterations=2,  # at most two chunks in flight: the memory bound holds
     )
-    return best_index
+    return best_index, best_score
 
 
 # Tensor banks run in one shared graph. A variable bank must not be a tf.function argument: a
@@ -223,7 +224,7 @@ def _as_float(x):
 
 def hardest_rows(queries, query_ids, bank, bank_ids, chunk_size: int = DEFAULT_CHUNK_SIZE,
                  head_kernel=None, exclude_rows=None, normalize_bank: bool = False,
-                 bank_tail=None) -> tf.Tensor:
+                 bank_tail=None, with_scores: bool = False):
     """For each query, the bank row of highest score whose id differs from the query's id.
 
     Args:
@@ -240,10 +241,12 @@ def hardest_rows(queries, query_ids, bank, bank_ids, chunk_size: int = DEFAULT_C
             head), scored as if L2-normalized (scores divided by the row norms).
         bank_tail: with ``head_kernel``, optionally ``head_tail(bank)``, kept by a caller that
             mines the same inputs at every step (else sliced here, a copy).
+        with_scores: also return each found row's score [B] float32 (-inf where none), as the
+            search computed it; replicas that search shards of a bank compare these.
 
     Returns:
         [B] int64 bank rows (ties to the lowest row; ``NO_NEGATIVE`` where every row shares the
-        query's id).
+        query's id); with ``with_scores``, ``(rows, scores)``.
 
     Raises:
         ValueError: ``chunk_size`` < 1.
@@ -260,8 +263,9 @@ def hardest_rows(queries, query_ids, bank, bank_ids, chunk_size: int = DEFAULT_C
         factor = _factor_blocks(gram_factor(kernel), tail.shape[1])
     argmax = _masked_argmax if isinstance(bank, tf.Variable) else _masked_argmax_graph
     exclude = None if exclude_rows is None else tf.cast(exclude_rows, tf.int64)
-    return argmax(tf.stop_gradient(queries), _as_ids(query_ids), bank, _as_ids(bank_ids),
-                  chunk_size, factor, tail, exclude, normalize_bank)
+    rows, scores = argmax(tf.stop_gradient(queries), _as_ids(query_ids), bank, _as_ids(bank_ids),
+                          chunk_size, factor, tail, exclude, normalize_bank)
+    return (rows, scores) if with_scores else rows
 
 
 def hardest_negatives(

@@ -14,9 +14,13 @@ A strategy is called inside the training step's gradient tape with the batch (it
 captions' training-mode embeddings) and returns ``Negatives``: the batch's own image embeddings
 and the hard negatives, all in training mode so that gradients reach the towers through them.
 The strategy embeds the batch's images because the exact mode can read them from the products
-it scores anyway; every speed trick of a mode stays inside its strategy. A mode that mines
-across replicas (gathering every replica's embeddings first) is one more strategy with the
-same call; the training step does not change.
+it scores anyway; every speed trick of a mode stays inside its strategy.
+
+Across replicas (``trainer.distribute``), ``none`` and ``in_batch`` range over the global batch:
+they gather every replica's embeddings with their gradients and return the global pairs as
+``Negatives.pairs``, so that the loss of each replica is that of one process on the global
+batch. ``exact`` mining splits the training rows' scoring among the replicas
+(``trainer.global_mining``). With one replica the gathers return their inputs.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import NamedTuple, Protocol
 
 import tensorflow as tf
 
-from trainer import global_mining, mining, towers
+from trainer import distribute, global_mining, mining, towers
 from trainer.config import TrainerConfig
 from trainer.training_rows import TrainingRows
 
@@ -55,6 +59,9 @@ class Negatives(NamedTuple):
         is_pair: [B] bool, whether (i', c') is itself a positive pair (None: nothing mined).
         image_row: [B] int64 training image row of i' (None: nothing mined).
         caption_row: [B] int64 training caption row of c' (None: nothing mined).
+        pairs: the pairs the loss ranges over, when the strategy widened the step's batch
+            (cross-replica: the global batch, with ``batch_image`` and every other field of the
+            same size); None: the step's own batch.
 
     """
 
@@ -64,6 +71,7 @@ class Negatives(NamedTuple):
     is_pair: tf.Tensor | None = None
     image_row: tf.Tensor | None = None
     caption_row: tf.Tensor | None = None
+    pairs: Batch | None = None
 
 
 class Strategy(Protocol):
@@ -82,7 +90,7 @@ def _check_found(image_row: tf.Tensor, caption_row: tf.Tensor) -> None:
 
 
 class NoMining(tf.Module):
-    """``none``: only the batch's images; the ``sh`` loss compares every pair of the batch."""
+    """``none``: only the images; the ``sh`` loss compares every pair of the global batch."""
 
     def __init__(self, config: TrainerConfig, rows: TrainingRows):
         super().__init__(name="no_mining")
@@ -90,8 +98,16 @@ class NoMining(tf.Module):
         self.rows = rows
 
     def __call__(self, batch: Batch) -> Negatives:
-        """The batch's image embeddings, no negatives."""
-        return Negatives(self.rows.images(batch.image_index, training=True))
+        """The global batch's image embeddings and pairs, no negatives."""
+        image, pairs = global_batch(self.rows.images(batch.image_index, training=True), batch)
+        return Negatives(image, pairs=pairs)
+
+
+def global_batch(image: tf.Tensor, batch: Batch) -> tuple[tf.Tensor, Batch]:
+    """Every replica's image embeddings [N * B, d] and pairs, gathered with their gradients."""
+    pairs = Batch(distribute.gather(batch.caption_index), distribute.gather(batch.image_index),
+                  distribute.gather_with_gradient(batch.text))
+    return distribute.gather_with_gradient(image), pairs
 
 
 def in_batch(image: tf.Tensor, text: tf.Tensor, image_index: tf.Tensor,
@@ -117,7 +133,7 @@ def in_batch(image: tf.Tensor, text: tf.Tensor, image_index: tf.Tensor,
 
 
 class InBatch(tf.Module):
-    """``in_batch``: each pair's hardest negatives among the other pairs of its batch."""
+    """``in_batch``: each pair's hardest negatives among the other pairs of the global batch."""
 
     def __init__(self, config: TrainerConfig, rows: TrainingRows):
         super().__init__(name="in_batch")
@@ -125,9 +141,10 @@ class InBatch(tf.Module):
         self.rows = rows
 
     def __call__(self, batch: Batch) -> Negatives:
-        """``in_batch`` of the batch's images and captions."""
-        image = self.rows.images(batch.image_index, training=True)
-        return in_batch(image, batch.text, batch.image_index, batch.caption_index)
+        """``in_batch`` of the global batch's images and captions."""
+        image, pairs = global_batch(self.rows.images(batch.image_index, training=True), batch)
+        found = in_batch(image, pairs.text, pairs.image_index, pairs.caption_index)
+        return found._replace(pairs=pairs)
 
 
 def _global(rows: TrainingRows, image: tf.Tensor, image_row: tf.Tensor, caption_row: tf.Tensor,
@@ -213,5 +230,14 @@ STRATEGIES = {"none": NoMining, "in_batch": InBatch, "exact": ExactGlobal, "bank
 
 
 def for_config(config: TrainerConfig, rows: TrainingRows) -> Strategy:
-    """The strategy of ``config.mining_mode`` over the training rows ``rows``."""
+    """The strategy of ``config.mining_mode`` over the training rows ``rows``.
+
+    Raises:
+        ValueError: ``bank`` mining under several replicas (its bank is one replica's state).
+
+    """
+    if config.mining_mode == "bank" and distribute.num_replicas() > 1:
+        raise ValueError(f"TrainerConfig.refresh_steps={config.refresh_steps}: bank mining "
+                         "runs on one replica; with several workers use refresh_steps=1 "
+                         "(exact global mining, sharded among them) or mining=in_batch")
     return STRATEGIES[config.mining_mode](config, rows)

@@ -9,9 +9,21 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from trainer import data, export, features, host_speed, preprocessing, stream_input, towers, training
+from trainer import (
+    data,
+    distribute,
+    export,
+    features,
+    host_speed,
+    preprocessing,
+    stream_input,
+    towers,
+    training,
+)
 from trainer import warm_start as warm_start_lib
 from trainer.config import TrainerConfig
+
+VERTEX_EXTENSION_PREFIX = "ai_platform_"
 
 
 def assert_legacy_keras() -> None:
@@ -81,6 +93,9 @@ def train_and_export(config: TrainerConfig, tf_transform_output: tft.TFTransform
                      verbose: int = 1) -> training.TrainResult:
     """Reads the transformed splits, trains (optionally warm-started) and exports.
 
+    Under ``TF_CONFIG`` every worker trains (``trainer.distribute``); only the chief keeps its
+    logs, checkpoints and SavedModel, the others write theirs to temporary folders.
+
     Args:
         config: the trainer hyperparameters.
         tf_transform_output: Transform output (feature spec, vocabulary, Transform graph).
@@ -96,6 +111,20 @@ def train_and_export(config: TrainerConfig, tf_transform_output: tft.TFTransform
         The ``TrainResult`` (eval metrics of the exported towers).
 
     """
+    strategy = distribute.strategy_for(config)
+    distribute.check_same_config(strategy, config)
+    chief = distribute.is_chief(distribute.tf_config())
+    with (strategy.scope(), distribute.worker_dir(work_dir, chief) as work_dir,
+          distribute.worker_dir(export_dir, chief) as export_dir):
+        return _train_and_export(config, tf_transform_output, train_files, eval_files, work_dir,
+                                 export_dir, base_model, max_steps, verbose)
+
+
+def _train_and_export(config: TrainerConfig, tf_transform_output: tft.TFTransformOutput,
+                      train_files, eval_files, work_dir: str, export_dir: str,
+                      base_model: str | None, max_steps: int | None,
+                      verbose: int) -> training.TrainResult:
+    """``train_and_export`` inside the strategy's scope, with this worker's folders."""
     text_keys = towers.text_inputs(config)
     train_split = stream_input.training_input(config, train_files, tf_transform_output,
                                               text_keys)
@@ -117,6 +146,16 @@ def train_and_export(config: TrainerConfig, tf_transform_output: tft.TFTransform
     return result
 
 
+def trainer_settings(custom_config: dict | None) -> dict:
+    """The ``TrainerConfig`` fields of the Trainer's ``custom_config``.
+
+    TFX's Vertex AI Trainer extension keeps its own entries (``ai_platform_*``: region, job
+    spec) in the same ``custom_config`` that reaches ``run_fn``; they are not ours.
+    """
+    return {key: value for key, value in (custom_config or {}).items()
+            if not key.startswith(VERTEX_EXTENSION_PREFIX)}
+
+
 # TFX Trainer will call this function.
 def run_fn(fn_args) -> None:
     """Trains the towers and exports the serving SavedModel.
@@ -130,8 +169,8 @@ def run_fn(fn_args) -> None:
     """
     assert_legacy_keras()
     rate = host_speed.matmul_rate()
-    config, setting = host_speed.setting_for_host(TrainerConfig.from_dict(fn_args.custom_config),
-                                                  rate.cores)
+    requested = TrainerConfig.from_dict(trainer_settings(fn_args.custom_config))
+    config, setting = host_speed.setting_for_host(requested, rate.cores)
     print(f"{setting}\n  {rate.describe()}", flush=True)
     logging.info("%s; %s", setting, rate.describe())
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)

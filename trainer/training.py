@@ -17,7 +17,16 @@ from collections.abc import Mapping
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import evaluation, frozen_prefix, losses, minilm, negatives, optimization, stream_input
+from trainer import (
+    distribute,
+    evaluation,
+    frozen_prefix,
+    losses,
+    minilm,
+    negatives,
+    optimization,
+    stream_input,
+)
 from trainer.config import TrainerConfig
 from trainer.data import SplitTables
 from trainer.training_rows import TrainingRows
@@ -46,7 +55,8 @@ class PairTrainer(tf.Module):
 
     ``config.mining_mode`` picks the strategy (``trainer.negatives``) that embeds each batch's
     images and finds its hard negatives. A ``minilm`` text tower's fine-tuned layers get their
-    own, lower learning rate (``trainer.optimization``).
+    own, lower learning rate (``trainer.optimization``). Built inside a ``tf.distribute``
+    strategy's scope, it steps on every replica of that strategy (``trainer.distribute``).
     """
 
     def __init__(self, config: TrainerConfig, rows: TrainingRows, steps_per_epoch: int):
@@ -66,13 +76,27 @@ class PairTrainer(tf.Module):
         self.optimizer = optimization.make_optimizer(config, self.schedule, steps_per_epoch,
                                                      encoder)
         self.strategy = negatives.for_config(config, rows)
+        self.distribution = tf.distribute.get_strategy()
 
     @tf.function
     def train_step(self, element: tf.Tensor | Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        """One optimizer step; returns the loss terms.
+        """One optimizer step; returns the loss terms averaged over the replicas.
 
-        ``element``: the training captions' rows [B] (``memory`` input), or a streamed batch
-        of parsed examples (``stream``), which is its own B-row table.
+        ``element``: the global batch's training caption rows [B] (``memory`` input), each
+        replica stepping on its slice (``trainer.distribute``), or this worker's streamed batch
+        of parsed examples (``stream``), which is its own table.
+        """
+        local = (element if isinstance(element, Mapping)
+                 else distribute.split_batch(self.distribution, element))
+        terms = self.distribution.run(self.replica_step, args=(local,))
+        mean = tf.distribute.ReduceOp.MEAN
+        return {name: self.distribution.reduce(mean, value, axis=None)
+                for name, value in terms.items()}
+
+    def replica_step(self, element: tf.Tensor | Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """One replica's share of a step on its caption rows [b] or streamed batch.
+
+        The loss is divided by the number of replicas: the optimizer sums their gradients.
         """
         config, rows, strategy, caption_index = self.config, self.rows, self.strategy, element
         if isinstance(element, Mapping):
@@ -81,14 +105,17 @@ class PairTrainer(tf.Module):
         image_index = tf.gather(rows.text_image_index, caption_index)
         with tf.GradientTape() as tape:
             text = rows.captions(caption_index, training=True)
-            mined = strategy(negatives.Batch(caption_index, image_index, text))
+            batch = negatives.Batch(caption_index, image_index, text)
+            mined = strategy(batch)
+            pairs = batch if mined.pairs is None else mined.pairs
             terms = losses.loss_terms(
-                config.loss, image=mined.batch_image, text=text, neg_image=mined.image,
+                config.loss, image=mined.batch_image, text=pairs.text, neg_image=mined.image,
                 neg_text=mined.text, neg_is_pair=mined.is_pair, margin=config.margin,
-                intra_margin=config.intra_margin, image_ids=image_index)
+                intra_margin=config.intra_margin, image_ids=pairs.image_index)
             loss = tf.add_n(list(terms.values()))
+            share = loss / self.distribution.num_replicas_in_sync
         variables = rows.image_tower.trainable_variables + rows.text_tower.trainable_variables
-        gradients = tape.gradient(loss, variables)
+        gradients = tape.gradient(share, variables)
         self.optimizer.apply_gradients(zip(gradients, variables, strict=True))
         return {"loss": loss, **terms}
 
@@ -171,6 +198,13 @@ def train(config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Mod
     """
     set_seeds(config.seed)
     batch = min(config.batch_size, train_split.num_captions)
+    replicas = distribute.num_replicas()
+    if batch % replicas:
+        raise ValueError(f"TrainerConfig.batch_size={batch}: the global batch must divide "
+                         f"evenly among the {replicas} replicas")
+    if isinstance(train_split, stream_input.StreamSplit) and replicas > 1:
+        raise ValueError(f"TrainerConfig.input='stream' trains on one replica, not {replicas}: "
+                         "use input='memory' with several workers")
     steps = train_split.num_captions // batch
     rows = (stream_input.BatchRows(image_tower, text_tower)
             if isinstance(train_split, stream_input.StreamSplit)

@@ -184,3 +184,63 @@ def test_image_features_reach_example_gen_as_an_artifact(flickr8k_dir, tmp_path,
         "image_features": "xmodal.ImageFeatures"
     }
     assert "ImageFeaturizer" in _tasks(spec)["CaptionExampleGen"]["dependentTasks"]
+
+
+VERTEX_TRAINING = ["trainer.workers=4", "trainer.machine_type=n1-standard-16",
+                   "trainer.accelerator=NVIDIA_TESLA_T4:1"]
+
+
+def _trainer_custom_config(spec: dict) -> dict:
+    value = _tasks(spec)["Trainer"]["inputs"]["parameters"]["custom_config"]["runtimeValue"]
+    return json.loads(value["constantValue"]["stringValue"])
+
+
+def _trainer_executor_class(spec: dict) -> str:
+    executors = spec["pipelineSpec"]["deploymentSpec"]["executors"]
+    args = executors["Trainer_executor"]["container"]["args"]
+    return args[args.index("--executor_class_path") + 1]
+
+
+def test_vertex_training_options_emit_the_worker_pools(flickr8k_dir, tmp_path, no_cloud):
+    data = write_flickr_slice(flickr8k_dir, tmp_path / "data", n_train=20, n_eval=5)
+    config = config_lib.apply_overrides(_config(data), VERTEX_TRAINING)
+    spec = _compile(config, tmp_path / "spec.json")
+    assert _trainer_executor_class(spec) == (
+        "tfx.extensions.google_cloud_ai_platform.trainer.executor.GenericExecutor")
+    custom = _trainer_custom_config(spec)
+    assert custom["ai_platform_enable_vertex"] is True
+    assert custom["ai_platform_vertex_region"] == "europe-west4"
+    job = custom["ai_platform_training_args"]
+    assert job["project"] == "test-project"
+    machine = {"machine_type": "n1-standard-16", "accelerator_type": "NVIDIA_TESLA_T4",
+               "accelerator_count": 1}
+    assert job["worker_pool_specs"] == [
+        {"machine_spec": machine, "replica_count": 1, "container_spec": {"image_uri": IMAGE}},
+        {"machine_spec": machine, "replica_count": 3, "container_spec": {"image_uri": IMAGE}},
+    ]
+    assert custom["workers"] == 4 and custom["loss"] == "fhn"  # the TrainerConfig fields too
+
+
+def test_without_vertex_training_options_the_trainer_stays_a_plain_component(spec):
+    assert _trainer_executor_class(spec) == "tfx.components.trainer.executor.GenericExecutor"
+    custom = _trainer_custom_config(spec)
+    assert not any(key.startswith("ai_platform_") for key in custom)
+    assert custom == {"loss": "fhn", "mining": "global", "epochs": 7}
+
+
+@pytest.mark.parametrize("option", ["trainer.workers=4", "trainer.accelerator=NVIDIA_TESLA_T4:1"])
+def test_vertex_training_options_without_a_machine_type_fail_before_tfx(option, capsys):
+    from pipeline import cli
+
+    assert cli.main(["compile", "--set", option]) == 2
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("error: command line: trainer.machine_type: required with")
+    assert "\n" not in line
+
+
+def test_a_malformed_accelerator_names_its_key(capsys):
+    from pipeline import cli
+
+    assert cli.main(["compile", "--set", "trainer.machine_type=n1-standard-16",
+                     "trainer.accelerator=T4"]) == 2
+    assert capsys.readouterr().err.startswith("error: command line: trainer.accelerator: ")

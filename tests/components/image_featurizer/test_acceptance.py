@@ -1,4 +1,4 @@
-"""Acceptance of the TFLite featurizer: TFLite MobileNetV2 features of real Flickr8k JPEGs vs mobilenet_v2.npy.
+"""Acceptance of the TFLite featurizer: its features of Flickr8k JPEGs vs mobilenet_v2.npy.
 
 Measured on all 300 images (see the slow tests): our features are bit-identical to the README
 recipe run directly on the interpreter, every image's nearest reference row (of 7000) is its own,

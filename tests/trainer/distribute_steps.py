@@ -1,0 +1,118 @@
+"""One process of the multi-worker tests: training steps and mined negatives on generated data.
+
+Run as ``python -m tests.trainer.distribute_steps OUT_DIR`` with or without ``TF_CONFIG``; the
+chief writes ``<variant>.npz`` (per-step losses, final tower weights, or mined negative rows) for
+every variant of ``VARIANTS`` into OUT_DIR. Every process sees the same global batches in the same
+order; under ``TF_CONFIG`` each replica steps on its slice of them.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow is first imported
+
+import pathlib  # noqa: E402
+import sys  # noqa: E402
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+from trainer import distribute, features, negatives, towers, training  # noqa: E402
+from trainer.config import TrainerConfig  # noqa: E402
+from trainer.data import SplitTables  # noqa: E402
+from trainer.training_rows import TrainingRows  # noqa: E402
+
+NUM_IMAGES, CAPTIONS_PER_IMAGE, IMAGE_DIM, CAPTION_DIM = 32, 2, 24, 6
+GLOBAL_BATCH, STEPS = 16, 10
+# name -> (loss, mining, optimizer, negatives from the local batch only)
+VARIANTS = {
+    "fhn_adam": ("fhn", "in_batch", "adam", False),
+    "hn_adam": ("hn", "in_batch", "adam", False),
+    "fhn_sgd": ("fhn", "in_batch", "sgd", False),
+    "hn_sgd": ("hn", "in_batch", "sgd", False),
+    "fhn_adam_local": ("fhn", "in_batch", "adam", True),
+    "fhn_exact": ("fhn", "global", "adam", False),
+}
+
+
+def generated_split(seed: int = 0) -> SplitTables:
+    """32 images (24 features, wider than d: the exact mode's products path) x 2 captions."""
+    rng = np.random.default_rng(seed)
+    captions = NUM_IMAGES * CAPTIONS_PER_IMAGE
+    return SplitTables(
+        image_features=rng.normal(size=(NUM_IMAGES, IMAGE_DIM)).astype(np.float32),
+        image_ids=np.array([f"{i}.jpg".encode() for i in range(NUM_IMAGES)]),
+        text={features.CAPTION_FEATURES_XF:
+              rng.normal(size=(captions, CAPTION_DIM)).astype(np.float32)},
+        text_image_index=np.repeat(np.arange(NUM_IMAGES, dtype=np.int64), CAPTIONS_PER_IMAGE),
+        caption_ids=np.array([f"{i}".encode() for i in range(captions)]))
+
+
+def global_batches(num_captions: int) -> np.ndarray:
+    """[STEPS, GLOBAL_BATCH] caption rows: consecutive seeded permutations of all captions."""
+    rng = np.random.default_rng(1)
+    epochs = -(-STEPS * GLOBAL_BATCH // num_captions)
+    order = np.concatenate([rng.permutation(num_captions) for _ in range(epochs)])
+    return order[:STEPS * GLOBAL_BATCH].reshape(STEPS, GLOBAL_BATCH)
+
+
+def config_of(loss: str, mining: str) -> TrainerConfig:
+    return TrainerConfig(loss=loss, mining=mining, text_tower="linear", embedding_dim=16,
+                         batch_size=GLOBAL_BATCH, learning_rate=0.01, epochs=1, image_backbone="")
+
+
+def _mined_rows(trainer: training.PairTrainer, strategy, batch: tf.Tensor) -> list[np.ndarray]:
+    """The global batch's negative image and caption rows, as the replicas mined them."""
+    rows = trainer.rows
+
+    def replica(local):
+        text = rows.captions(local, training=True)
+        found = trainer.strategy(negatives.Batch(
+            local, tf.gather(rows.text_image_index, local), text))
+        return distribute.gather(found.image_row), distribute.gather(found.caption_row)
+
+    found = tf.function(lambda b: strategy.run(
+        replica, args=(distribute.split_batch(strategy, b),)))(batch)
+    return [strategy.experimental_local_results(part)[0].numpy() for part in found]
+
+
+def run_variant(strategy, loss: str, mining: str, optimizer: str) -> dict[str, np.ndarray]:
+    """STEPS training steps from the seeded towers; losses, weights (and exact-mode rows)."""
+    config = config_of(loss, mining)
+    split = generated_split()
+    batches = global_batches(split.num_captions)
+    with strategy.scope():
+        training.set_seeds(config.seed)
+        image_tower, text_tower = towers.build_towers(config, 0, IMAGE_DIM, CAPTION_DIM)
+        trainer = training.PairTrainer(config, TrainingRows(image_tower, text_tower, split),
+                                       STEPS)
+        if optimizer == "sgd":
+            trainer.optimizer = keras.optimizers.SGD(0.5)
+        out = {}
+        if mining == "global":
+            image_rows, caption_rows = _mined_rows(trainer, strategy, tf.constant(batches[0]))
+            out.update(neg_image=image_rows, neg_caption=caption_rows)
+        losses = [float(trainer.train_step(tf.constant(b))["loss"]) for b in batches]
+    weights = [v.numpy() for v in image_tower.weights + text_tower.weights]
+    return {**out, "losses": np.array(losses), **{f"w{i}": w for i, w in enumerate(weights)}}
+
+
+def main(out_dir: str) -> None:
+    config = config_of("fhn", "in_batch")
+    strategy = distribute.strategy_for(config)
+    distribute.check_same_config(strategy, config)
+    chief = distribute.is_chief(distribute.tf_config())
+    gathers = distribute.gather, distribute.gather_with_gradient
+    for name, (loss, mining, optimizer, local_only) in VARIANTS.items():
+        if local_only:  # the negatives of each replica's own slice only
+            distribute.gather = distribute.gather_with_gradient = lambda value: value
+        result = run_variant(strategy, loss, mining, optimizer)
+        distribute.gather, distribute.gather_with_gradient = gathers
+        if chief:
+            np.savez(pathlib.Path(out_dir) / f"{name}.npz", **result)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
