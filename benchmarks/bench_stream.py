@@ -163,7 +163,7 @@ def _stream_rss(transformed: str, pattern: str, overrides: dict, steps: int) -> 
     start = time.perf_counter()
     for _ in range(steps):
         trainer.train_step(next(batches))["loss"].numpy()
-    return {"examples": split.num_examples, "estimate_gib": estimate / 2**30,
+    return {"examples": split.num_examples, "steps": steps, "estimate_gib": estimate / 2**30,
             "count_seconds": count_seconds, "s_per_step": (time.perf_counter() - start) / steps,
             "peak_rss_gib": _peak_rss_gib()}
 
@@ -267,19 +267,25 @@ def _verdict(ok: bool) -> str:
     return "within limit" if ok else "OVER LIMIT"
 
 
-def _summary(size, disk_gib, rss, steps, rsums, epochs, overrides) -> None:
+def _summary(size: dict, disk_gib: float, rss: dict, steps: dict, rsums: dict, epochs: int,
+             overrides: dict) -> None:
+    """The closing figures as ``label: value`` lines: ``make bench`` records each as a row."""
+    from trainer.config import TrainerConfig
+
+    config = TrainerConfig.from_dict(overrides)
     machine = steps["machine"]
     ratio = steps["stream"] / steps["memory"]
     gap = rsums["stream"]["rsum"] - rsums["memory"]["rsum"]
-    print(f"== summary: bench_stream (stream vs memory input; config "
-          f"{overrides or 'defaults'}) ==")
+    print(f"== summary: bench_stream (stream vs memory input; {config.text_tower} text tower, "
+          f"batch {config.batch_size}, loss {config.loss}; overrides {overrides or 'none'}) ==")
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, float32 matmul "
           f"{machine['matmul_gflops']} GFLOP/s, load {machine['load']}")
     print(f"generated split: {size['captions']:,} captions / {size['images']:,} images, "
           f"{size['files']} GZIP files, {disk_gib:.2f} GiB on disk; auto -> stream (memory "
           f"estimate {rss['estimate_gib']:.2f} GiB; record count {rss['count_seconds']:.0f} s)")
-    print(f"stream peak RSS: {rss['peak_rss_gib']:.2f} GiB over {rss['s_per_step']:.3f} s/step "
-          f"(limit {RSS_LIMIT_GIB:g} GiB, {_verdict(rss['peak_rss_gib'] < RSS_LIMIT_GIB)})")
+    rss_ok = rss["peak_rss_gib"] < RSS_LIMIT_GIB
+    print(f"stream peak RSS: {rss['peak_rss_gib']:.2f} GiB over {rss['steps']} steps at "
+          f"{rss['s_per_step']:.3f} s/step (limit {RSS_LIMIT_GIB:g} GiB, {_verdict(rss_ok)})")
     print(f"Flickr8k in-batch step: memory {steps['memory'] * 1e3:.1f} ms, stream "
           f"{steps['stream'] * 1e3:.1f} ms = {ratio:.2f}x (limit {STEP_RATIO_LIMIT:g}x, "
           f"{_verdict(ratio <= STEP_RATIO_LIMIT)})")

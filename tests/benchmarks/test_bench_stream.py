@@ -1,9 +1,9 @@
-"""The benchmark's generated split: Transform's output format, its sizes, reuse of the cache."""
+"""The benchmark's generated split (Transform's output format, sizes, cache reuse) and summary."""
 
 import numpy as np
 import tensorflow as tf
 
-from benchmarks import bench_stream
+from benchmarks import bench_stream, results_page
 from trainer import features
 
 SPEC = {
@@ -35,3 +35,26 @@ def test_generated_split_parses_as_transform_output_and_is_reused(tmp_path):
     stamp = [tf.io.gfile.stat(name).mtime_nsec for name in files]
     assert bench_stream.generate_split(tmp_path / "split", size, vocab_size=7) == pattern
     assert [tf.io.gfile.stat(name).mtime_nsec for name in files] == stamp
+
+
+def test_summary_lines_become_the_results_page_rows(capsys):
+    """``make bench`` records the closing ``label: value`` lines; verdicts follow the limits."""
+    size = {"captions": 1_000_000, "images": 200_000, "files": 16}
+    rss = {"steps": 400, "estimate_gib": 10.58, "count_seconds": 41.6, "peak_rss_gib": 1.5,
+           "s_per_step": 0.0504}
+    machine = {"cpu": "Test CPU", "cores": 2, "matmul_gflops": 300.0, "load": 1.5}
+    steps = {"memory": 0.020, "stream": 0.0230, "machine": machine}  # 1.15x
+    rsums = {"memory": {"rsum": 200.0}, "stream": {"rsum": 197.5}}  # -2.5 points
+    bench_stream._summary(size, 2.5, rss, steps, rsums, 3, {})
+    lines = capsys.readouterr().out.splitlines()
+    entry = results_page.summary_entry("bench_stream", lines, "cmd", machine, "2026-12-06", "c")
+    assert entry["title"] == ("bench_stream (stream vs memory input; mean text tower, batch 128, "
+                              "loss fhn; overrides none)")
+    rows = dict(entry["rows"])
+    assert rows["stream peak RSS"] == (
+        "1.50 GiB over 400 steps at 0.050 s/step (limit 3 GiB, within limit)")
+    assert rows["Flickr8k in-batch step"] == (
+        "memory 20.0 ms, stream 23.0 ms = 1.15x (limit 1.2x, within limit)")
+    assert rows["Flickr8k eval rsum after 3 epochs"] == (
+        "memory 200.00, stream 197.50, stream - memory -2.50 (limit +-2, OVER LIMIT)")
+    assert rows["generated split"].startswith("1,000,000 captions / 200,000 images, 16 GZIP")
