@@ -70,13 +70,16 @@ def _chunk(rng: np.random.Generator, first_image: int, num_images: int, per_imag
     lengths = rng.integers(5, MAX_TOKENS + 1, count)
     tokens = rng.integers(1, vocab_size, [count, MAX_TOKENS])
     tokens[np.arange(MAX_TOKENS)[None, :] >= lengths[:, None]] = 0  # padding id
+    # Serialized messages concatenate into one whose map holds both parts' entries (a protobuf
+    # parse merges them), so each image's 1280 floats are serialized once, not per caption.
+    image_parts = [_example({features.IMAGE_FEATURES_XF: image}) for image in images]
     for row in range(count):
         image_id = f"gen{first_image + row // per_image}.jpg"
-        yield _example({features.IMAGE_ID_KEY: image_id.encode(),
-                        features.CAPTION_ID_KEY: f"{image_id}#{row % per_image}".encode(),
-                        features.IMAGE_FEATURES_XF: images[row // per_image],
-                        features.CAPTION_TOKENS_XF: tokens[row],
-                        features.CAPTION_LENGTH_XF: lengths[row:row + 1]})
+        yield image_parts[row // per_image] + _example({
+            features.IMAGE_ID_KEY: image_id.encode(),
+            features.CAPTION_ID_KEY: f"{image_id}#{row % per_image}".encode(),
+            features.CAPTION_TOKENS_XF: tokens[row],
+            features.CAPTION_LENGTH_XF: lengths[row:row + 1]})
 
 
 def generate_split(folder: pathlib.Path, size: dict, vocab_size: int, seed: int = 0) -> str:
@@ -273,8 +276,7 @@ def _summary(size: dict, disk_gib: float, rss: dict, steps: dict, rsums: dict, e
     from trainer.config import TrainerConfig
 
     config = TrainerConfig.from_dict(overrides)
-    machine = steps["machine"]
-    ratio = steps["stream"] / steps["memory"]
+    machine, ratio = steps["machine"], steps["stream"] / steps["memory"]
     gap = rsums["stream"]["rsum"] - rsums["memory"]["rsum"]
     print(f"== summary: bench_stream (stream vs memory input; {config.text_tower} text tower, "
           f"batch {config.batch_size}, loss {config.loss}; overrides {overrides or 'none'}) ==")
