@@ -134,15 +134,6 @@ def _towers(config, output):
     return towers.build_towers(config, preprocessing.token_vocab_size(output), IMAGE_DIM)
 
 
-def _vocab_size(transformed: str) -> int:
-    """Runs in a child process: the token ids a generated caption may use."""
-    import tensorflow_transform as tft
-
-    from trainer import preprocessing
-
-    return preprocessing.token_vocab_size(tft.TFTransformOutput(f"{transformed}/transform"))
-
-
 def _stream_rss(transformed: str, pattern: str, overrides: dict, steps: int) -> dict:
     """Runs in a child process: the ``auto`` choice, s/step and peak RSS of stream steps."""
     import tensorflow_transform as tft
@@ -206,14 +197,20 @@ def _step_times(transformed: str, overrides: dict, rounds: int, steps: int) -> d
             "machine": machine.describe()}
 
 
-def _rsum(transformed: str, overrides: dict, work_dir: str) -> dict:
-    """Runs in a child process: best eval rsum and seconds of one training run."""
+def _rsums(transformed: str, overrides: dict, work_dir: str) -> dict:
+    """Runs in a child process: best eval rsum and seconds of a Trainer run per input mode.
+
+    Each run is ``trainer.task``'s whole train-and-export; it seeds and builds its own towers.
+    """
     from trainer.config import TrainerConfig
 
-    result, seconds = train_quality.run(TrainerConfig.from_dict(overrides),
-                                        pathlib.Path(transformed), pathlib.Path(work_dir),
-                                        verbose=0)
-    return {"rsum": result.best_metrics["rsum"], "seconds": seconds}
+    rsums = {}
+    for mode in ("memory", "stream"):
+        result, seconds = train_quality.run(
+            TrainerConfig.from_dict({**overrides, "input": mode}), pathlib.Path(transformed),
+            pathlib.Path(work_dir) / f"stream_bench_{mode}", verbose=0)
+        rsums[mode] = {"rsum": result.best_metrics["rsum"], "seconds": seconds}
+    return rsums
 
 
 def _child(fn, *args):
@@ -240,6 +237,10 @@ def _parse(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> None:
+    import tensorflow_transform as tft
+
+    from trainer import preprocessing
+
     args = _parse(argv)
     overrides = train_quality._overrides(args.set)
     size = QUICK if args.quick else FULL
@@ -248,7 +249,8 @@ def main(argv=None) -> None:
         train_quality.flickr8k_rows(args.data, 500 if args.quick else None), cache))
     folder = args.cache / ("quick" if args.quick else "full")
     start = time.perf_counter()
-    pattern = generate_split(folder, size, _child(_vocab_size, transformed))
+    output = tft.TFTransformOutput(f"{transformed}/transform")
+    pattern = generate_split(folder, size, preprocessing.token_vocab_size(output))
     disk_gib = sum(path.stat().st_size for path in folder.glob("part-*.gz")) / 2**30
     print(f"generated split: {folder} ({disk_gib:.2f} GiB), ready in "
           f"{time.perf_counter() - start:.0f} s", flush=True)
@@ -259,9 +261,7 @@ def main(argv=None) -> None:
     steps = _child(_step_times, transformed, overrides, 5 if args.quick else args.rounds, 10)
     print(f"Flickr8k step times: {steps}", flush=True)
     epochs = 1 if args.quick else args.epochs
-    rsums = {mode: _child(_rsum, transformed, {**overrides, "epochs": epochs, "input": mode},
-                          str(args.work_dir / f"stream_bench_{mode}"))
-             for mode in ("memory", "stream")}
+    rsums = _child(_rsums, transformed, {**overrides, "epochs": epochs}, str(args.work_dir))
     print(f"Flickr8k rsum: {rsums}", flush=True)
     _summary(size, disk_gib, rss, steps, rsums, epochs, overrides)
 
