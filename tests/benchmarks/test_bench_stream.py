@@ -1,6 +1,7 @@
 """The benchmark's generated split (Transform's output format, sizes, cache reuse) and summary."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from benchmarks import bench_stream, results_page
@@ -58,3 +59,19 @@ def test_summary_lines_become_the_results_page_rows(capsys):
     assert rows["Flickr8k eval rsum after 3 epochs"] == (
         "memory 200.00, stream 197.50, stream - memory -2.50 (limit +-2, OVER LIMIT)")
     assert rows["generated split"].startswith("1,000,000 captions / 200,000 images, 16 GZIP")
+
+
+@pytest.mark.slow(minutes=4)
+def test_quick_run_streams_the_generated_split_and_prints_every_figure(flickr8k_dir, tmp_path,
+                                                                       capsys):
+    """``--quick`` (what ``make bench``'s quick run calls) measures all three, on real data."""
+    bench_stream.main(["--quick", "--data", str(flickr8k_dir), "--work-dir",
+                       str(tmp_path / "work"), "--cache", str(tmp_path / "cache")])
+    lines = capsys.readouterr().out.splitlines()
+    summary = lines[next(i for i, line in enumerate(lines) if line.startswith("== summary")):]
+    rows = dict(results_page.summary_entry("bench_stream", summary, "", {}, "", "")["rows"])
+    assert rows["generated split"].startswith("20,000 captions / 4,000 images, 4 GZIP files")
+    assert "auto -> stream" in rows["generated split"]
+    assert rows["stream peak RSS"].endswith("(limit 3 GiB, within limit)")
+    assert rows["Flickr8k in-batch step"].startswith("memory ")
+    assert rows["Flickr8k eval rsum after 1 epochs"].startswith("memory ")
