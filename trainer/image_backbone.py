@@ -33,6 +33,11 @@ DEFAULT_MAX_PIXELS = 89_478_485
 # The leading bytes of the two formats the graph decodes (clients check them before sending).
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# What a complete file holds after its pixel data. The decoders' own errors about cut-off data
+# cannot name the item of a batch, so their absence is checked first. In a JPEG the pair 0xFFD9
+# only occurs as a marker (entropy-coded 0xFF bytes are followed by 0x00).
+JPEG_END = b"\xff\xd9"
+PNG_END = b"IEND"
 
 
 def read_tflite(path: str, what: str = "image backbone") -> bytes:
@@ -69,6 +74,16 @@ def _check(condition: tf.Tensor, template: str, *values: tf.Tensor) -> tf.Operat
     return tf.debugging.Assert(condition, [tf.strings.format(template, values, summarize=8)])
 
 
+def _contains(data: tf.Tensor, marker: bytes) -> tf.Tensor:
+    """Whether the byte string ``marker`` occurs anywhere in ``data`` (a scalar string)."""
+    raw = tf.io.decode_raw(data, tf.uint8)  # [L]
+    starts = tf.maximum(tf.size(raw) - len(marker) + 1, 0)
+    found = tf.ones([starts], tf.bool)
+    for offset, byte in enumerate(marker):
+        found &= tf.equal(raw[offset:offset + starts], byte)
+    return tf.reduce_any(found)
+
+
 def _png_shape(data: tf.Tensor, item: tf.Tensor) -> tf.Tensor:
     """(height, width) from a PNG's IHDR chunk, without decoding pixels."""
     check = _check(tf.strings.length(data) >= 24,
@@ -91,16 +106,24 @@ def decode_image(data: tf.Tensor, item: tf.Tensor, size: tuple[int, int],
     """Encoded JPEG/PNG bytes [] -> float32 RGB [height, width, 3], values 0..255 (integers).
 
     Raises (when run):
-      InvalidArgumentError: empty bytes, neither JPEG nor PNG, truncated or corrupt data, or more
-        than ``max_pixels`` pixels (read from the header before any pixel is decoded).
+      InvalidArgumentError: empty bytes, neither JPEG nor PNG, a file cut off before its end
+        marker (JPEG end-of-image, PNG ``IEND``), or more than ``max_pixels`` pixels (read
+        from the header before any pixel is decoded), each naming ``item``; data that is
+        corrupt in another way fails in TensorFlow's decoder, whose message names no item.
 
     """
     is_jpeg = tf.strings.substr(data, 0, len(JPEG_MAGIC)) == JPEG_MAGIC
     is_png = tf.strings.substr(data, 0, len(PNG_MAGIC)) == PNG_MAGIC
+    is_empty = tf.strings.length(data) == 0
     checks = [
-        _check(tf.strings.length(data) > 0, "image {} is empty (0 bytes)", item),
-        _check(is_jpeg | is_png, "image {} is not a JPEG or PNG image (first bytes {})", item,
+        _check(~is_empty, "image {} is empty (0 bytes)", item),
+        _check(is_jpeg | is_png | is_empty,
+               "image {} is not a JPEG or PNG image (first bytes {})", item,
                tf.strings.substr(data, 0, 8)),
+        _check(~is_jpeg | _contains(data, JPEG_END),
+               "image {} is a truncated JPEG (no end-of-image marker)", item),
+        _check(~is_png | _contains(data, PNG_END),
+               "image {} is a truncated PNG (no IEND chunk)", item),
     ]
     with tf.control_dependencies(checks):
         shape = tf.cond(is_jpeg, lambda: tf.image.extract_jpeg_shape(data)[:2],
