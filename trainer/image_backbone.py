@@ -144,6 +144,21 @@ def decode_image(data: tf.Tensor, item: tf.Tensor, size: tuple[int, int],
     return tf.ensure_shape(resized, [*size, 3])
 
 
+def _clamp(y: tf.Tensor, low: float, high: float) -> tf.Tensor:
+    """``y`` clamped to [low, high], either of which may be infinite.
+
+    A clamp from 0 is written as ReLU6 (or ReLU), which grappler fuses with the convolution and
+    bias add before it into one oneDNN op; only an upper bound below 6 (a quantized range such as
+    [0, 255 * 0.0235294]) stays a separate minimum. The values are those of ``clip_by_value``.
+    """
+    if low == 0.0:
+        y = tf.nn.relu6(y) if high <= 6.0 else tf.nn.relu(y)
+        return y if high in (6.0, np.inf) else tf.minimum(y, high)
+    if np.isfinite(low):
+        y = tf.maximum(y, low)
+    return tf.minimum(y, high) if np.isfinite(high) else y
+
+
 class ImageBackbone(tf.Module):
     """Encoded images [N] -> pool features [N, D], with the weights of a quantized TFLite CNN.
 
@@ -167,12 +182,14 @@ class ImageBackbone(tf.Module):
         self._input_scale = float(source.scale[0]) if source.scale.size else 1.0
         self._input_zero = float(source.zero_point[0]) if source.zero_point.size else 0.0
         self._graph = graph
-        # One list per op of its constant inputs (kernels, biases) as variables, in op order.
-        self.op_weights = [
-            [tf.Variable(self._layout(op, graph.tensors[i].value), trainable=False,
-                         name=f"op{position}_in{k}")
-             for k, i in enumerate(op.inputs) if i >= 0 and graph.tensors[i].value is not None]
-            for position, op in enumerate(graph.ops)]
+        # One list per op of its constant inputs (kernels, biases), in op order. They enter the
+        # traced graph as constants, not variables: oneDNN then reorders a convolution's filter
+        # into its blocked layout once and caches it, where a variable's filter is reordered on
+        # every call. A SavedModel stores them in the function that uses them.
+        self._op_arrays = [
+            [self._layout(op, graph.tensors[i].value)
+             for i in op.inputs if i >= 0 and graph.tensors[i].value is not None]
+            for op in graph.ops]
         self.feature_dim = int(graph.tensors[graph.ops[-1].output].shape[-1])
 
     @staticmethod
@@ -184,15 +201,17 @@ class ImageBackbone(tf.Module):
             return value.transpose(1, 2, 3, 0)
         return value.reshape(value.shape[1], value.shape[2], -1, 1)
 
-    def _run_op(self, op: tflite_graph.Op, weights: list[tf.Variable],
+    def _run_op(self, op: tflite_graph.Op, arrays: list[np.ndarray],
                 values: dict[int, tf.Tensor]) -> tf.Tensor:
         """One op in float32; the output is clamped to its activation and quantized range."""
         x = values[op.inputs[0]]
         strides = [1, *op.strides, 1]
+        weights = [tf.constant(array) for array in arrays]
         if op.kind == tflite_graph.CONV_2D:
-            y = tf.nn.conv2d(x, weights[0], strides, op.padding) + weights[1]
+            y = tf.nn.bias_add(tf.nn.conv2d(x, weights[0], strides, op.padding), weights[1])
         elif op.kind == tflite_graph.DEPTHWISE_CONV_2D:
-            y = tf.nn.depthwise_conv2d(x, weights[0], strides, op.padding) + weights[1]
+            y = tf.nn.bias_add(tf.nn.depthwise_conv2d(x, weights[0], strides, op.padding),
+                               weights[1])
         elif op.kind == tflite_graph.ADD:
             y = x + values[op.inputs[1]]
         elif op.kind == tflite_graph.QUANTIZE:
@@ -200,14 +219,13 @@ class ImageBackbone(tf.Module):
         else:
             y = tf.nn.avg_pool2d(x, [1, *op.filter_size, 1], strides, op.padding)
         low, high = self._graph.tensors[op.output].real_range
-        low, high = max(low, op.activation[0]), min(high, op.activation[1])
-        return tf.clip_by_value(y, low, high) if np.isfinite([low, high]).all() else y
+        return _clamp(y, max(low, op.activation[0]), min(high, op.activation[1]))
 
     def features(self, pixels: tf.Tensor) -> tf.Tensor:
         """uint8-valued float32 RGB [N, H, W, 3] (0..255) -> pool features [N, D]."""
         values = {self._graph.input: (pixels - self._input_zero) * self._input_scale}
-        for op, weights in zip(self._graph.ops, self.op_weights, strict=True):
-            values[op.output] = self._run_op(op, weights, values)
+        for op, arrays in zip(self._graph.ops, self._op_arrays, strict=True):
+            values[op.output] = self._run_op(op, arrays, values)
         return tf.reshape(values[self._graph.ops[-1].output], [-1, self.feature_dim])
 
     def decode(self, images: tf.Tensor) -> tf.Tensor:
