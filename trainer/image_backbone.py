@@ -101,6 +101,22 @@ def _png_rgb(data: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.round(rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)), tf.uint8)
 
 
+def _byte_checks(data: tf.Tensor, item: tf.Tensor, is_jpeg: tf.Tensor) -> list[tf.Operation]:
+    """The checks of a file's bytes that need no decoding: not empty, JPEG/PNG, not cut off."""
+    is_png = tf.strings.substr(data, 0, len(PNG_MAGIC)) == PNG_MAGIC
+    is_empty = tf.strings.length(data) == 0
+    return [
+        _check(~is_empty, "image {} is empty (0 bytes)", item),
+        _check(is_jpeg | is_png | is_empty,
+               "image {} is not a JPEG or PNG image (first bytes {})", item,
+               tf.strings.substr(data, 0, 8)),
+        _check(~is_jpeg | _contains(data, JPEG_END),
+               "image {} is a truncated JPEG (no end-of-image marker)", item),
+        _check(~is_png | _contains(data, PNG_END),
+               "image {} is a truncated PNG (no IEND chunk)", item),
+    ]
+
+
 def decode_image(data: tf.Tensor, item: tf.Tensor, size: tuple[int, int],
                  max_pixels: int) -> tf.Tensor:
     """Encoded JPEG/PNG bytes [] -> float32 RGB [height, width, 3], values 0..255 (integers).
@@ -113,19 +129,7 @@ def decode_image(data: tf.Tensor, item: tf.Tensor, size: tuple[int, int],
 
     """
     is_jpeg = tf.strings.substr(data, 0, len(JPEG_MAGIC)) == JPEG_MAGIC
-    is_png = tf.strings.substr(data, 0, len(PNG_MAGIC)) == PNG_MAGIC
-    is_empty = tf.strings.length(data) == 0
-    checks = [
-        _check(~is_empty, "image {} is empty (0 bytes)", item),
-        _check(is_jpeg | is_png | is_empty,
-               "image {} is not a JPEG or PNG image (first bytes {})", item,
-               tf.strings.substr(data, 0, 8)),
-        _check(~is_jpeg | _contains(data, JPEG_END),
-               "image {} is a truncated JPEG (no end-of-image marker)", item),
-        _check(~is_png | _contains(data, PNG_END),
-               "image {} is a truncated PNG (no IEND chunk)", item),
-    ]
-    with tf.control_dependencies(checks):
+    with tf.control_dependencies(_byte_checks(data, item, is_jpeg)):
         shape = tf.cond(is_jpeg, lambda: tf.image.extract_jpeg_shape(data)[:2],
                         lambda: _png_shape(data, item))
     pixels_count = tf.cast(shape[0], tf.int64) * tf.cast(shape[1], tf.int64)
