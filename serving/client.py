@@ -271,11 +271,21 @@ class EmbeddingClient:
                 first request.
 
         Raises:
-            ValueError: an item is unreadable, empty, not a JPEG/PNG or over
-                ``max_image_bytes`` (named by index and path).
-            ServingError: the server refuses an image (e.g. truncated data, too many pixels).
+            ValueError: an item is unreadable, empty, not a JPEG/PNG, cut off before its end
+                marker, declares too many pixels or is over ``max_image_bytes`` (named by
+                index, and path for a file); nothing has been sent.
+            ServingError: the server refuses a batch (data corrupt past a valid header); the
+                message names the batch's items, since the decoder's own error names none.
 
         """
         values = validate_images(images, self.max_image_bytes)
-        return self._batched(features.EMBED_IMAGE_BYTES_SIGNATURE, _IMAGE_BYTES_INPUT,
-                             features.IMAGE_EMBEDDING_OUTPUT, values)
+        parts = []
+        for start in range(0, len(values), self.batch_size):
+            stop = min(start + self.batch_size, len(values))
+            try:
+                parts.append(self.backend.predict(
+                    features.EMBED_IMAGE_BYTES_SIGNATURE, {_IMAGE_BYTES_INPUT: values[start:stop]},
+                    (features.IMAGE_EMBEDDING_OUTPUT,))[features.IMAGE_EMBEDDING_OUTPUT])
+            except ServingError as err:
+                raise type(err)(f"images[{start}:{stop}] (one request): {err}") from err
+        return np.concatenate(parts, axis=0)

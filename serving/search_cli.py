@@ -7,11 +7,13 @@ prints the top-k results with their scores and display caption:
 * ``--mode text2text``: the query is a caption; ``search_captions`` signature.
 * ``--mode image2image``: the query is a gallery image id; its stored embedding is searched
   against the gallery (intra-modal), with the index in ``assets.extra/gallery``.
-* ``--image PHOTO.jpg`` (instead of a text query): the photo's bytes go through the served
-  graph (decode, backbone, image tower); ``search_by_image`` finds gallery images (the default,
-  ``--mode image2image``) and ``search_captions_by_image`` captions (``--mode image2text``).
-  A file that cannot be searched (missing, empty, not a JPEG/PNG, truncated, too many pixels)
-  is one ``error:`` line naming it (exit 2). CMYK and grayscale JPEGs are converted to RGB.
+* ``--image PHOTO.jpg [PHOTO ...]`` (instead of a text query): each photo's bytes go through
+  the served graph (decode, backbone, image tower); ``search_by_image`` finds gallery images
+  (the default, ``--mode image2image``) and ``search_captions_by_image`` captions (``--mode
+  image2text``). Each file that cannot be searched (missing, empty, not a JPEG/PNG, truncated,
+  too many pixels) is one ``error:`` line naming it on stderr, and the other files are still
+  searched; the exit status is 2 when no file could be. CMYK and grayscale JPEGs are converted
+  to RGB.
 
 An empty query is refused (exit 2). With a token text tower (``mean``, ``gru``), a query none of
 whose words is in the model's vocabulary only reaches the out-of-vocabulary buckets, so its results
@@ -36,20 +38,17 @@ from serving.publish import list_versions
 from serving.savedmodel import load_saved_model
 from serving.search import chunked_top_k
 from serving.search_model import (
-    CAPTIONS_OUTPUT,
-    IDS_OUTPUT,
     INDEX_SUBDIR,
-    SCORES_OUTPUT,
     SEARCH_BY_IMAGE_SIGNATURE,
     SEARCH_CAPTIONS_BY_IMAGE_SIGNATURE,
     SEARCH_CAPTIONS_SIGNATURE,
     SEARCH_SIGNATURE,
     WARMUP_QUERY,
+    result_rows,
     search_model_name,
 )
-from serving.validation import check_image_bytes
+from serving.search_photos import Row, search_photos
 from trainer import features
-from trainer.image_backbone import error_detail
 from trainer.text import tokenize_py
 from trainer.transform_config import VOCAB_NAME
 
@@ -61,7 +60,6 @@ IMAGE_SIGNATURES = {"image2image": SEARCH_BY_IMAGE_SIGNATURE,
 MODES = ("text2image", "image2image", "text2text", "image2text")
 # The op of a WordPiece tokenizer in a SavedModel graph (the ``minilm`` tower, tensorflow_text).
 WORDPIECE_OP = b"WordpieceTokenizeWithOffsets"
-Row = tuple[str, float, str]
 
 
 def _parser(default_serving_dir: str, default_model_name: str) -> argparse.ArgumentParser:
@@ -71,8 +69,8 @@ def _parser(default_serving_dir: str, default_model_name: str) -> argparse.Argum
     query = parser.add_mutually_exclusive_group()
     query.add_argument("query", nargs="?",
                        help="a caption, or a gallery image id with --mode image2image")
-    query.add_argument("--image", metavar="PHOTO",
-                       help="search with this JPEG/PNG file instead of a text query")
+    query.add_argument("--image", metavar="PHOTO", nargs="+",
+                       help="search with each of these JPEG/PNG files instead of a text query")
     parser.add_argument("--serving-dir", default=default_serving_dir,
                         help="the Pusher's serving directory (default: %(default)s)")
     parser.add_argument("--model-name", default=default_model_name,
@@ -85,7 +83,7 @@ def _parser(default_serving_dir: str, default_model_name: str) -> argparse.Argum
     return parser
 
 
-def resolve_mode(query: str | None, image: str | None, mode: str | None) -> str:
+def resolve_mode(query: str | None, image: Sequence[str] | None, mode: str | None) -> str:
     """The search mode of a command line (text query xor ``--image``).
 
     Raises:
@@ -160,57 +158,7 @@ def search_text(model_dir: str, signature_name: str, query: str, k: int) -> tupl
     start = time.perf_counter()
     out = signature(**{features.CAPTION_KEY: tf.constant(query)})
     seconds = time.perf_counter() - start
-    return _rows(out, k, model_dir), seconds
-
-
-def read_image(path: str) -> bytes:
-    """The bytes of the query photo, checked as the client checks them before sending.
-
-    Raises:
-        ValueError: unreadable, empty, too large, or not a JPEG/PNG (the message names ``path``).
-
-    """
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as err:
-        raise ValueError(f"{path}: cannot read: {err.strerror or err}") from err
-    check_image_bytes(data, path)
-    return data
-
-
-def search_image_bytes(model_dir: str, signature_name: str, data: bytes, name: str,
-                       k: int) -> tuple[list[Row], float]:
-    """Runs an image-bytes signature on one encoded photo (after a warm-up call).
-
-    Raises:
-        ValueError: the model lacks the signature, the graph refuses the image (truncated,
-            corrupt, too many pixels: named by ``name``), or ``k`` exceeds what it returns.
-
-    """
-    signatures = load_saved_model(model_dir).signatures
-    if signature_name not in signatures:
-        raise ValueError(f"{model_dir} has no {signature_name!r} signature (its encoder takes no "
-                         "image bytes, or its gallery index holds no captions)")
-    signature = signatures[signature_name]
-    query = {features.IMAGE_BYTES_INPUT: tf.constant(data)}
-    try:
-        signature(**query)  # graph initialization, and the image's own check
-    except tf.errors.InvalidArgumentError as err:
-        raise ValueError(f"{name}: cannot be searched: {error_detail(err.message)}") from err
-    start = time.perf_counter()
-    out = signature(**query)
-    return _rows(out, k, model_dir), time.perf_counter() - start
-
-
-def _rows(out: dict[str, tf.Tensor], k: int, model_dir: str) -> list[Row]:
-    """The first ``k`` ``(id, score, caption)`` rows of a search signature's [k'] outputs."""
-    available = int(out[IDS_OUTPUT].shape[0])
-    if k > available:
-        raise ValueError(f"asked for k={k} results, {model_dir} returns at most {available}")
-    rows = zip(out[IDS_OUTPUT].numpy()[:k], out[SCORES_OUTPUT].numpy()[:k],
-               out[CAPTIONS_OUTPUT].numpy()[:k], strict=True)
-    return [(i.decode("utf-8"), float(s), c.decode("utf-8")) for i, s, c in rows]
+    return result_rows(out, k, model_dir), seconds
 
 
 def search_image_id(index: GalleryIndex, image_id: str, k: int) -> tuple[list[Row], float]:
@@ -236,15 +184,39 @@ def search_image_id(index: GalleryIndex, image_id: str, k: int) -> tuple[list[Ro
 def _run_query(args: argparse.Namespace, mode: str, model_dir: str,
                index: GalleryIndex) -> tuple[list[Row], float]:
     """The rows and query seconds of the resolved ``mode``."""
-    if args.image is not None:
-        data = read_image(args.image)
-        return search_image_bytes(model_dir, IMAGE_SIGNATURES[mode], data, args.image, args.k)
     if mode == "image2image":
         return search_image_id(index, args.query, args.k)
     warning = unknown_query_warning(model_dir, args.query)
     if warning:
         print(warning, file=sys.stderr)
     return search_text(model_dir, TEXT_SIGNATURES[mode], args.query, args.k)
+
+
+def _print_results(mode: str, query: str, model_dir: str, index: GalleryIndex, rows: list[Row],
+                   seconds: float, load_seconds: float) -> None:
+    print(f"{mode} query: {query}  ({model_dir}: {len(index.image_ids)} images, "
+          f"encoder {index.model_name} version {index.model_version})")
+    for rank, (item_id, score, caption) in enumerate(rows, start=1):
+        print(f"{rank:2d}. {score:+.4f}  {item_id}  {caption}")
+    print(f"search: {seconds * 1000:.1f} ms after a {load_seconds:.1f} s load and warm-up")
+
+
+def _photo_queries(args: argparse.Namespace, mode: str, model_dir: str, index: GalleryIndex,
+                   load_start: float) -> int:
+    """Searches with every ``--image`` file; returns the exit status.
+
+    Results are printed for each photo that could be searched and one ``error:`` line for each
+    other file; the status is 0 when at least one photo was searched, else 2.
+    """
+    results = search_photos(model_dir, IMAGE_SIGNATURES[mode], args.image, args.k)
+    load_seconds = time.perf_counter() - load_start - sum(r.seconds for r in results)
+    for result in results:
+        if result.error:
+            print(f"error: {result.error}", file=sys.stderr)
+        else:
+            _print_results(mode, f"image {result.path}", model_dir, index, result.rows,
+                           result.seconds, load_seconds)
+    return 0 if any(not result.error for result in results) else 2
 
 
 def main(argv: Sequence[str] | None = None, default_serving_dir: str = DEFAULT_SERVING_DIR,
@@ -258,15 +230,12 @@ def main(argv: Sequence[str] | None = None, default_serving_dir: str = DEFAULT_S
         model_dir = resolve_search_model(args.serving_dir, args.model_name, args.version)
         load_start = time.perf_counter()
         index = load_index(os.path.join(model_dir, INDEX_SUBDIR))
+        if args.image is not None:
+            return _photo_queries(args, mode, model_dir, index, load_start)
         rows, seconds = _run_query(args, mode, model_dir, index)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     load_seconds = time.perf_counter() - load_start - seconds
-    query = f"image {args.image}" if args.image is not None else f'"{args.query}"'
-    print(f"{mode} query: {query}  ({model_dir}: {len(index.image_ids)} images, "
-          f"encoder {index.model_name} version {index.model_version})")
-    for rank, (item_id, score, caption) in enumerate(rows, start=1):
-        print(f"{rank:2d}. {score:+.4f}  {item_id}  {caption}")
-    print(f"search: {seconds * 1000:.1f} ms after a {load_seconds:.1f} s load and warm-up")
+    _print_results(mode, f'"{args.query}"', model_dir, index, rows, seconds, load_seconds)
     return 0

@@ -209,3 +209,18 @@ def write_warmup_requests(export_dir: str, image_feature_dim: int | None = None)
     with tf.io.TFRecordWriter(path) as writer:
         writer.write(log.SerializeToString())
     return path
+
+
+def result_rows(out: dict[str, tf.Tensor], k: int, model_dir: str) -> list[tuple[str, float, str]]:
+    """The first ``k`` ``(id, score, caption)`` rows of a search signature's [k'] outputs.
+
+    Raises:
+        ValueError: ``k`` exceeds the k' the model was exported with.
+
+    """
+    available = int(out[IDS_OUTPUT].shape[0])
+    if k > available:
+        raise ValueError(f"asked for k={k} results, {model_dir} returns at most {available}")
+    rows = zip(out[IDS_OUTPUT].numpy()[:k], out[SCORES_OUTPUT].numpy()[:k],
+               out[CAPTIONS_OUTPUT].numpy()[:k], strict=True)
+    return [(i.decode("utf-8"), float(s), c.decode("utf-8")) for i, s, c in rows]

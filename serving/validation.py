@@ -4,9 +4,17 @@ import os
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+import tensorflow as tf
 
 from components.caption_example_gen.validation import check_caption
-from trainer.image_backbone import JPEG_MAGIC, PNG_MAGIC
+from trainer.image_backbone import (
+    DEFAULT_MAX_PIXELS,
+    JPEG_END,
+    JPEG_MAGIC,
+    PNG_END,
+    PNG_MAGIC,
+    error_detail,
+)
 
 # Per encoded image. Larger files are almost always a mistake (a RAW photo, a video frame dump)
 # and would exceed gRPC's default 4 MiB message limit in one request anyway.
@@ -93,15 +101,36 @@ def _image_item(item: ImageSource, index: int) -> tuple[str, bytes]:
         raise ValueError(f"{name}: cannot read: {err.strerror or err}") from err
 
 
-def check_image_bytes(data: bytes, name: str, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES) -> None:
-    """Refuses what the served graph would refuse by its first bytes, and oversized files.
-
-    Truncated or corrupt data past a valid signature, and too many pixels, are found only when
-    the graph decodes the image (an InvalidArgumentError naming the item).
+def image_shape(data: bytes, name: str) -> tuple[int, int]:
+    """(height, width) that a JPEG's or PNG's header declares, read as the served graph reads it.
 
     Raises:
-        ValueError: ``data`` is empty, larger than ``max_bytes``, or starts like neither a JPEG
-            nor a PNG; the message starts with ``name``.
+        ValueError: a JPEG header that libjpeg cannot parse, or a PNG without its IHDR chunk.
+
+    """
+    if data.startswith(PNG_MAGIC):
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            raise ValueError(f"{name}: truncated PNG (no IHDR header)")
+        return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
+    try:
+        height, width, _ = tf.image.extract_jpeg_shape(data).numpy()
+    except tf.errors.InvalidArgumentError as err:
+        raise ValueError(f"{name}: unreadable JPEG header: {error_detail(err.message)}") from err
+    return int(height), int(width)
+
+
+def check_image_bytes(data: bytes, name: str, max_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+                      max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Refuses, before anything is sent, what the served graph would refuse without decoding.
+
+    That is every bad input of the served graph's own checks (``trainer.image_backbone``), plus
+    files over ``max_bytes``. Only data that is corrupt past a readable header and before its
+    end marker reaches the server and fails there (INVALID_ARGUMENT).
+
+    Raises:
+        ValueError: ``data`` is empty, larger than ``max_bytes``, starts like neither a JPEG nor
+            a PNG, has no end marker (cut off), an unreadable header, or declares more than
+            ``max_pixels`` pixels; the message starts with ``name``.
 
     """
     if not data:
@@ -110,6 +139,14 @@ def check_image_bytes(data: bytes, name: str, max_bytes: int = DEFAULT_MAX_IMAGE
         raise ValueError(f"{name}: {len(data)} bytes is over the limit of {max_bytes} bytes")
     if not data.startswith((JPEG_MAGIC, PNG_MAGIC)):
         raise ValueError(f"{name}: not a JPEG or PNG image (first bytes {data[:8]!r})")
+    is_jpeg = data.startswith(JPEG_MAGIC)
+    if (JPEG_END if is_jpeg else PNG_END) not in data:
+        kind = "JPEG (no end-of-image marker)" if is_jpeg else "PNG (no IEND chunk)"
+        raise ValueError(f"{name}: truncated {kind}")
+    height, width = image_shape(data, name)
+    if height * width > max_pixels:
+        raise ValueError(f"{name}: too large: {height}x{width} (height x width) = "
+                         f"{height * width} pixels > max {max_pixels}")
 
 
 def validate_images(images: Sequence[ImageSource],

@@ -35,10 +35,13 @@ class RetrievalModule(tf.Module):
         self.image_backbone = image_backbone
         if image_backbone is not None:
             # Saved as a plain function (not a signature) so that checks can compare
-            # embed_image_bytes with embed_image on the backbone's own features.
+            # embed_image_bytes with embed_image on the backbone's own features. The signature
+            # calls this one trace too, so the backbone's weights (graph constants) are stored
+            # once; a tf.function would be traced again when saved, storing them twice.
             self.image_features_from_bytes = tf.function(
                 image_backbone.__call__,
-                input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGE_BYTES_INPUT)])
+                input_signature=[tf.TensorSpec([None], tf.string, name=features.IMAGE_BYTES_INPUT)]
+            ).get_concrete_function()
         self.text_tower = text_tower
         self.tft_layer = tf_transform_output.transform_features_layer()
         spec = tf_transform_output.raw_feature_spec()
@@ -56,7 +59,7 @@ class RetrievalModule(tf.Module):
 
     def embed_image_bytes(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         """Encoded JPEG/PNG images [N] -> {IMAGE_EMBEDDING_OUTPUT: [N, d]}."""
-        return self.embed_images(self.image_backbone(image_bytes))
+        return self.embed_images(self.image_features_from_bytes(image_bytes))
 
     def embed_texts(self, text_input: tf.Tensor) -> dict[str, tf.Tensor]:
         """Raw captions [N] (or caption features [N, D_c]) -> {TEXT_EMBEDDING_OUTPUT: [N, d]}."""

@@ -33,6 +33,11 @@ DEFAULT_MAX_PIXELS = 89_478_485
 # The leading bytes of the two formats the graph decodes (clients check them before sending).
 JPEG_MAGIC = b"\xff\xd8\xff"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# What a complete file holds after its pixel data. The decoders' own errors about cut-off data
+# cannot name the item of a batch, so their absence is checked first. In a JPEG the pair 0xFFD9
+# only occurs as a marker (entropy-coded 0xFF bytes are followed by 0x00).
+JPEG_END = b"\xff\xd9"
+PNG_END = b"IEND"
 
 
 def read_tflite(path: str, what: str = "image backbone") -> bytes:
@@ -69,6 +74,16 @@ def _check(condition: tf.Tensor, template: str, *values: tf.Tensor) -> tf.Operat
     return tf.debugging.Assert(condition, [tf.strings.format(template, values, summarize=8)])
 
 
+def _contains(data: tf.Tensor, marker: bytes) -> tf.Tensor:
+    """Whether the byte string ``marker`` occurs anywhere in ``data`` (a scalar string)."""
+    raw = tf.io.decode_raw(data, tf.uint8)  # [L]
+    starts = tf.maximum(tf.size(raw) - len(marker) + 1, 0)
+    found = tf.ones([starts], tf.bool)
+    for offset, byte in enumerate(marker):
+        found &= tf.equal(raw[offset:offset + starts], byte)
+    return tf.reduce_any(found)
+
+
 def _png_shape(data: tf.Tensor, item: tf.Tensor) -> tf.Tensor:
     """(height, width) from a PNG's IHDR chunk, without decoding pixels."""
     check = _check(tf.strings.length(data) >= 24,
@@ -86,23 +101,35 @@ def _png_rgb(data: tf.Tensor) -> tf.Tensor:
     return tf.cast(tf.round(rgba[..., :3] * alpha + 255.0 * (1.0 - alpha)), tf.uint8)
 
 
+def _byte_checks(data: tf.Tensor, item: tf.Tensor, is_jpeg: tf.Tensor) -> list[tf.Operation]:
+    """The checks of a file's bytes that need no decoding: not empty, JPEG/PNG, not cut off."""
+    is_png = tf.strings.substr(data, 0, len(PNG_MAGIC)) == PNG_MAGIC
+    is_empty = tf.strings.length(data) == 0
+    return [
+        _check(~is_empty, "image {} is empty (0 bytes)", item),
+        _check(is_jpeg | is_png | is_empty,
+               "image {} is not a JPEG or PNG image (first bytes {})", item,
+               tf.strings.substr(data, 0, 8)),
+        _check(~is_jpeg | _contains(data, JPEG_END),
+               "image {} is a truncated JPEG (no end-of-image marker)", item),
+        _check(~is_png | _contains(data, PNG_END),
+               "image {} is a truncated PNG (no IEND chunk)", item),
+    ]
+
+
 def decode_image(data: tf.Tensor, item: tf.Tensor, size: tuple[int, int],
                  max_pixels: int) -> tf.Tensor:
     """Encoded JPEG/PNG bytes [] -> float32 RGB [height, width, 3], values 0..255 (integers).
 
     Raises (when run):
-      InvalidArgumentError: empty bytes, neither JPEG nor PNG, truncated or corrupt data, or more
-        than ``max_pixels`` pixels (read from the header before any pixel is decoded).
+      InvalidArgumentError: empty bytes, neither JPEG nor PNG, a file cut off before its end
+        marker (JPEG end-of-image, PNG ``IEND``), or more than ``max_pixels`` pixels (read
+        from the header before any pixel is decoded), each naming ``item``; data that is
+        corrupt in another way fails in TensorFlow's decoder, whose message names no item.
 
     """
     is_jpeg = tf.strings.substr(data, 0, len(JPEG_MAGIC)) == JPEG_MAGIC
-    is_png = tf.strings.substr(data, 0, len(PNG_MAGIC)) == PNG_MAGIC
-    checks = [
-        _check(tf.strings.length(data) > 0, "image {} is empty (0 bytes)", item),
-        _check(is_jpeg | is_png, "image {} is not a JPEG or PNG image (first bytes {})", item,
-               tf.strings.substr(data, 0, 8)),
-    ]
-    with tf.control_dependencies(checks):
+    with tf.control_dependencies(_byte_checks(data, item, is_jpeg)):
         shape = tf.cond(is_jpeg, lambda: tf.image.extract_jpeg_shape(data)[:2],
                         lambda: _png_shape(data, item))
     pixels_count = tf.cast(shape[0], tf.int64) * tf.cast(shape[1], tf.int64)
@@ -119,6 +146,21 @@ def decode_image(data: tf.Tensor, item: tf.Tensor, size: tuple[int, int],
         lambda: tf.round(tf.clip_by_value(
             tf.image.resize(rgb, size, method="bilinear", antialias=True), 0.0, 255.0)))
     return tf.ensure_shape(resized, [*size, 3])
+
+
+def _clamp(y: tf.Tensor, low: float, high: float) -> tf.Tensor:
+    """``y`` clamped to [low, high], either of which may be infinite.
+
+    A clamp from 0 is written as ReLU6 (or ReLU), which grappler fuses with the convolution and
+    bias add before it into one oneDNN op; only an upper bound below 6 (a quantized range such as
+    [0, 255 * 0.0235294]) stays a separate minimum. The values are those of ``clip_by_value``.
+    """
+    if low == 0.0:
+        y = tf.nn.relu6(y) if high <= 6.0 else tf.nn.relu(y)
+        return y if high in (6.0, np.inf) else tf.minimum(y, high)
+    if np.isfinite(low):
+        y = tf.maximum(y, low)
+    return tf.minimum(y, high) if np.isfinite(high) else y
 
 
 class ImageBackbone(tf.Module):
@@ -144,12 +186,14 @@ class ImageBackbone(tf.Module):
         self._input_scale = float(source.scale[0]) if source.scale.size else 1.0
         self._input_zero = float(source.zero_point[0]) if source.zero_point.size else 0.0
         self._graph = graph
-        # One list per op of its constant inputs (kernels, biases) as variables, in op order.
-        self.op_weights = [
-            [tf.Variable(self._layout(op, graph.tensors[i].value), trainable=False,
-                         name=f"op{position}_in{k}")
-             for k, i in enumerate(op.inputs) if i >= 0 and graph.tensors[i].value is not None]
-            for position, op in enumerate(graph.ops)]
+        # One list per op of its constant inputs (kernels, biases), in op order. They enter the
+        # traced graph as constants, not variables: oneDNN then reorders a convolution's filter
+        # into its blocked layout once and caches it, where a variable's filter is reordered on
+        # every call. A SavedModel stores them in the function that uses them.
+        self._op_arrays = [
+            [self._layout(op, graph.tensors[i].value)
+             for i in op.inputs if i >= 0 and graph.tensors[i].value is not None]
+            for op in graph.ops]
         self.feature_dim = int(graph.tensors[graph.ops[-1].output].shape[-1])
 
     @staticmethod
@@ -161,15 +205,17 @@ class ImageBackbone(tf.Module):
             return value.transpose(1, 2, 3, 0)
         return value.reshape(value.shape[1], value.shape[2], -1, 1)
 
-    def _run_op(self, op: tflite_graph.Op, weights: list[tf.Variable],
+    def _run_op(self, op: tflite_graph.Op, arrays: list[np.ndarray],
                 values: dict[int, tf.Tensor]) -> tf.Tensor:
         """One op in float32; the output is clamped to its activation and quantized range."""
         x = values[op.inputs[0]]
         strides = [1, *op.strides, 1]
+        weights = [tf.constant(array) for array in arrays]
         if op.kind == tflite_graph.CONV_2D:
-            y = tf.nn.conv2d(x, weights[0], strides, op.padding) + weights[1]
+            y = tf.nn.bias_add(tf.nn.conv2d(x, weights[0], strides, op.padding), weights[1])
         elif op.kind == tflite_graph.DEPTHWISE_CONV_2D:
-            y = tf.nn.depthwise_conv2d(x, weights[0], strides, op.padding) + weights[1]
+            y = tf.nn.bias_add(tf.nn.depthwise_conv2d(x, weights[0], strides, op.padding),
+                               weights[1])
         elif op.kind == tflite_graph.ADD:
             y = x + values[op.inputs[1]]
         elif op.kind == tflite_graph.QUANTIZE:
@@ -177,14 +223,13 @@ class ImageBackbone(tf.Module):
         else:
             y = tf.nn.avg_pool2d(x, [1, *op.filter_size, 1], strides, op.padding)
         low, high = self._graph.tensors[op.output].real_range
-        low, high = max(low, op.activation[0]), min(high, op.activation[1])
-        return tf.clip_by_value(y, low, high) if np.isfinite([low, high]).all() else y
+        return _clamp(y, max(low, op.activation[0]), min(high, op.activation[1]))
 
     def features(self, pixels: tf.Tensor) -> tf.Tensor:
         """uint8-valued float32 RGB [N, H, W, 3] (0..255) -> pool features [N, D]."""
         values = {self._graph.input: (pixels - self._input_zero) * self._input_scale}
-        for op, weights in zip(self._graph.ops, self.op_weights, strict=True):
-            values[op.output] = self._run_op(op, weights, values)
+        for op, arrays in zip(self._graph.ops, self._op_arrays, strict=True):
+            values[op.output] = self._run_op(op, arrays, values)
         return tf.reshape(values[self._graph.ops[-1].output], [-1, self.feature_dim])
 
     def decode(self, images: tf.Tensor) -> tf.Tensor:

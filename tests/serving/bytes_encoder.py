@@ -27,11 +27,11 @@ def write_bytes_encoder(export_dir: pathlib.Path, embedding_dim: int = 8) -> pat
                              embedding_dim)
         encoder.backbone = ImageBackbone(tiny_tflite_path())
         bytes_spec = tf.TensorSpec([None], tf.string, name=features.IMAGE_BYTES_INPUT)
-        encoder.image_features_from_bytes = tf.function(encoder.backbone.__call__,
-                                                        input_signature=[bytes_spec])
+        encoder.image_features_from_bytes = tf.function(
+            encoder.backbone.__call__, input_signature=[bytes_spec]).get_concrete_function()
         embed_bytes = tf.function(
             lambda image_bytes: {features.IMAGE_EMBEDDING_OUTPUT: encoder._image(
-                encoder.backbone(image_bytes))}, input_signature=[bytes_spec])
+                encoder.image_features_from_bytes(image_bytes))}, input_signature=[bytes_spec])
         save_encoder(encoder, export_dir,
                      {features.EMBED_IMAGE_BYTES_SIGNATURE: embed_bytes.get_concrete_function()})
     return export_dir

@@ -1,14 +1,16 @@
 """``EmbeddingClient.embed_images``: encoded photos over REST (b64) and gRPC (DT_STRING)."""
 
 import base64
+import io
 
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 from serving.client import EmbeddingClient, GrpcBackend, LocalBackend, RestBackend
 from serving.retry import RetryPolicy, ServingError
-from tests.serving import images
+from tests import images
 from tests.serving.fake_servers import Script, start_grpc, start_rest
 from tests.trainer.tiny_tflite import FEATURE_DIM
 
@@ -73,6 +75,12 @@ def test_images_are_batched(remote, local):
     ([images.jpeg(), b"\xff\xd8\xff" + b"\x00" * 9000], r"images\[1\]: 9003 bytes is over the "
                                                         "limit of 8000 bytes"),
     ([images.jpeg(), 3], r"images\[1\] must be a file path or bytes, got int"),
+    ([images.truncated_jpeg()], r"images\[0\]: truncated JPEG \(no end-of-image marker\)"),
+    ([images.truncated_png()], r"images\[0\]: truncated PNG \(no IEND chunk\)"),
+    ([images.HUGE_PNG], r"images\[0\]: too large: 100000x100000 \(height x width\) = "
+                        r"10000000000 pixels > max 89478485"),
+    ([images.huge_jpeg()], r"images\[0\]: too large: 65500x65500"),
+    ([b"\xff\xd8\xff\xe0 header cut \xff\xd9"], r"images\[0\]: unreadable JPEG header"),
 ])
 def test_bad_items_fail_before_any_request(remote, items, message):
     _, script, backend = remote
@@ -93,14 +101,28 @@ def test_missing_and_empty_files_are_named_by_index_and_path(remote, tmp_path):
     assert script.requests == []
 
 
-@pytest.mark.parametrize("bad, message", [
-    (images.truncated_jpeg(), "(?i)jpeg"),
-    (images.HUGE_PNG, r"image 1 is too large: \[60000 60000\]"),
-])
-def test_what_only_decoding_finds_is_a_serving_error_and_the_server_goes_on(remote, bad,
-                                                                            message):
-    _, _, backend = remote
+def test_the_bad_file_matrix_is_refused_before_sending(remote):
+    _, script, backend = remote
     client = EmbeddingClient(backend)
-    with pytest.raises(ServingError, match=message):
-        client.embed_images([images.jpeg(), bad])
-    assert client.embed_images([images.cmyk_jpeg()]).shape == (1, 8)
+    for data in images.bad_files().values():
+        with pytest.raises(ValueError, match=r"images\[1\]: "):
+            client.embed_images([images.jpeg(), data])
+    assert script.requests == []
+
+
+def test_what_only_decoding_finds_names_the_request_s_items_and_the_server_goes_on(remote):
+    _, script, backend = remote
+    client = EmbeddingClient(backend, batch_size=2)
+    with pytest.raises(ServingError, match=r"images\[2:4\] \(one request\): .*(?i:jpeg)"):
+        client.embed_images([images.jpeg(0), images.jpeg(1), images.jpeg(2),
+                             images.corrupt_jpeg()])
+    assert len(script.requests) == 2
+    assert client.embed_images([images.jpeg(0)]).shape == (1, 8)
+
+
+def test_a_cmyk_jpeg_embeds_as_its_rgb_conversion(remote, local):
+    _, _, backend = remote
+    cmyk = images.cmyk_jpeg(5)
+    rgb_png = images.encode(Image.open(io.BytesIO(cmyk)).convert("RGB"), "PNG")
+    got = EmbeddingClient(backend).embed_images([cmyk])
+    np.testing.assert_allclose(got, EmbeddingClient(local).embed_images([rgb_png]), atol=1e-5)

@@ -10,7 +10,7 @@ from serving.client import EmbeddingClient, LocalBackend
 from serving.gallery import build_index
 from serving.gallery_sources import GalleryRecords
 from serving.search_model import write_search_model
-from tests.serving import images
+from tests import images
 
 IMAGE_IDS = [f"img{i}.jpg" for i in range(6)]
 CAPTION_IDS = ["img0.jpg#0", "img1.jpg#0", "img2.jpg#0"]
@@ -62,17 +62,19 @@ def test_photo_to_captions_ranks_by_the_encoder_s_cosine(published):
                                         "search_captions_by_image", "search_images"]
 
 
-@pytest.mark.parametrize("bad, message", [
-    (b"", "image 0 is empty"),
-    (b"not an image", "image 0 is not a JPEG or PNG"),
-    (images.truncated_jpeg(), "(?i)jpeg"),
-    (images.HUGE_PNG, "image 0 is too large"),
+@pytest.mark.parametrize("name, message", [
+    ("empty.jpg", "image 0 is empty"),
+    ("text.jpg", "image 0 is not a JPEG or PNG"),
+    ("truncated.jpg", "image 0 is a truncated JPEG"),
+    ("truncated.png", "image 0 is a truncated PNG"),
+    ("huge.png", "image 0 is too large"),
+    ("huge.jpg", "image 0 is too large"),
 ])
-def test_bad_bytes_are_invalid_argument_and_the_model_goes_on(published, bad, message):
+def test_bad_bytes_are_invalid_argument_and_the_model_goes_on(published, name, message):
     _, model_dir, _, _ = published
     search = tf.saved_model.load(str(model_dir)).signatures["search_by_image"]
     with pytest.raises(tf.errors.InvalidArgumentError, match=message):
-        search(image_bytes=tf.constant([bad]))
+        search(image_bytes=tf.constant([images.bad_files()[name]]))
     assert search(image_bytes=tf.constant([images.jpeg(0)]))["ids"].numpy()[0, 0] == b"img0.jpg"
 
 
@@ -92,24 +94,47 @@ def test_cli_image_query_finds_the_photo_itself(published, capsys):
     assert capsys.readouterr().out.splitlines()[1].split()[2].endswith("#0")
 
 
-@pytest.mark.parametrize("name, data, message", [
-    ("absent.jpg", None, "cannot read: No such file or directory"),
-    ("empty.jpg", b"", "empty (0 bytes)"),
-    ("text.jpg", b"just some text", "not a JPEG or PNG image"),
-    ("truncated.jpg", images.truncated_jpeg(),
-     "cannot be searched: jpeg::Uncompress failed. Invalid JPEG data"),
-    ("huge.png", images.HUGE_PNG, "cannot be searched: image 0 is too large"),
-])
-def test_cli_bad_photo_is_one_error_line_naming_it(published, tmp_path, capsys, name, data,
-                                                   message):
+CLI_ERRORS = {
+    "empty.jpg": "empty (0 bytes)",
+    "text.jpg": "not a JPEG or PNG image",
+    "truncated.jpg": "truncated JPEG (no end-of-image marker)",
+    "truncated.png": "truncated PNG (no IEND chunk)",
+    "huge.png": "too large: 100000x100000",
+    "huge.jpg": "too large: 65500x65500",
+    "corrupt.jpg": "cannot be searched: ",
+}
+
+
+@pytest.mark.parametrize("name", ["absent.jpg", *CLI_ERRORS])
+def test_cli_bad_photo_is_one_error_line_naming_it(published, tmp_path, capsys, name):
     root, _, _, _ = published
-    if data is not None:
-        (tmp_path / name).write_bytes(data)
+    files = {**images.bad_files(), "corrupt.jpg": images.corrupt_jpeg()}
+    if name in files:
+        (tmp_path / name).write_bytes(files[name])
     assert _cli(root, "--image", str(tmp_path / name)) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
+    message = CLI_ERRORS.get(name, "cannot read: No such file or directory")
     assert captured.err.startswith(f"error: {tmp_path / name}: ") and message in captured.err
     assert captured.err.count("\n") == 1 and "Traceback" not in captured.err
+
+
+def test_cli_searches_every_good_photo_and_names_each_bad_one(published, tmp_path, capsys):
+    root, _, _, _ = published
+    for name, data in images.bad_files().items():
+        (tmp_path / name).write_bytes(data)
+    bad = [str(tmp_path / name) for name in images.bad_files()]
+    assert _cli(root, "--image", str(root / "img2.jpg"), *bad, str(root / "img5.jpg")) == 0
+    captured = capsys.readouterr()
+    blocks = [line for line in captured.out.splitlines() if " query: image " in line]
+    assert [line.split()[3] for line in blocks] == [str(root / "img2.jpg"),
+                                                   str(root / "img5.jpg")]
+    assert captured.out.splitlines()[6].split()[2] == "img5.jpg"  # the second block's rank 1
+    errors = captured.err.splitlines()
+    assert [line.split(": ")[1] for line in errors] == bad
+    assert all(line.startswith("error: ") for line in errors)
+    assert _cli(root, "--image", *bad) == 2
+    assert len(capsys.readouterr().err.splitlines()) == len(bad)
 
 
 def test_cli_cmyk_photo_is_converted_not_refused(published, tmp_path, capsys):
