@@ -19,8 +19,11 @@ it scores anyway; every speed trick of a mode stays inside its strategy.
 Across replicas (``trainer.distribute``), ``none`` and ``in_batch`` range over the global batch:
 they gather every replica's embeddings with their gradients and return the global pairs as
 ``Negatives.pairs``, so that the loss of each replica is that of one process on the global
-batch. ``exact`` mining splits the training rows' scoring among the replicas
-(``trainer.global_mining``). With one replica the gathers return their inputs.
+batch. The gathered pairs are identified by their rows' keys (``image_keys``, ``caption_keys``:
+the rows themselves for in-memory tables, which every worker holds whole; fingerprints of the
+ids for streamed batches, whose rows are each worker's own). ``exact`` mining splits the
+training rows' scoring among the replicas (``trainer.global_mining``). With one replica the
+gathers return their inputs.
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ class Negatives(NamedTuple):
         caption_row: [B] int64 training caption row of c' (None: nothing mined).
         pairs: the pairs the loss ranges over, when the strategy widened the step's batch
             (cross-replica: the global batch, with ``batch_image`` and every other field of the
-            same size); None: the step's own batch.
+            same size; its ``caption_index`` and ``image_index`` and this answer's rows are
+            then the rows' keys); None: the step's own batch.
 
     """
 
@@ -99,13 +103,20 @@ class NoMining(tf.Module):
 
     def __call__(self, batch: Batch) -> Negatives:
         """The global batch's image embeddings and pairs, no negatives."""
-        image, pairs = global_batch(self.rows.images(batch.image_index, training=True), batch)
+        image = self.rows.images(batch.image_index, training=True)
+        image, pairs = global_batch(self.rows, image, batch)
         return Negatives(image, pairs=pairs)
 
 
-def global_batch(image: tf.Tensor, batch: Batch) -> tuple[tf.Tensor, Batch]:
-    """Every replica's image embeddings [N * B, d] and pairs, gathered with their gradients."""
-    pairs = Batch(distribute.gather(batch.caption_index), distribute.gather(batch.image_index),
+def global_batch(rows: TrainingRows, image: tf.Tensor, batch: Batch) -> tuple[tf.Tensor, Batch]:
+    """Every replica's image embeddings [N * B, d] and pairs, gathered with their gradients.
+
+    The gathered pairs carry the rows' keys (``image_keys``, ``caption_keys``), not their
+    indices: a streamed batch's row indices are its own, and two workers may hold captions of
+    one image under different rows, or of different images under the same row.
+    """
+    pairs = Batch(distribute.gather(rows.caption_keys(batch.caption_index)),
+                  distribute.gather(rows.image_keys(batch.image_index)),
                   distribute.gather_with_gradient(batch.text))
     return distribute.gather_with_gradient(image), pairs
 
@@ -142,7 +153,8 @@ class InBatch(tf.Module):
 
     def __call__(self, batch: Batch) -> Negatives:
         """``in_batch`` of the global batch's images and captions."""
-        image, pairs = global_batch(self.rows.images(batch.image_index, training=True), batch)
+        image = self.rows.images(batch.image_index, training=True)
+        image, pairs = global_batch(self.rows, image, batch)
         found = in_batch(image, pairs.text, pairs.image_index, pairs.caption_index)
         return found._replace(pairs=pairs)
 

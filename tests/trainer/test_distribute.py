@@ -189,6 +189,83 @@ def test_exact_global_mining_of_two_workers_finds_the_negatives_of_one_process(r
     np.testing.assert_array_equal(two["neg_caption"], one["neg_caption"])
 
 
+def _batch_rows(image_ids: list[bytes], caption_ids: list[bytes]):
+    import tensorflow as tf
+
+    from trainer import features, stream_input
+
+    size = len(image_ids)
+    return stream_input.BatchRows(None, None, {
+        features.IMAGE_ID_KEY: tf.constant(image_ids),
+        features.CAPTION_ID_KEY: tf.constant(caption_ids),
+        features.IMAGE_FEATURES_XF: tf.zeros([size, 2]),
+        features.CAPTION_FEATURES_XF: tf.zeros([size, 3])})
+
+
+def test_streamed_batches_key_their_images_and_captions_alike_on_every_worker():
+    first = _batch_rows([b"a", b"b", b"a"], [b"a#0", b"b#0", b"a#1"])
+    second = _batch_rows([b"b", b"a"], [b"b#1", b"a#0"])
+    # image rows: a=0, b=1 in the first batch, b=0, a=1 in the second; keys follow the ids
+    np.testing.assert_array_equal(first.image_keys([0, 1]), second.image_keys([1, 0]))
+    assert first.image_keys([0])[0] != first.image_keys([1])[0]
+    np.testing.assert_array_equal(first.caption_keys([0]), second.caption_keys([1]))
+    assert len(set(first.caption_keys([0, 1, 2]).numpy())) == 3
+    assert first.image_keys([0]).dtype.name == "int64"
+
+
+def test_in_memory_rows_are_their_own_keys():
+    from trainer.training_rows import TrainingRows
+
+    index = np.array([4, 0, 4])
+    np.testing.assert_array_equal(TrainingRows.image_keys(None, index), index)
+    np.testing.assert_array_equal(TrainingRows.caption_keys(None, index), index)
+
+
+def test_step_sizes_give_each_stream_worker_its_share_of_the_global_batch():
+    from trainer import data, stream_input, training
+
+    config = TrainerConfig(batch_size=16)
+    stream = stream_input.StreamSplit(("f",), {}, 70, 1, num_workers=2, worker_index=1)
+    assert training.step_sizes(config, stream, 2) == (8, 4)  # 35 examples a worker, 8 a step
+    with pytest.raises(ValueError, match=r"2 replica\(s\) on 1 worker"):
+        training.step_sizes(config, stream_input.StreamSplit(("f",), {}, 70, 1), 2)
+    with pytest.raises(ValueError, match=r"1 replica\(s\) on 2 worker"):
+        training.step_sizes(config, stream, 1)
+    memory = data.SplitTables(np.zeros((3, 1)), np.array([b"i"] * 3), {},
+                              np.zeros(70, np.int64), np.array([b"c"] * 70))
+    assert training.step_sizes(config, memory, 2) == (16, 4)  # the global batch's rows
+    with pytest.raises(ValueError, match="batch_size=16: the global batch must divide"):
+        training.step_sizes(config, memory, 3)
+
+
+def test_the_stream_gives_each_image_a_caption_on_both_workers_under_other_rows():
+    from tests.trainer import distribute_steps
+
+    records = distribute_steps.stream_records()
+    assert sorted(records) == [(i, c) for i in range(32) for c in (0, 1)]
+    batch = records[:16]  # the first global batch; record shards alternate between workers
+    first, second = [image for image, _ in batch[0::2]], [image for image, _ in batch[1::2]]
+    assert first == list(range(8))
+    assert second == [1, 2, 3, 4, 5, 6, 7, 0]
+
+
+@pytest.mark.slow(minutes=3)
+def test_two_stream_workers_train_as_one_process_with_the_global_batch(runs):
+    one, two = runs["one"]["fhn_stream"], runs["two"]["fhn_stream"]
+    assert len(one["losses"]) == 10
+    np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5)
+    for expected, actual in zip(_weights(one), _weights(two), strict=True):
+        np.testing.assert_allclose(actual, expected, atol=1e-4)
+
+
+@pytest.mark.slow(minutes=3)
+def test_stream_workers_comparing_pairs_by_batch_row_do_not_train_as_one_process(runs):
+    one, by_row = runs["one"]["fhn_stream"], runs["two"]["fhn_stream_by_row"]
+    np.testing.assert_allclose(runs["one"]["fhn_stream_by_row"]["losses"], one["losses"],
+                               rtol=1e-6)  # one process: its rows are the global batch's
+    assert np.max(np.abs(by_row["losses"] - one["losses"]) / one["losses"]) > 1e-2
+
+
 @pytest.mark.slow(minutes=1)
 def test_workers_that_disagree_on_the_configuration_fail(tmp_path):
     script = ("import json, os\n"
