@@ -22,7 +22,8 @@ they gather every replica's embeddings with their gradients and return the globa
 batch. The gathered pairs are identified by their rows' keys (``image_keys``, ``caption_keys``:
 the rows themselves for in-memory tables, which every worker holds whole; fingerprints of the
 ids for streamed batches, whose rows are each worker's own). ``exact`` mining splits the
-training rows' scoring among the replicas (``trainer.global_mining``). With one replica the
+training rows' scoring among the replicas (``trainer.global_mining``); ``bank`` mining keeps the
+one process's bank on every replica and splits its search the same way. With one replica the
 gathers return their inputs.
 """
 
@@ -210,7 +211,11 @@ class Bank(tf.Module):
     """``bank``: the hardest negatives among stored embeddings of every training row.
 
     The whole training set is re-encoded (inference mode) every ``refresh_steps`` calls, before
-    that call's search; the batch's own rows are overwritten with their embeddings at every call.
+    that call's search; the batch's rows are overwritten with their embeddings at every call.
+    Across replicas, each keeps a whole bank of its own (``mining.EmbeddingBank``): each
+    re-encodes every row with the same synchronized towers and writes every replica's batch
+    rows, so all banks are the one process's bank, and the search is split among the replicas
+    as exact mining's is (``global_mining.sharded_hardest_rows``).
     """
 
     def __init__(self, config: TrainerConfig, rows: TrainingRows):
@@ -219,7 +224,7 @@ class Bank(tf.Module):
         self.encode_batch = config.eval_batch_size
         self.bank = mining.EmbeddingBank(rows.text_image_index, rows.num_images,
                                          config.embedding_dim, config.mining_chunk_size)
-        self.calls = tf.Variable(0, dtype=tf.int64, trainable=False, name="calls")
+        self.calls = distribute.replica_variable(tf.constant(0, tf.int64), "calls")
 
     def refresh(self) -> None:
         """Re-encodes the whole training set into the bank (batched, inside one graph)."""
@@ -228,28 +233,32 @@ class Bank(tf.Module):
         self.bank.text.assign(global_mining.encode_all(rows.captions, rows.num_captions, batch))
 
     def __call__(self, batch: Batch) -> Negatives:
-        """Refreshes the bank when due, writes the batch's rows, mines it, re-encodes."""
+        """Refreshes the bank when due, writes the global batch's rows, mines it, re-encodes."""
         tf.cond(self.calls % self.refresh_steps == 0, self.refresh, lambda: None)
         self.calls.assign_add(1)
         image = self.rows.images(batch.image_index, training=True)
         queries, text = tf.stop_gradient(image), tf.stop_gradient(batch.text)
-        self.bank.update(batch.image_index, queries, batch.caption_index, text)
-        image_row, caption_row = self.bank.mine(queries, text, batch.image_index)
+        self.bank.update(distribute.gather(batch.image_index), distribute.gather(queries),
+                         distribute.gather(batch.caption_index), distribute.gather(text))
+        image_row, caption_row = self._mine(queries, text, batch.image_index)
         return _global(self.rows, image, image_row, caption_row)
+
+    def _mine(self, queries: tf.Tensor, text: tf.Tensor,
+              image_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """``EmbeddingBank.mine``; across replicas each scores its shard of the bank's rows."""
+        context, bank = tf.distribute.get_replica_context(), self.bank
+        if context is None or context.num_replicas_in_sync == 1:
+            return bank.mine(queries, text, image_index)
+        image_row = global_mining.sharded_hardest_rows(context, text, image_index, bank.image,
+                                                       bank.image_ids, bank.chunk_size)
+        caption_row = global_mining.sharded_hardest_rows(context, queries, image_index, bank.text,
+                                                         bank.text_image_ids, bank.chunk_size)
+        return image_row, caption_row
 
 
 STRATEGIES = {"none": NoMining, "in_batch": InBatch, "exact": ExactGlobal, "bank": Bank}
 
 
 def for_config(config: TrainerConfig, rows: TrainingRows) -> Strategy:
-    """The strategy of ``config.mining_mode`` over the training rows ``rows``.
-
-    Raises:
-        ValueError: ``bank`` mining under several replicas (its bank is one replica's state).
-
-    """
-    if config.mining_mode == "bank" and distribute.num_replicas() > 1:
-        raise ValueError(f"TrainerConfig.refresh_steps={config.refresh_steps}: bank mining "
-                         "runs on one replica; with several workers use refresh_steps=1 "
-                         "(exact global mining, sharded among them) or mining=in_batch")
+    """The strategy of ``config.mining_mode`` over the training rows ``rows``."""
     return STRATEGIES[config.mining_mode](config, rows)

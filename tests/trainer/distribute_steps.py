@@ -35,7 +35,8 @@ from trainer.training_rows import TrainingRows  # noqa: E402
 
 NUM_IMAGES, CAPTIONS_PER_IMAGE, IMAGE_DIM, CAPTION_DIM = 32, 2, 24, 6
 GLOBAL_BATCH, STEPS = 16, 10
-# name -> (loss, mining, optimizer, negatives from the local batch only)
+# name -> (loss, mining, optimizer, negatives from the local batch only); mining "global" is
+# exact (every row scored at every step), "bank" a bank re-encoded every BANK_REFRESH steps
 VARIANTS = {
     "fhn_adam": ("fhn", "in_batch", "adam", False),
     "hn_adam": ("hn", "in_batch", "adam", False),
@@ -43,7 +44,9 @@ VARIANTS = {
     "hn_sgd": ("hn", "in_batch", "sgd", False),
     "fhn_adam_local": ("fhn", "in_batch", "adam", True),
     "fhn_exact": ("fhn", "global", "adam", False),
+    "fhn_bank": ("fhn", "bank", "adam", False),
 }
+BANK_REFRESH = 3
 # stream variants: name -> pairs compared across workers by their batch rows, not their ids
 STREAM_VARIANTS = {"fhn_stream": False, "fhn_stream_by_row": True}
 
@@ -70,8 +73,11 @@ def global_batches(num_captions: int) -> np.ndarray:
 
 
 def config_of(loss: str, mining: str) -> TrainerConfig:
-    return TrainerConfig(loss=loss, mining=mining, text_tower="linear", embedding_dim=16,
-                         batch_size=GLOBAL_BATCH, learning_rate=0.01, epochs=1, image_backbone="")
+    """The variants' config; ``mining``: ``in_batch``, ``global`` (exact) or ``bank``."""
+    return TrainerConfig(loss=loss, mining="global" if mining == "bank" else mining,
+                         refresh_steps=BANK_REFRESH if mining == "bank" else 1,
+                         text_tower="linear", embedding_dim=16, batch_size=GLOBAL_BATCH,
+                         learning_rate=0.01, epochs=1, image_backbone="")
 
 
 def _mined_rows(trainer: training.PairTrainer, strategy, batch: tf.Tensor) -> list[np.ndarray]:
@@ -90,7 +96,11 @@ def _mined_rows(trainer: training.PairTrainer, strategy, batch: tf.Tensor) -> li
 
 
 def run_variant(strategy, loss: str, mining: str, optimizer: str) -> dict[str, np.ndarray]:
-    """STEPS training steps from the seeded towers; losses, weights (and exact-mode rows)."""
+    """STEPS training steps from the seeded towers; losses, weights and mined rows.
+
+    Exact mining is asked for the first batch's negatives before training; the bank after it,
+    when its rows are a refresh of some steps ago and the batches written since.
+    """
     config = config_of(loss, mining)
     split = generated_split()
     batches = global_batches(split.num_captions)
@@ -106,6 +116,9 @@ def run_variant(strategy, loss: str, mining: str, optimizer: str) -> dict[str, n
             image_rows, caption_rows = _mined_rows(trainer, strategy, tf.constant(batches[0]))
             out.update(neg_image=image_rows, neg_caption=caption_rows)
         losses = [float(trainer.train_step(tf.constant(b))["loss"]) for b in batches]
+        if mining == "bank":
+            image_rows, caption_rows = _mined_rows(trainer, strategy, tf.constant(batches[0]))
+            out.update(neg_image=image_rows, neg_caption=caption_rows)
     weights = [v.numpy() for v in image_tower.weights + text_tower.weights]
     return {**out, "losses": np.array(losses), **{f"w{i}": w for i, w in enumerate(weights)}}
 
