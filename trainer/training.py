@@ -128,13 +128,14 @@ def _train_epoch(trainer: PairTrainer, dataset: tf.data.Dataset, writer, steps: 
     sums: dict[str, float] = {}
     for step, caption_index in enumerate(dataset.take(steps)):
         terms = {name: float(value) for name, value in trainer.train_step(caption_index).items()}
-        iteration = int(trainer.optimizer.iterations)
+        # get_value: under a strategy these are distributed variables, which int() refuses
+        iteration = int(keras.backend.get_value(trainer.optimizer.iterations))
         if iteration % config.log_every_steps == 0:
             with writer.as_default(step=iteration):
                 for name, value in terms.items():
                     tf.summary.scalar(f"train/{name}", value)
                 tf.summary.scalar("train/learning_rate",
-                                  float(trainer.optimizer.learning_rate))
+                                  float(keras.backend.get_value(trainer.optimizer.learning_rate)))
         sums = {name: sums.get(name, 0.0) + value for name, value in terms.items()}
         progress.update(step + 1, values=list(terms.items()))
     return {name: value / steps for name, value in sums.items()}

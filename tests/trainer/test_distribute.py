@@ -6,6 +6,7 @@ The cluster tests start real processes on 127.0.0.1 (free ports, ``TF_CONFIG``, 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -240,6 +241,28 @@ def test_step_sizes_give_each_stream_worker_its_share_of_the_global_batch():
     assert training.step_sizes(config, memory, 2) == (16, 4)  # the global batch's rows
     with pytest.raises(ValueError, match="batch_size=16: the global batch must divide"):
         training.step_sizes(config, memory, 3)
+
+
+def test_train_inside_a_strategy_gives_the_history_of_train_without_one(tmp_path):
+    """A one-device ``MirroredStrategy`` holds distributed variables, as every worker does."""
+    import tensorflow as tf
+
+    from tests.trainer import distribute_steps as steps
+    from trainer import towers, training
+
+    config = dataclasses.replace(steps.config_of("fhn", "in_batch"), log_every_steps=1)
+    split, histories = steps.generated_split(), []
+    for strategy in (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["/cpu:0"])):
+        with strategy.scope():
+            training.set_seeds(config.seed)
+            image_tower, text_tower = towers.build_towers(config, 0, steps.IMAGE_DIM,
+                                                          steps.CAPTION_DIM)
+            result = training.train(config, image_tower, text_tower, split, split,
+                                    str(tmp_path / str(len(histories))), verbose=0)
+        histories.append(result.history)
+    assert len(histories[0]) == 1 and histories[0][0]["loss"] > 0
+    for name, value in histories[0][0].items():
+        np.testing.assert_allclose(histories[1][0][name], value, rtol=1e-6, err_msg=name)
 
 
 def test_the_stream_gives_each_image_a_caption_on_both_workers_under_other_rows():
