@@ -123,10 +123,13 @@ class StreamSplit:
     def batches(self, batch: int, seed: int) -> tf.data.Dataset:
         """One epoch of this worker's shard in parsed batches of ``batch`` (key -> [batch, ...]).
 
-        The file order and the shuffle buffer follow ``seed``, the same on every worker, so the
-        record-level shard after the interleave is a partition of the split. Sharding whole
-        files would read less but give workers unequal counts, and every worker must run the
-        same number of steps. The last partial batch is dropped, as memory mode drops it.
+        The file order follows ``seed``, the same on every worker, so the record-level shard
+        after the interleave is a partition of the split. Sharding whole files would read less
+        but give workers unequal counts, and every worker must run the same number of steps.
+        The shuffle buffer's seed is this worker's own (``seed * W + index``): with one seed,
+        equal shards of alternate records would be shuffled alike, so that the workers' k-th
+        examples were neighbouring records (often captions of one image) at every step. The
+        last partial batch is dropped, as memory mode drops it.
         """
         options = tf.data.Options()
         options.autotune.enabled = False  # as ``training.epoch_batches``: no end-of-epoch wait
@@ -136,7 +139,9 @@ class StreamSplit:
             lambda name: tf.data.TFRecordDataset(name, compression_type="GZIP"),
             cycle_length=parallel, num_parallel_calls=parallel, deterministic=True)
         records = records.shard(self.num_workers, self.worker_index)
-        parsed = records.shuffle(self.shuffle_buffer, seed=seed).batch(batch, drop_remainder=True)
+        shuffle_seed = seed * self.num_workers + self.worker_index
+        parsed = records.shuffle(self.shuffle_buffer, seed=shuffle_seed).batch(
+            batch, drop_remainder=True)
         parsed = parsed.map(lambda serialized: tf.io.parse_example(serialized, dict(self.spec)),
                             num_parallel_calls=READ_PARALLELISM, deterministic=True)
         return parsed.prefetch(PREFETCH_BATCHES).with_options(options)

@@ -265,6 +265,27 @@ def test_train_inside_a_strategy_gives_the_history_of_train_without_one(tmp_path
         np.testing.assert_allclose(histories[1][0][name], value, rtol=1e-6, err_msg=name)
 
 
+def test_stream_workers_shuffle_their_shards_each_in_its_own_order(tmp_path):
+    import tensorflow as tf
+
+    from trainer import features, stream_input
+
+    path = str(tmp_path / "part-0.gz")
+    with tf.io.TFRecordWriter(path, options="GZIP") as writer:
+        for n in range(40):
+            writer.write(tf.train.Example(features=tf.train.Features(feature={
+                features.CAPTION_ID_KEY: tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[str(n).encode()]))})).SerializeToString())
+    spec = {features.CAPTION_ID_KEY: tf.io.FixedLenFeature([], tf.string)}
+    orders = [[int(c) for b in stream_input.StreamSplit((path,), spec, 40, 64, 2, worker)
+               .batches(20, seed=3).as_numpy_iterator() for c in b[features.CAPTION_ID_KEY]]
+              for worker in (0, 1)]
+    assert sorted(orders[0] + orders[1]) == list(range(40))  # a partition of the records
+    assert sorted(orders[0]) == list(range(0, 40, 2))
+    # one seed would pair record 2m on the first worker with record 2m + 1 on the second
+    assert [n - 1 for n in orders[1]] != orders[0]
+
+
 def test_the_stream_gives_each_image_a_caption_on_both_workers_under_other_rows():
     from tests.trainer import distribute_steps
 
