@@ -210,6 +210,18 @@ def gather_with_gradient(value: tf.Tensor) -> tf.Tensor:
     return gathered(value)
 
 
+def replica_variable(initial: tf.Tensor, name: str) -> tf.Variable:
+    """A non-trainable variable of which each replica keeps and updates its own copy.
+
+    ``ON_READ``: writes in a replica context change that replica's copy alone, with no
+    collective; saved and read across replicas as replica 0's. Without a strategy, a plain
+    variable.
+    """
+    return tf.Variable(initial, trainable=False, name=name,
+                       synchronization=tf.VariableSynchronization.ON_READ,
+                       aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+
 def num_replicas() -> int:
     """Replicas of the current strategy (1 without one)."""
     return tf.distribute.get_strategy().num_replicas_in_sync

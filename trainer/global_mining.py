@@ -175,20 +175,19 @@ def _shard(context: tf.distribute.ReplicaContext, size: int) -> tuple[tf.Tensor,
 
 
 def sharded_hardest_rows(context: tf.distribute.ReplicaContext, queries: tf.Tensor,
-                         query_ids: tf.Tensor, bank: tf.Tensor, bank_ids: tf.Tensor,
-                         chunk_size: int, exclude: tf.Tensor, bank_tail: tf.Tensor | None = None,
-                         **options) -> tf.Tensor:
+                         query_ids: tf.Tensor, bank, bank_ids: tf.Tensor, chunk_size: int,
+                         exclude: tf.Tensor | None = None, **options) -> tf.Tensor:
     """``mining.hardest_rows`` over all replicas' queries, each replica scoring its bank shard.
 
     Args:
         context: the replica context (every replica calls this in the same step).
         queries: [b, p] this replica's queries (b may differ among replicas).
         query_ids: [b] their ids.
-        bank: [N, p] every row (each replica reads its shard only).
+        bank: [N, p] every row, tensor or variable (each replica reads its shard in place).
         bank_ids: [N] the rows' ids.
         chunk_size: rows scored per matmul.
-        exclude: [b, P] int64 rows excluded for each query (-1 padded).
-        bank_tail: ``mining.head_tail(bank)`` with a head kernel in ``options``.
+        exclude: [b, P] int64 rows excluded for each query (-1 padded); None: rows whose id
+            is the query's are excluded by comparing ids.
         **options: more ``mining.hardest_rows`` options (same on every replica).
 
     Returns:
@@ -198,15 +197,12 @@ def sharded_hardest_rows(context: tf.distribute.ReplicaContext, queries: tf.Tens
     sizes = distribute.all_gather(context, tf.shape(queries, out_type=tf.int64)[:1])  # [N]
     replica = tf.cast(context.replica_id_in_sync_group, tf.int64)
     first = tf.reduce_sum(sizes[:replica])
-    start, stop = _shard(context, int(bank_ids.shape[0]))
-    if bank_tail is not None:
-        options["bank_tail"] = bank_tail[start:stop]
+    if exclude is not None:
+        options["exclude_rows"] = distribute.all_gather(context, exclude)
     rows, scores = mining.hardest_rows(
         distribute.all_gather(context, tf.stop_gradient(queries)),
-        distribute.all_gather(context, query_ids), bank[start:stop], bank_ids[start:stop],
-        chunk_size, exclude_rows=distribute.all_gather(context, exclude) - start, with_scores=True,
-        **options)
-    rows = tf.where(rows == mining.NO_NEGATIVE, rows, rows + start)
+        distribute.all_gather(context, query_ids), bank, bank_ids, chunk_size,
+        with_scores=True, row_range=_shard(context, int(bank_ids.shape[0])), **options)
     all_rows = distribute.all_gather(context, rows[None])  # [replicas, total queries]
     best = tf.argmax(distribute.all_gather(context, scores[None]), axis=0, output_type=tf.int64)
     found = tf.gather(tf.transpose(all_rows), best, batch_dims=1)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from trainer import primitive_matmul
+from trainer import distribute, primitive_matmul
 
 DEFAULT_CHUNK_SIZE = 2048
 NO_NEGATIVE = -1  # index returned when no bank row has a different image id
@@ -152,7 +152,8 @@ def _chunk_best(scores: tf.Tensor, query_ids: tf.Tensor, ids: tf.Tensor, start: 
 def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.Tensor,
                    chunk_size: int, factor: tuple[tf.Tensor, tf.Tensor] | None = None,
                    tail: tf.Tensor | None = None, exclude: tf.Tensor | None = None,
-                   normalize: bool = False) -> tf.Tensor:
+                   normalize: bool = False, first: tf.Tensor | None = None,
+                   stop: tf.Tensor | None = None) -> tf.Tensor:
     """For each query, the bank row of highest score whose id differs from the query's.
 
     Args:
@@ -168,13 +169,15 @@ def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.
             instead of comparing ids).
         normalize: whether to score bank rows as if L2-normalized (without ``factor``): the
             [B, chunk] scores are divided by the rows' norms.
+        first: int64 first bank row searched (None: 0).
+        stop: int64 end of the searched rows (None: N); rows keep their bank numbering.
 
     Returns:
         ([B] int64 bank indices (ties go to the lowest index; ``NO_NEGATIVE`` when none),
         [B] float32 their scores (-inf when none)).
 
     """
-    n = _num_rows(bank)
+    n = _num_rows(bank) if stop is None else tf.cast(stop, tf.int64)
     batch = tf.shape(queries)[0]
     best_score = tf.fill([batch], tf.constant(-float("inf"), tf.float32))
     best_index = tf.fill([batch], tf.constant(NO_NEGATIVE, tf.int64))
@@ -198,7 +201,8 @@ def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.
 
     _, best_score, best_index = tf.while_loop(
         lambda start, *_: start < n, body,
-        (tf.constant(0, tf.int64), best_score, best_index),
+        (tf.constant(0, tf.int64) if first is None else tf.cast(first, tf.int64), best_score,
+         best_index),
         parallel_iterations=2,  # at most two chunks in flight: the memory bound holds
     )
     return best_index, best_score
@@ -224,7 +228,7 @@ def _as_float(x):
 
 def hardest_rows(queries, query_ids, bank, bank_ids, chunk_size: int = DEFAULT_CHUNK_SIZE,
                  head_kernel=None, exclude_rows=None, normalize_bank: bool = False,
-                 bank_tail=None, with_scores: bool = False):
+                 bank_tail=None, with_scores: bool = False, row_range=None):
     """For each query, the bank row of highest score whose id differs from the query's id.
 
     Args:
@@ -243,6 +247,8 @@ def hardest_rows(queries, query_ids, bank, bank_ids, chunk_size: int = DEFAULT_C
             mines the same inputs at every step (else sliced here, a copy).
         with_scores: also return each found row's score [B] float32 (-inf where none), as the
             search computed it; replicas that search shards of a bank compare these.
+        row_range: optional ``(first, stop)`` int64: search bank rows [first, stop) only (a
+            replica's shard, read in place), returned as rows of the whole bank.
 
     Returns:
         [B] int64 bank rows (ties to the lowest row; ``NO_NEGATIVE`` where every row shares the
@@ -263,8 +269,9 @@ def hardest_rows(queries, query_ids, bank, bank_ids, chunk_size: int = DEFAULT_C
         factor = _factor_blocks(gram_factor(kernel), tail.shape[1])
     argmax = _masked_argmax if isinstance(bank, tf.Variable) else _masked_argmax_graph
     exclude = None if exclude_rows is None else tf.cast(exclude_rows, tf.int64)
+    first, stop = (None, None) if row_range is None else row_range
     rows, scores = argmax(tf.stop_gradient(queries), _as_ids(query_ids), bank, _as_ids(bank_ids),
-                          chunk_size, factor, tail, exclude, normalize_bank)
+                          chunk_size, factor, tail, exclude, normalize_bank, first, stop)
     return (rows, scores) if with_scores else rows
 
 
@@ -340,6 +347,9 @@ class EmbeddingBank(tf.Module):
     Images are stored once per image (row = image index) and captions once per caption, with
     the integer image index of each caption; mined indices therefore index the training set's
     image and caption tables directly.
+
+    Under a ``tf.distribute`` strategy every replica holds a bank of its own
+    (``distribute.replica_variable``): replicas that write the same rows keep equal banks.
     """
 
     def __init__(self, text_image_index, num_images: int, dim: int,
@@ -358,13 +368,19 @@ class EmbeddingBank(tf.Module):
         self.image_ids = tf.range(num_images, dtype=tf.int64)
         self.text_image_ids = tf.constant(text_image_index, tf.int64)
         num_captions = int(self.text_image_ids.shape[0])
-        self.image = tf.Variable(tf.zeros([num_images, dim]), trainable=False, name="image")
-        self.text = tf.Variable(tf.zeros([num_captions, dim]), trainable=False, name="text")
+        self.image = distribute.replica_variable(tf.zeros([num_images, dim]), "image")
+        self.text = distribute.replica_variable(tf.zeros([num_captions, dim]), "text")
 
     def update(self, image_index, image_rows, text_index, text_rows) -> None:
-        """Overwrites bank rows: ``image[image_index] = image_rows`` (shapes [B], [B, d])."""
-        self.image.scatter_nd_update(tf.cast(image_index, tf.int64)[:, None], image_rows)
-        self.text.scatter_nd_update(tf.cast(text_index, tf.int64)[:, None], text_rows)
+        """Overwrites bank rows: ``image[image_index] = image_rows`` (shapes [B], [B, d]).
+
+        Through the handles: a replica's own copies (which have no scatter methods).
+        """
+        for bank, index, rows in ((self.image, image_index, image_rows),
+                                  (self.text, text_index, text_rows)):
+            tf.raw_ops.ResourceScatterNdUpdate(ref=bank.handle,
+                                               indices=tf.cast(index, tf.int64)[:, None],
+                                               updates=tf.cast(rows, tf.float32))
 
     def mine(self, query_image, query_text, query_image_index) -> tuple[tf.Tensor, tf.Tensor]:
         """``hardest_negatives`` of a batch against the whole bank (``chunk_size`` rows a time).

@@ -19,8 +19,12 @@ it scores anyway; every speed trick of a mode stays inside its strategy.
 Across replicas (``trainer.distribute``), ``none`` and ``in_batch`` range over the global batch:
 they gather every replica's embeddings with their gradients and return the global pairs as
 ``Negatives.pairs``, so that the loss of each replica is that of one process on the global
-batch. ``exact`` mining splits the training rows' scoring among the replicas
-(``trainer.global_mining``). With one replica the gathers return their inputs.
+batch. The gathered pairs are identified by their rows' keys (``image_keys``, ``caption_keys``:
+the rows themselves for in-memory tables, which every worker holds whole; fingerprints of the
+ids for streamed batches, whose rows are each worker's own). ``exact`` mining splits the
+training rows' scoring among the replicas (``trainer.global_mining``); ``bank`` mining keeps the
+one process's bank on every replica and splits its search the same way. With one replica the
+gathers return their inputs.
 """
 
 from __future__ import annotations
@@ -61,7 +65,8 @@ class Negatives(NamedTuple):
         caption_row: [B] int64 training caption row of c' (None: nothing mined).
         pairs: the pairs the loss ranges over, when the strategy widened the step's batch
             (cross-replica: the global batch, with ``batch_image`` and every other field of the
-            same size); None: the step's own batch.
+            same size; its ``caption_index`` and ``image_index`` and this answer's rows are
+            then the rows' keys); None: the step's own batch.
 
     """
 
@@ -99,13 +104,20 @@ class NoMining(tf.Module):
 
     def __call__(self, batch: Batch) -> Negatives:
         """The global batch's image embeddings and pairs, no negatives."""
-        image, pairs = global_batch(self.rows.images(batch.image_index, training=True), batch)
+        image = self.rows.images(batch.image_index, training=True)
+        image, pairs = global_batch(self.rows, image, batch)
         return Negatives(image, pairs=pairs)
 
 
-def global_batch(image: tf.Tensor, batch: Batch) -> tuple[tf.Tensor, Batch]:
-    """Every replica's image embeddings [N * B, d] and pairs, gathered with their gradients."""
-    pairs = Batch(distribute.gather(batch.caption_index), distribute.gather(batch.image_index),
+def global_batch(rows: TrainingRows, image: tf.Tensor, batch: Batch) -> tuple[tf.Tensor, Batch]:
+    """Every replica's image embeddings [N * B, d] and pairs, gathered with their gradients.
+
+    The gathered pairs carry the rows' keys (``image_keys``, ``caption_keys``), not their
+    indices: a streamed batch's row indices are its own, and two workers may hold captions of
+    one image under different rows, or of different images under the same row.
+    """
+    pairs = Batch(distribute.gather(rows.caption_keys(batch.caption_index)),
+                  distribute.gather(rows.image_keys(batch.image_index)),
                   distribute.gather_with_gradient(batch.text))
     return distribute.gather_with_gradient(image), pairs
 
@@ -142,7 +154,8 @@ class InBatch(tf.Module):
 
     def __call__(self, batch: Batch) -> Negatives:
         """``in_batch`` of the global batch's images and captions."""
-        image, pairs = global_batch(self.rows.images(batch.image_index, training=True), batch)
+        image = self.rows.images(batch.image_index, training=True)
+        image, pairs = global_batch(self.rows, image, batch)
         found = in_batch(image, pairs.text, pairs.image_index, pairs.caption_index)
         return found._replace(pairs=pairs)
 
@@ -198,7 +211,11 @@ class Bank(tf.Module):
     """``bank``: the hardest negatives among stored embeddings of every training row.
 
     The whole training set is re-encoded (inference mode) every ``refresh_steps`` calls, before
-    that call's search; the batch's own rows are overwritten with their embeddings at every call.
+    that call's search; the batch's rows are overwritten with their embeddings at every call.
+    Across replicas, each keeps a whole bank of its own (``mining.EmbeddingBank``): each
+    re-encodes every row with the same synchronized towers and writes every replica's batch
+    rows, so all banks are the one process's bank, and the search is split among the replicas
+    as exact mining's is (``global_mining.sharded_hardest_rows``).
     """
 
     def __init__(self, config: TrainerConfig, rows: TrainingRows):
@@ -207,7 +224,7 @@ class Bank(tf.Module):
         self.encode_batch = config.eval_batch_size
         self.bank = mining.EmbeddingBank(rows.text_image_index, rows.num_images,
                                          config.embedding_dim, config.mining_chunk_size)
-        self.calls = tf.Variable(0, dtype=tf.int64, trainable=False, name="calls")
+        self.calls = distribute.replica_variable(tf.constant(0, tf.int64), "calls")
 
     def refresh(self) -> None:
         """Re-encodes the whole training set into the bank (batched, inside one graph)."""
@@ -216,28 +233,32 @@ class Bank(tf.Module):
         self.bank.text.assign(global_mining.encode_all(rows.captions, rows.num_captions, batch))
 
     def __call__(self, batch: Batch) -> Negatives:
-        """Refreshes the bank when due, writes the batch's rows, mines it, re-encodes."""
+        """Refreshes the bank when due, writes the global batch's rows, mines it, re-encodes."""
         tf.cond(self.calls % self.refresh_steps == 0, self.refresh, lambda: None)
         self.calls.assign_add(1)
         image = self.rows.images(batch.image_index, training=True)
         queries, text = tf.stop_gradient(image), tf.stop_gradient(batch.text)
-        self.bank.update(batch.image_index, queries, batch.caption_index, text)
-        image_row, caption_row = self.bank.mine(queries, text, batch.image_index)
+        self.bank.update(distribute.gather(batch.image_index), distribute.gather(queries),
+                         distribute.gather(batch.caption_index), distribute.gather(text))
+        image_row, caption_row = self._mine(queries, text, batch.image_index)
         return _global(self.rows, image, image_row, caption_row)
+
+    def _mine(self, queries: tf.Tensor, text: tf.Tensor,
+              image_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """``EmbeddingBank.mine``; across replicas each scores its shard of the bank's rows."""
+        context, bank = tf.distribute.get_replica_context(), self.bank
+        if context is None or context.num_replicas_in_sync == 1:
+            return bank.mine(queries, text, image_index)
+        image_row = global_mining.sharded_hardest_rows(context, text, image_index, bank.image,
+                                                       bank.image_ids, bank.chunk_size)
+        caption_row = global_mining.sharded_hardest_rows(context, queries, image_index, bank.text,
+                                                         bank.text_image_ids, bank.chunk_size)
+        return image_row, caption_row
 
 
 STRATEGIES = {"none": NoMining, "in_batch": InBatch, "exact": ExactGlobal, "bank": Bank}
 
 
 def for_config(config: TrainerConfig, rows: TrainingRows) -> Strategy:
-    """The strategy of ``config.mining_mode`` over the training rows ``rows``.
-
-    Raises:
-        ValueError: ``bank`` mining under several replicas (its bank is one replica's state).
-
-    """
-    if config.mining_mode == "bank" and distribute.num_replicas() > 1:
-        raise ValueError(f"TrainerConfig.refresh_steps={config.refresh_steps}: bank mining "
-                         "runs on one replica; with several workers use refresh_steps=1 "
-                         "(exact global mining, sharded among them) or mining=in_batch")
+    """The strategy of ``config.mining_mode`` over the training rows ``rows``."""
     return STRATEGIES[config.mining_mode](config, rows)

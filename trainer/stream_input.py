@@ -123,10 +123,13 @@ class StreamSplit:
     def batches(self, batch: int, seed: int) -> tf.data.Dataset:
         """One epoch of this worker's shard in parsed batches of ``batch`` (key -> [batch, ...]).
 
-        The file order and the shuffle buffer follow ``seed``, the same on every worker, so the
-        record-level shard after the interleave is a partition of the split. Sharding whole
-        files would read less but give workers unequal counts, and every worker must run the
-        same number of steps. The last partial batch is dropped, as memory mode drops it.
+        The file order follows ``seed``, the same on every worker, so the record-level shard
+        after the interleave is a partition of the split. Sharding whole files would read less
+        but give workers unequal counts, and every worker must run the same number of steps.
+        The shuffle buffer's seed is this worker's own (``seed * W + index``): with one seed,
+        equal shards of alternate records would be shuffled alike, so that the workers' k-th
+        examples were neighbouring records (often captions of one image) at every step. The
+        last partial batch is dropped, as memory mode drops it.
         """
         options = tf.data.Options()
         options.autotune.enabled = False  # as ``training.epoch_batches``: no end-of-epoch wait
@@ -136,7 +139,9 @@ class StreamSplit:
             lambda name: tf.data.TFRecordDataset(name, compression_type="GZIP"),
             cycle_length=parallel, num_parallel_calls=parallel, deterministic=True)
         records = records.shard(self.num_workers, self.worker_index)
-        parsed = records.shuffle(self.shuffle_buffer, seed=seed).batch(batch, drop_remainder=True)
+        shuffle_seed = seed * self.num_workers + self.worker_index
+        parsed = records.shuffle(self.shuffle_buffer, seed=shuffle_seed).batch(
+            batch, drop_remainder=True)
         parsed = parsed.map(lambda serialized: tf.io.parse_example(serialized, dict(self.spec)),
                             num_parallel_calls=READ_PARALLELISM, deterministic=True)
         return parsed.prefetch(PREFETCH_BATCHES).with_options(options)
@@ -189,11 +194,22 @@ def training_input(config: TrainerConfig, file_patterns: Sequence[str] | str,
     num_workers, worker_index = worker_shard(environ)
     split = StreamSplit(tuple(files), spec, count, config.shuffle_buffer, num_workers,
                         worker_index)
-    dropped = split.num_captions % min(config.batch_size, split.num_captions)
+    # Each worker reads batches of its share of the global batch (``training.step_sizes``).
+    local_batch = max(min(config.batch_size, count) // num_workers, 1)
+    dropped = split.num_captions % local_batch
     logging.info("stream: worker %d of %d trains on %d of the split's %d examples per epoch "
                  "(%d beyond the last full batch are skipped)", worker_index, num_workers,
                  split.num_captions - dropped, count, dropped)
     return split
+
+
+def id_keys(ids: tf.Tensor) -> tf.Tensor:
+    """int64 keys [n] of string ids [n]: their 64-bit fingerprints, the same in every process.
+
+    Workers compare the keys of their batches' images and captions; two ids share a key with
+    probability about n^2 / 2^64 over n distinct ids (below 1e-8 for a million).
+    """
+    return tf.strings.to_hash_bucket_fast(ids, 2**63 - 1)
 
 
 class BatchRows:
@@ -201,8 +217,9 @@ class BatchRows:
 
     Captions are rows 0..B-1; images are the batch's distinct ``image_id`` values, so that
     ``text_image_index`` tells in-batch mining which pairs share an image, as the training
-    split's image rows do in memory mode. The text tower runs whole (no frozen-prefix cache:
-    that is computed once per in-memory split).
+    split's image rows do in memory mode. These rows are the batch's own: across workers, a
+    pair is named by the keys of its ids (``image_keys``, ``caption_keys``). The text tower runs
+    whole (no frozen-prefix cache: that is computed once per in-memory split).
 
     Attributes:
         image_tower: the image tower.
@@ -212,6 +229,8 @@ class BatchRows:
         text: the text tower's inputs, key -> [B, ...] (None: no batch).
         text_image_index: [B] int64 image row of each caption (None: no batch).
         caption_index: [B] int64 ``0..B-1`` (None: no batch).
+        image_key: [N_i] int64 ``id_keys`` of the distinct images' ``image_id`` (None: no batch).
+        caption_key: [B] int64 ``id_keys`` of the captions' ``caption_id`` (None: no batch).
 
     """
 
@@ -220,6 +239,7 @@ class BatchRows:
         """Takes the towers and a parsed batch (None: the towers only, between batches)."""
         self.image_tower, self.text_tower, self.text_prefix = image_tower, text_tower, None
         self.image_features = self.text = self.text_image_index = self.caption_index = None
+        self.image_key = self.caption_key = None
         if examples is None:
             return
         ids = tf.reshape(examples[features.IMAGE_ID_KEY], [-1])
@@ -230,6 +250,8 @@ class BatchRows:
         self.text = {key: value for key, value in examples.items() if key not in skip}
         self.text_image_index = tf.cast(index, tf.int64)
         self.caption_index = tf.range(tf.size(ids, out_type=tf.int64))
+        self.image_key = id_keys(unique)
+        self.caption_key = id_keys(tf.reshape(examples[features.CAPTION_ID_KEY], [-1]))
 
     def images(self, index: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Image rows ``index`` [k] -> [k, d] embeddings."""
@@ -239,3 +261,11 @@ class BatchRows:
         """Caption rows ``index`` [k] -> [k, d] embeddings."""
         inputs = {key: tf.gather(value, index) for key, value in self.text.items()}
         return self.text_tower(inputs, training=training)
+
+    def image_keys(self, index: tf.Tensor) -> tf.Tensor:
+        """Keys [k] int64 of image rows ``index`` [k], comparable across workers."""
+        return tf.gather(self.image_key, index)
+
+    def caption_keys(self, index: tf.Tensor) -> tf.Tensor:
+        """Keys [k] int64 of caption rows ``index`` [k], comparable across workers."""
+        return tf.gather(self.caption_key, index)

@@ -84,7 +84,7 @@ class PairTrainer(tf.Module):
 
         ``element``: the global batch's training caption rows [B] (``memory`` input), each
         replica stepping on its slice (``trainer.distribute``), or this worker's streamed batch
-        of parsed examples (``stream``), which is its own table.
+        of parsed examples [B / workers] (``stream``), which is its own table.
         """
         local = (element if isinstance(element, Mapping)
                  else distribute.split_batch(self.distribution, element))
@@ -128,13 +128,14 @@ def _train_epoch(trainer: PairTrainer, dataset: tf.data.Dataset, writer, steps: 
     sums: dict[str, float] = {}
     for step, caption_index in enumerate(dataset.take(steps)):
         terms = {name: float(value) for name, value in trainer.train_step(caption_index).items()}
-        iteration = int(trainer.optimizer.iterations)
+        # get_value: under a strategy these are distributed variables, which int() refuses
+        iteration = int(keras.backend.get_value(trainer.optimizer.iterations))
         if iteration % config.log_every_steps == 0:
             with writer.as_default(step=iteration):
                 for name, value in terms.items():
                     tf.summary.scalar(f"train/{name}", value)
                 tf.summary.scalar("train/learning_rate",
-                                  float(trainer.optimizer.learning_rate))
+                                  float(keras.backend.get_value(trainer.optimizer.learning_rate)))
         sums = {name: sums.get(name, 0.0) + value for name, value in terms.items()}
         progress.update(step + 1, values=list(terms.items()))
     return {name: value / steps for name, value in sums.items()}
@@ -164,6 +165,36 @@ def _epoch_input(split: SplitTables | stream_input.StreamSplit, batch: int,
     if isinstance(split, stream_input.StreamSplit):
         return split.batches(batch, seed)
     return epoch_batches(split.num_captions, batch, seed)
+
+
+def step_sizes(config: TrainerConfig, split: SplitTables | stream_input.StreamSplit,
+               replicas: int) -> tuple[int, int]:
+    """(batch this worker reads per step, steps per epoch) of a training split.
+
+    The global batch is ``config.batch_size`` (at most the split). From in-memory tables every
+    worker reads the global batch's caption rows and each replica steps on its slice; a stream
+    worker reads its own shard (``StreamSplit.num_captions`` examples) in batches of its
+    replica's share, global / replicas, so that the replicas' batches together are the
+    global batch.
+
+    Raises:
+        ValueError: the global batch does not divide among the replicas, or a stream whose
+            workers do not hold one replica each.
+
+    """
+    stream = isinstance(split, stream_input.StreamSplit)
+    batch = min(config.batch_size, split.num_examples if stream else split.num_captions)
+    if batch % replicas:
+        raise ValueError(f"TrainerConfig.batch_size={batch}: the global batch must divide "
+                         f"evenly among the {replicas} replicas")
+    if not stream:
+        return batch, split.num_captions // batch
+    if split.num_workers != replicas:
+        raise ValueError(f"TrainerConfig.input='stream': {replicas} replica(s) on "
+                         f"{split.num_workers} worker(s) of TF_CONFIG; each worker streams "
+                         "its shard to one replica, so give each worker one device, or use "
+                         "input='memory'")
+    return batch // replicas, split.num_captions // (batch // replicas)
 
 
 def _keep_if_best(result: TrainResult, epoch: int, scores: dict[str, float],
@@ -197,15 +228,7 @@ def train(config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Mod
 
     """
     set_seeds(config.seed)
-    batch = min(config.batch_size, train_split.num_captions)
-    replicas = distribute.num_replicas()
-    if batch % replicas:
-        raise ValueError(f"TrainerConfig.batch_size={batch}: the global batch must divide "
-                         f"evenly among the {replicas} replicas")
-    if isinstance(train_split, stream_input.StreamSplit) and replicas > 1:
-        raise ValueError(f"TrainerConfig.input='stream' trains on one replica, not {replicas}: "
-                         "use input='memory' with several workers")
-    steps = train_split.num_captions // batch
+    batch, steps = step_sizes(config, train_split, distribute.num_replicas())
     rows = (stream_input.BatchRows(image_tower, text_tower)
             if isinstance(train_split, stream_input.StreamSplit)
             else TrainingRows.for_training(config, image_tower, text_tower, train_split))

@@ -69,6 +69,18 @@ class TrainingRows(tf.Module):
         inputs = {key: tf.gather(value, index) for key, value in self.text.items()}
         return self.text_tower(inputs, training=training)
 
+    def image_keys(self, index: tf.Tensor) -> tf.Tensor:
+        """The identity [B] int64 of image rows ``index`` across workers: the rows themselves.
+
+        Every worker holds the whole split in the same row order, so a row names one image on
+        all of them (``stream_input.BatchRows`` has per-batch rows and fingerprints instead).
+        """
+        return index
+
+    def caption_keys(self, index: tf.Tensor) -> tf.Tensor:
+        """The identity [B] int64 of caption rows ``index`` across workers: the rows themselves."""
+        return index
+
     def image_modality(self) -> global_mining.Modality:
         """The images as global mining searches them (each image is its own id)."""
         return global_mining.Modality(self.image_tower, self.image_features, self.images,

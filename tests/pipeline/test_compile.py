@@ -11,7 +11,7 @@ import pytest
 
 from benchmarks.slices import write_flickr_slice
 from pipeline import config as config_lib
-from pipeline import vertex_runner
+from pipeline import defaults, vertex_runner
 from pipeline.pipeline import with_beam_plugins
 
 pytestmark = pytest.mark.e2e
@@ -225,7 +225,10 @@ def test_without_vertex_training_options_the_trainer_stays_a_plain_component(spe
     assert _trainer_executor_class(spec) == "tfx.components.trainer.executor.GenericExecutor"
     custom = _trainer_custom_config(spec)
     assert not any(key.startswith("ai_platform_") for key in custom)
-    assert custom == {"loss": "fhn", "mining": "global", "epochs": 7}
+    configured = {"loss": "fhn", "mining": "global", "epochs": 7}
+    # the configured settings over the pipeline's defaults (MiniLM, or its fallback tower)
+    assert custom == defaults.component_configs({}, configured).trainer
+    assert configured.items() <= custom.items()
 
 
 @pytest.mark.parametrize("option", ["trainer.workers=4", "trainer.accelerator=NVIDIA_TESLA_T4:1"])

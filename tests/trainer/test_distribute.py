@@ -164,7 +164,8 @@ def _weights(result: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 
 @pytest.mark.slow(minutes=3)
-@pytest.mark.parametrize("variant", ["fhn_adam", "hn_adam", "fhn_sgd", "hn_sgd", "fhn_exact"])
+@pytest.mark.parametrize("variant", ["fhn_adam", "hn_adam", "fhn_sgd", "hn_sgd", "fhn_exact",
+                                     "fhn_bank"])
 def test_two_workers_train_as_one_process_with_the_global_batch(runs, variant):
     one, two = runs["one"][variant], runs["two"][variant]
     assert len(one["losses"]) == 10
@@ -182,11 +183,31 @@ def test_negatives_of_the_local_batch_only_do_not_train_as_one_process(runs):
 
 
 @pytest.mark.slow(minutes=3)
-def test_exact_global_mining_of_two_workers_finds_the_negatives_of_one_process(runs):
-    one, two = runs["one"]["fhn_exact"], runs["two"]["fhn_exact"]
+@pytest.mark.parametrize("variant", ["fhn_exact", "fhn_bank"])
+def test_global_mining_of_two_workers_finds_the_negatives_of_one_process(runs, variant):
+    one, two = runs["one"][variant], runs["two"][variant]
     assert one["neg_image"].shape == (16,)
     np.testing.assert_array_equal(two["neg_image"], one["neg_image"])
     np.testing.assert_array_equal(two["neg_caption"], one["neg_caption"])
+    # varied rows: an all-zero bank, say, would tie every query at the lowest row
+    assert len(set(one["neg_image"])) > 4 and len(set(one["neg_caption"])) > 4
+
+
+@pytest.mark.slow(minutes=3)
+def test_two_stream_workers_train_as_one_process_with_the_global_batch(runs):
+    one, two = runs["one"]["fhn_stream"], runs["two"]["fhn_stream"]
+    assert len(one["losses"]) == 10
+    np.testing.assert_allclose(two["losses"], one["losses"], rtol=1e-5)
+    for expected, actual in zip(_weights(one), _weights(two), strict=True):
+        np.testing.assert_allclose(actual, expected, atol=1e-4)
+
+
+@pytest.mark.slow(minutes=3)
+def test_stream_workers_comparing_pairs_by_batch_row_do_not_train_as_one_process(runs):
+    one, by_row = runs["one"]["fhn_stream"], runs["two"]["fhn_stream_by_row"]
+    np.testing.assert_allclose(runs["one"]["fhn_stream_by_row"]["losses"], one["losses"],
+                               rtol=1e-6)  # one process: its rows are the global batch's
+    assert np.max(np.abs(by_row["losses"] - one["losses"]) / one["losses"]) > 1e-2
 
 
 @pytest.mark.slow(minutes=1)

@@ -287,3 +287,19 @@ def test_normalize_bank_matches_brute_force_on_normalized_rows(num_queries):
                                chunk_size=7, normalize_bank=True)
     np.testing.assert_array_equal(rows.numpy(),
                                   _brute_force(queries, query_ids, _unit(products), ids))
+
+
+@pytest.mark.parametrize("as_variable", [False, True])
+def test_a_row_range_is_searched_alone_and_its_rows_keep_their_bank_numbers(as_variable):
+    bank = np.array([[1, 0], [0.8, 0.6], [0.6, 0.8], [0, 1], [-1, 0]], np.float32)
+    bank = tf.Variable(bank) if as_variable else bank
+    queries, ids = np.array([[1, 0], [0, 1]], np.float32), np.arange(5)
+    rows, scores = mining.hardest_rows(queries, [9, 9], bank, ids, chunk_size=2,
+                                       row_range=(2, 5), with_scores=True)
+    np.testing.assert_array_equal(rows, [2, 3])  # rows 0 and 1 score higher, but are outside
+    np.testing.assert_allclose(scores, [0.6, 1.0], rtol=1e-6)
+    by_id = mining.hardest_rows(queries, [2, 3], bank, ids, 2, row_range=(2, 5))
+    by_rows = mining.hardest_rows(queries, [9, 9], bank, ids, 2, row_range=(2, 5),
+                                  exclude_rows=[[2], [3]])
+    np.testing.assert_array_equal(by_id, [3, 2])
+    np.testing.assert_array_equal(by_rows, [3, 2])
