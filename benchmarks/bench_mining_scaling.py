@@ -24,7 +24,7 @@ import psutil  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks import harness  # noqa: E402
-from trainer import mining  # noqa: E402
+from trainer import embedding_bank, mining  # noqa: E402
 
 MIB = 2.0**20
 CAPTIONS_PER_IMAGE = 5
@@ -41,17 +41,17 @@ def _fill(variable: tf.Variable, seed: int, rows_per_write: int = 65536) -> None
         variable[start:start + rows].assign(tf.math.l2_normalize(slab, axis=1))
 
 
-def synthetic_bank(num_captions: int, dim: int, chunk_size: int) -> mining.EmbeddingBank:
+def synthetic_bank(num_captions: int, dim: int, chunk_size: int) -> embedding_bank.EmbeddingBank:
     """A bank of ``num_captions`` captions, 5 per image, filled with random unit embeddings."""
     text_image_index = np.arange(num_captions, dtype=np.int64) // CAPTIONS_PER_IMAGE
-    bank = mining.EmbeddingBank(text_image_index, num_captions // CAPTIONS_PER_IMAGE, dim,
+    bank = embedding_bank.EmbeddingBank(text_image_index, num_captions // CAPTIONS_PER_IMAGE, dim,
                                 chunk_size)
     _fill(bank.image, seed=1)
     _fill(bank.text, seed=2)
     return bank
 
 
-def measure(bank: mining.EmbeddingBank, batch: int, repeats: int) -> dict[str, float]:
+def measure(bank: embedding_bank.EmbeddingBank, batch: int, repeats: int) -> dict[str, float]:
     """Median seconds of one mining step and the peak tensor memory it adds above the bank."""
     rng = np.random.default_rng(0)
     query_index = tf.constant(rng.choice(int(bank.image.shape[0]), batch), tf.int64)

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import distribute, mining, towers
+from trainer import distribute, head_norms, mining, towers
 from trainer.config import TrainerConfig
 
 
@@ -31,7 +31,7 @@ class Modality:
         encode: row indices [n] -> [n, d] embeddings in inference mode.
         image_index: [N] int64 training image row of each row.
         size: N.
-        head_tail: for a linear head narrower than d, ``mining.head_tail`` of its inputs, kept
+        head_tail: for a linear head narrower than d, ``head_norms.head_tail`` of its inputs, kept
             for the norms of every exact-mode step (``GlobalMiner`` sets it), else None.
 
     """
@@ -214,7 +214,7 @@ def _with_head_tail(side: Modality) -> Modality:
     head = towers.linear_head(side.tower, side.inputs)
     if head is None or _wide_head(side) is not None:
         return side
-    return dataclasses.replace(side, head_tail=mining.head_tail(head[0]))
+    return dataclasses.replace(side, head_tail=head_norms.head_tail(head[0]))
 
 
 def _wide_head(side: Modality) -> tuple[tf.Tensor, tf.Variable] | None:

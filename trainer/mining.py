@@ -4,7 +4,8 @@
 argmax, inside a ``tf.function``. In-batch mining is ``hardest_negatives`` with the batch as the
 bank, computed from one [B, B] score matrix (``in_batch_negatives``); global mining passes the
 whole training set: exact mode scores it as the current towers embed it at every step
-(``trainer.global_mining``), bank mode keeps an ``EmbeddingBank`` on device between refreshes.
+(``trainer.global_mining``), bank mode keeps an ``embedding_bank.EmbeddingBank`` on device
+between refreshes.
 
 Memory bound. Scores are never materialized for the whole bank: each step of the chunk loop
 holds one [B, chunk_size] float32 score matrix and one [B, chunk_size] bool mask (``5 * B *
@@ -18,25 +19,18 @@ Chunk size. 2048 rows keep a chunk's [B, chunk] scores in cache between the matm
 argmax, so exact global mining on Flickr8k (B = 512) steps faster than with 8192 and bank
 mining of B = 128 no slower, with a quarter of the memory (docs/perf.md).
 
-Linear heads. When a bank row's embedding is ``normalize(x_n @ W)`` with inputs x_n [p] and a
-head kernel W [p, d] with p < d (a linear tower over precomputed features), the bank can hold the
-inputs instead of the embeddings: ``<q, normalize(x_n W)> = <q W^T, x_n> / |x_n F|`` with
-F F^T = G = W W^T [p, p] (F: G's lower-triangular Cholesky factor, so that a row's norm is one
-``reduce_euclidean_norm`` pass instead of a product and a sum; ``gram_factor``). Scoring then
-costs p/d of the embedding matmul and nothing needs re-encoding, with the same negatives (up to
-float32 rounding). As F is lower triangular, ``|x F|^2 = |x F[:, :s]|^2 + |x[:, s:] F[s:, s:]|^2``
-for s = p // 2: the norms take 3/4 of the multiply-adds of ``x F`` (``head_tail``).
+Linear heads: a bank of a linear head's inputs is scored through the head
+(``trainer.head_norms``).
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from trainer import distribute, primitive_matmul
+from trainer import head_norms, primitive_matmul
 
 DEFAULT_CHUNK_SIZE = 2048
 NO_NEGATIVE = -1  # index returned when no bank row has a different image id
-_NORM_EPSILON = 1e-12  # the epsilon of trainer.towers.l2_normalize
 
 
 def _chunk_rows(bank, start: tf.Tensor, size: tf.Tensor) -> tf.Tensor:
@@ -53,65 +47,6 @@ def _num_rows(bank) -> tf.Tensor:
     if isinstance(bank, tf.Variable):
         return tf.raw_ops.VariableShape(input=bank.handle, out_type=tf.int64)[0]
     return tf.shape(bank, out_type=tf.int64)[0]
-
-
-def gram_factor(kernel: tf.Tensor) -> tf.Tensor:
-    """Lower-triangular F [p, p] with F F^T = W W^T for a kernel W [p, d]: |x W| = |x F|.
-
-    The Cholesky factor when W W^T is positive definite (the rule for p < d). For a singular
-    W W^T (a rank-deficient kernel, e.g. all zeros), where Cholesky returns NaN, the
-    eigendecomposition's R = V sqrt(max(lambda, 0)) made triangular: with R^T = Q U (QR),
-    F = U^T is lower triangular and F F^T = U^T U = R R^T.
-    """
-    gram = tf.matmul(kernel, kernel, transpose_b=True)
-    cholesky = tf.linalg.cholesky(gram)
-
-    def from_eigenvectors() -> tf.Tensor:
-        values, vectors = tf.linalg.eigh(gram)
-        root = vectors * tf.sqrt(tf.maximum(values, 0.0))[None, :]
-        return tf.transpose(tf.linalg.qr(tf.transpose(root))[1])
-
-    return tf.cond(tf.reduce_all(tf.math.is_finite(cholesky)), lambda: cholesky,
-                   from_eigenvectors)
-
-
-def head_tail(inputs: tf.Tensor) -> tf.Tensor:
-    """``inputs[:, p // 2:]`` [N, p - p // 2] as a tensor of its own: the ``tail`` of the norms.
-
-    A caller that scores the same head inputs at every step keeps it (a column slice is a copy).
-    """
-    inputs = tf.convert_to_tensor(inputs, tf.float32)
-    return inputs[:, inputs.shape[1] // 2:]
-
-
-def _inverse_norms(rows: tf.Tensor, factor: tuple[tf.Tensor, tf.Tensor] | None = None,
-                   tail: tf.Tensor | None = None) -> tf.Tensor:
-    """1 / |x_n F| of rows x_n [c, p] given ``gram_factor`` F [p, p], or 1 / |x_n| without F.
-
-    F is lower triangular, so with s = p // 2, ``|x F|^2 = |x F[:, :s]|^2 +
-    |x[:, s:] F[s:, s:]|^2``: 3/4 of the multiply-adds of ``x F``, and faster than the whole
-    factor where 3 or 4 blocks are not. ``factor`` holds those two blocks (``_factor_blocks``) and
-    ``tail`` [c, p - s] the rows' last columns. One ``reduce_euclidean_norm`` pass per product:
-    square-then-sum would take two. With ``l2_normalize``'s epsilon
-    (an all-zero row scores 0, never NaN).
-    """
-    if factor is None:
-        norms = tf.math.reduce_euclidean_norm(rows, axis=1)
-    else:
-        left, corner = factor
-        head_norms = tf.math.reduce_euclidean_norm(tf.matmul(rows, left), axis=1)
-        tail_norms = tf.math.reduce_euclidean_norm(tf.matmul(tail, corner), axis=1)
-        norms = tf.sqrt(tf.square(head_norms) + tf.square(tail_norms))
-    return tf.math.reciprocal(tf.maximum(norms, _NORM_EPSILON ** 0.5))
-
-
-def _factor_blocks(factor: tf.Tensor, tail_width: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """``(F[:, :s], F[s:, s:])`` of a lower-triangular F [p, p], s = p - ``tail_width``.
-
-    ``tail_width``: the width of the rows' ``head_tail``, which fixes s.
-    """
-    split = factor.shape[0] - tail_width
-    return factor[:, :split], factor[split:, split:]
 
 
 def _mask_same(scores: tf.Tensor, query_ids: tf.Tensor, ids: tf.Tensor) -> tf.Tensor:
@@ -162,7 +97,7 @@ def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.
         bank: [N, p] float32 tensor or ``tf.Variable``.
         bank_ids: [N] ids, same dtype as ``query_ids``.
         chunk_size: bank rows scored per matmul (bounds the [B, chunk_size] score matrix).
-        factor: optional ``_factor_blocks`` of a ``gram_factor`` F; row n then scores
+        factor: optional ``head_norms.factor_blocks`` of a ``gram_factor`` F; row n then scores
             ``<q, x_n> / |x_n F|``.
         tail: with ``factor``, ``head_tail(bank)`` [N, p - p // 2].
         exclude: optional [B, P] int64: every bank row with query b's id, -1 padded (used
@@ -188,9 +123,9 @@ def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.
         if factor is None:
             scores = primitive_matmul.matmul(queries, rows, transpose_b=True)  # [B, chunk]
             if normalize:  # d-wide rows: scale the (usually smaller) scores
-                scores *= _inverse_norms(rows)[None, :]
+                scores *= head_norms.inverse_norms(rows)[None, :]
         else:  # narrow head inputs: scale the [chunk, p] rows
-            rows *= _inverse_norms(rows, factor, _chunk_rows(tail, start, size))[:, None]
+            rows *= head_norms.inverse_norms(rows, factor, _chunk_rows(tail, start, size))[:, None]
             # At this inner dimension (p = 384) sgemm is faster than the matmul primitive.
             scores = tf.matmul(queries, rows, transpose_b=True)
         chunk_index, chunk_best = _chunk_best(scores, query_ids,
@@ -265,8 +200,8 @@ def hardest_rows(queries, query_ids, bank, bank_ids, chunk_size: int = DEFAULT_C
     if head_kernel is not None:
         kernel = tf.stop_gradient(_as_float(tf.convert_to_tensor(head_kernel)))
         queries = tf.matmul(queries, kernel, transpose_b=True)  # [B, p]
-        tail = head_tail(bank) if bank_tail is None else _as_float(bank_tail)
-        factor = _factor_blocks(gram_factor(kernel), tail.shape[1])
+        tail = head_norms.head_tail(bank) if bank_tail is None else _as_float(bank_tail)
+        factor = head_norms.factor_blocks(head_norms.gram_factor(kernel), tail.shape[1])
     argmax = _masked_argmax if isinstance(bank, tf.Variable) else _masked_argmax_graph
     exclude = None if exclude_rows is None else tf.cast(exclude_rows, tf.int64)
     first, stop = (None, None) if row_range is None else row_range
@@ -339,66 +274,3 @@ def in_batch_negatives(image, text, image_ids) -> tuple[tf.Tensor, tf.Tensor]:
     found_image = tf.gather_nd(masked, tf.stack([neg_image, rows], axis=1)) > -float("inf")
     return (tf.where(found_image, neg_image, NO_NEGATIVE),
             tf.where(found_text, neg_text, NO_NEGATIVE))
-
-
-class EmbeddingBank(tf.Module):
-    """On-device embeddings of the whole training set, for global hard-negative mining.
-
-    Images are stored once per image (row = image index) and captions once per caption, with
-    the integer image index of each caption; mined indices therefore index the training set's
-    image and caption tables directly.
-
-    Under a ``tf.distribute`` strategy every replica holds a bank of its own
-    (``distribute.replica_variable``): replicas that write the same rows keep equal banks.
-    """
-
-    def __init__(self, text_image_index, num_images: int, dim: int,
-                 chunk_size: int = DEFAULT_CHUNK_SIZE):
-        """Creates an all-zero bank.
-
-        Args:
-            text_image_index: [N_c] int, the image index (0..num_images-1) of each caption.
-            num_images: N_i, number of distinct training images.
-            dim: embedding size d.
-            chunk_size: bank rows scored per matmul when mining.
-
-        """
-        super().__init__(name="embedding_bank")
-        self.chunk_size = chunk_size
-        self.image_ids = tf.range(num_images, dtype=tf.int64)
-        self.text_image_ids = tf.constant(text_image_index, tf.int64)
-        num_captions = int(self.text_image_ids.shape[0])
-        self.image = distribute.replica_variable(tf.zeros([num_images, dim]), "image")
-        self.text = distribute.replica_variable(tf.zeros([num_captions, dim]), "text")
-
-    def update(self, image_index, image_rows, text_index, text_rows) -> None:
-        """Overwrites bank rows: ``image[image_index] = image_rows`` (shapes [B], [B, d]).
-
-        Through the handles: a replica's own copies (which have no scatter methods).
-        """
-        for bank, index, rows in ((self.image, image_index, image_rows),
-                                  (self.text, text_index, text_rows)):
-            tf.raw_ops.ResourceScatterNdUpdate(ref=bank.handle,
-                                               indices=tf.cast(index, tf.int64)[:, None],
-                                               updates=tf.cast(rows, tf.float32))
-
-    def mine(self, query_image, query_text, query_image_index) -> tuple[tf.Tensor, tf.Tensor]:
-        """``hardest_negatives`` of a batch against the whole bank (``chunk_size`` rows a time).
-
-        Args:
-            query_image: [B, d] image embeddings.
-            query_text: [B, d] caption embeddings.
-            query_image_index: [B] int image index of each pair.
-
-        Returns:
-            ``(neg_image_index [B], neg_text_index [B])`` into the bank's image/caption rows.
-
-        """
-        return self._mine(query_image, query_text, query_image_index, self.chunk_size)
-
-    @tf.function(reduce_retracing=True)
-    def _mine(self, query_image, query_text, query_image_index, chunk_size: int):
-        """``mine`` in a graph of this bank's own (a new ``chunk_size`` traces a new one)."""
-        return hardest_negatives(query_image, query_text, query_image_index, self.image,
-                                 self.image_ids, self.text, self.text_image_ids,
-                                 chunk_size=chunk_size)

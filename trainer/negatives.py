@@ -33,7 +33,7 @@ from typing import NamedTuple, Protocol
 
 import tensorflow as tf
 
-from trainer import distribute, global_mining, mining, towers
+from trainer import distribute, embedding_bank, global_mining, mining, towers
 from trainer.config import TrainerConfig
 from trainer.training_rows import TrainingRows
 
@@ -212,7 +212,7 @@ class Bank(tf.Module):
 
     The whole training set is re-encoded (inference mode) every ``refresh_steps`` calls, before
     that call's search; the batch's rows are overwritten with their embeddings at every call.
-    Across replicas, each keeps a whole bank of its own (``mining.EmbeddingBank``): each
+    Across replicas, each keeps a whole bank of its own (``embedding_bank.EmbeddingBank``): each
     re-encodes every row with the same synchronized towers and writes every replica's batch
     rows, so all banks are the one process's bank, and the search is split among the replicas
     as exact mining's is (``global_mining.sharded_hardest_rows``).
@@ -222,7 +222,7 @@ class Bank(tf.Module):
         super().__init__(name="bank")
         self.rows, self.refresh_steps = rows, config.refresh_steps
         self.encode_batch = config.eval_batch_size
-        self.bank = mining.EmbeddingBank(rows.text_image_index, rows.num_images,
+        self.bank = embedding_bank.EmbeddingBank(rows.text_image_index, rows.num_images,
                                          config.embedding_dim, config.mining_chunk_size)
         self.calls = distribute.replica_variable(tf.constant(0, tf.int64), "calls")
 

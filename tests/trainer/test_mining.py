@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import mining
+from trainer import embedding_bank, head_norms, mining
 
 
 def _brute_force(queries, query_ids, bank, bank_ids):
@@ -61,7 +61,7 @@ def test_in_batch_equals_global_when_bank_is_the_batch():
     image_table = _unit(rng.normal(size=(5, 6)))
     image, text = image_table[image_index], _unit(rng.normal(size=(7, 6)))
     in_batch = mining.in_batch_negatives(image, text, image_index)  # the Trainer's in-batch path
-    bank = mining.EmbeddingBank(image_index, num_images=5, dim=6, chunk_size=3)
+    bank = embedding_bank.EmbeddingBank(image_index, num_images=5, dim=6, chunk_size=3)
     bank.update(image_index, image, np.arange(7), text)
     global_image, global_text = bank.mine(image, text, image_index)
     # In-batch indices address batch rows, global ones bank rows: compare what they point to.
@@ -138,7 +138,7 @@ def test_gram_factor_gives_the_head_norms(kind):
               "rank_2": rng.normal(size=(6, 2)) @ rng.normal(size=(2, 16)),
               "zero": np.zeros((6, 16))}[kind].astype(np.float32)
     rows = rng.normal(size=(20, 6)).astype(np.float32)
-    factor = mining.gram_factor(tf.constant(kernel)).numpy()
+    factor = head_norms.gram_factor(tf.constant(kernel)).numpy()
     assert np.isfinite(factor).all()
     np.testing.assert_allclose(np.linalg.norm(rows @ factor, axis=1),
                                np.linalg.norm(rows @ kernel, axis=1), rtol=1e-4, atol=1e-4)
@@ -151,9 +151,9 @@ def test_norms_through_the_triangular_blocks_equal_the_head_norms(width):
     rng = np.random.default_rng(8)
     kernel = rng.normal(size=(width, 16)).astype(np.float32)
     rows = rng.normal(size=(20, width)).astype(np.float32)
-    tail = mining.head_tail(rows)
-    factor = mining._factor_blocks(mining.gram_factor(tf.constant(kernel)), tail.shape[1])
-    inverse = mining._inverse_norms(tf.constant(rows), factor, tail)
+    tail = head_norms.head_tail(rows)
+    factor = head_norms.factor_blocks(head_norms.gram_factor(tf.constant(kernel)), tail.shape[1])
+    inverse = head_norms.inverse_norms(tf.constant(rows), factor, tail)
     np.testing.assert_allclose(1 / inverse.numpy(), np.linalg.norm(rows @ kernel, axis=1),
                                rtol=1e-5)
 
@@ -166,7 +166,7 @@ def test_kept_head_tail_gives_the_same_rows_as_slicing_it():
     queries, query_ids = _unit(rng.normal(size=(9, 16))), rng.integers(0, 8, size=9)
     sliced = mining.hardest_rows(queries, query_ids, inputs, ids, 6, head_kernel=kernel)
     kept = mining.hardest_rows(queries, query_ids, inputs, ids, 6, head_kernel=kernel,
-                               bank_tail=mining.head_tail(inputs))
+                               bank_tail=head_norms.head_tail(inputs))
     np.testing.assert_array_equal(kept.numpy(), sliced.numpy())
     np.testing.assert_array_equal(sliced.numpy(),
                                   _brute_force(queries, query_ids, _unit(inputs @ kernel), ids))
@@ -202,7 +202,7 @@ def test_banks_of_different_sizes_each_mine_their_own_rows():
     rng = np.random.default_rng(4)
     for num_images in (3, 40, 700):
         image_index = np.arange(num_images * 2) // 2
-        bank = mining.EmbeddingBank(image_index, num_images, dim=8, chunk_size=16)
+        bank = embedding_bank.EmbeddingBank(image_index, num_images, dim=8, chunk_size=16)
         image, text = _unit(rng.normal(size=(num_images, 8))), _unit(
             rng.normal(size=(num_images * 2, 8)))
         bank.update(np.arange(num_images), image, np.arange(num_images * 2), text)
@@ -231,7 +231,7 @@ def test_excluded_rows_replace_the_id_comparison(chunk_size):
 def test_a_new_chunk_size_is_honoured_after_the_first_mining():
     rng = np.random.default_rng(6)
     image_index = np.arange(12) // 2
-    bank = mining.EmbeddingBank(image_index, 6, dim=4, chunk_size=5)
+    bank = embedding_bank.EmbeddingBank(image_index, 6, dim=4, chunk_size=5)
     bank.update(np.arange(6), _unit(rng.normal(size=(6, 4))), np.arange(12),
                 _unit(rng.normal(size=(12, 4))))
     queries = _unit(rng.normal(size=(3, 4)))
