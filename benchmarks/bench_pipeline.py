@@ -6,8 +6,11 @@ the child's peak resident memory, each component's wall time as the run's own su
 (from ML Metadata), and the run's lines on the Trainer's setting (host probe), its epochs (step
 time, eval rsum), the Evaluator's rsum and the blessing and push.
 ``--quick`` runs a 300-image slice of Flickr8k for 1 epoch instead (a smoke run, ~2 min).
+``--set KEY=VALUE ...`` hands configuration overrides to the run (``python -m pipeline run
+--set``), so other models than the default are timed the same way, e.g.
+``--set trainer.text_tower=mean`` or ``--set trainer.minilm_trainable_layers=0``.
 
-``python -m benchmarks.bench_pipeline [--quick] [--data DIR] [--keep DIR]``
+``python -m benchmarks.bench_pipeline [--quick] [--data DIR] [--keep DIR] [--set KEY=VALUE ...]``
 """
 
 from __future__ import annotations
@@ -42,11 +45,19 @@ def component_seconds(output: str) -> dict[str, float | None]:
     return rows
 
 
-def run_pipeline(data: pathlib.Path, work: pathlib.Path, extra: list[str]) -> dict:
-    """Runs ``python -m pipeline run`` once; returns its wall time, output and peak RSS."""
+def pipeline_command(data: pathlib.Path, work: pathlib.Path, extra: list[str],
+                     overrides: list[str]) -> list[str]:
+    """The ``python -m pipeline run`` command line on a pipeline root under ``work``."""
     command = [sys.executable, "-m", "pipeline", "run", "--data", str(data),
                "--pipeline-root", str(work / "root"), "--serving-dir", str(work / "serving"),
                *extra]
+    return command + (["--set", *overrides] if overrides else [])
+
+
+def run_pipeline(data: pathlib.Path, work: pathlib.Path, extra: list[str],
+                 overrides: list[str] = ()) -> dict:
+    """Runs ``python -m pipeline run`` once; returns its wall time, output and peak RSS."""
+    command = pipeline_command(data, work, extra, list(overrides))
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
@@ -62,6 +73,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="300-image slice, 1 epoch")
     parser.add_argument("--data", help="Flickr8k folder (default ../shared/data/flickr8k)")
     parser.add_argument("--keep", help="write the pipeline root and serving dir here (kept)")
+    parser.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="configuration overrides for the run, e.g. trainer.text_tower=mean")
     return parser.parse_args(argv)
 
 
@@ -75,9 +88,10 @@ def main(argv: list[str] | None = None) -> dict:
         if args.quick:
             data = write_flickr_slice(data, work / "slice", n_train=250, n_eval=50)
             extra = ["--epochs", "1"]
-        result = run_pipeline(data, work, extra)
+        result = run_pipeline(data, work, extra, args.set)
     components = component_seconds(result["output"])
-    print("== summary: bench_pipeline (python -m pipeline run, defaults, fresh root) ==")
+    settings = " ".join(args.set) or "defaults"
+    print(f"== summary: bench_pipeline (python -m pipeline run, {settings}, fresh root) ==")
     print(f"host: {host['cpu']}, {host['cores']} cores, float32 4096² matmul "
           f"{host['matmul_gflops']} GFLOP/s (wall, median), load {host['load']} before the run")
     print(f"{harness.machine_line()} after the run")

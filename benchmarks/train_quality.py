@@ -5,7 +5,16 @@ the real ``preprocessing_fn`` in-process with ``tensorflow_transform.beam`` (cac
 ``--work-dir``), trains with the same function as ``run_fn`` (``trainer.task.train_and_export``)
 and prints eval R@1/5/10 both ways and rsum as a Markdown table row.
 
-    python -m benchmarks.train_quality --loss fhn --mining in_batch
+``--defaults pipeline`` lays ``--set`` over the pipeline's default model
+(``pipeline.defaults.component_configs``: the fine-tuned ``minilm`` tower and its WordPiece
+Transform) instead of ``TrainerConfig``'s library defaults, and adds the served ``embed_text``
+speed of the exported model (raw captions in): one caption's p50 and captions/s at batch 256.
+A row of the options table in docs/minilm.md is one such run: dev rsum, the Trainer's seconds
+(``train_and_export``: tables, frozen-bottom cache, epochs, evaluations, export), the Transform's
+seconds (in-process, when it ran; cached per Transform configuration) and the serving figures.
+
+    python -m benchmarks.train_quality --set loss=fhn mining=global
+    python -m benchmarks.train_quality --defaults pipeline --set minilm_trainable_layers=0
 """
 
 from __future__ import annotations
@@ -17,9 +26,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
 import pathlib  # noqa: E402
+import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 
+import apache_beam as beam  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
@@ -90,15 +101,39 @@ def _write(rows, schema, path: pathlib.Path) -> None:
             writer.write(coder.encode(row))
 
 
+class _WriteExamples(beam.PTransform):
+    """Transformed (RecordBatch, pass-through) pairs -> one GZIP tf.Example file at ``path``."""
+
+    def __init__(self, schema, path: pathlib.Path):
+        super().__init__()
+        self._schema, self._path = schema, path
+
+    def expand(self, batches):
+        from tfx_bsl.coders.example_coder import RecordBatchToExamplesEncoder
+
+        encoder = RecordBatchToExamplesEncoder(self._schema)
+        prefix, suffix = str(self._path.with_suffix("")), self._path.suffix
+        return (batches | "Encode" >> beam.FlatMap(lambda pair: encoder.encode(pair[0]))
+                | "Write" >> beam.io.WriteToTFRecord(prefix, file_name_suffix=suffix,
+                                                     shard_name_template=""))
+
+
 def transform_flickr8k(splits: dict[str, list], out_dir: pathlib.Path,
                        transform_config: dict | None = None) -> pathlib.Path:
     """Runs ``preprocessing_fn`` over the train rows (analyze + transform) and every other split.
 
+    The rows are written as GZIP tf.Example files first and read back through TFXIO, as the TFX
+    Transform component reads ExampleGen's output: handing Beam the rows as an in-memory list
+    (``beam.Create``) pickles and bz2-compresses every row's image features each time the
+    pipeline is serialized, which costs minutes on Flickr8k, while the transform itself
+    (WordPiece included) takes seconds.
+
     Args:
         splits: ``{"train": rows, "eval": rows, ...}`` raw feature dicts (``flickr8k_rows``);
             splits other than ``train`` are only transformed, with the train split's analysis.
-        out_dir: writes ``transform/`` (the TFT output) and ``<split>/part-0.gz`` per split; an
-            existing complete ``out_dir`` is reused (delete it to rerun Transform).
+        out_dir: writes ``raw/<split>/`` (the input files), ``transform/`` (the TFT output) and
+            ``<split>/part-0.gz`` per split; an existing complete ``out_dir`` is reused (delete
+            it to rerun Transform).
         transform_config: ``preprocessing_fn``'s ``custom_config`` (``TransformConfig``).
 
     Returns:
@@ -107,26 +142,38 @@ def transform_flickr8k(splits: dict[str, list], out_dir: pathlib.Path,
     """
     import tensorflow_transform.beam as tft_beam
     from tensorflow_transform.tf_metadata import metadata_io
+    from tfx_bsl.public import tfxio
 
     if all((out_dir / name / "part-0.gz").exists() for name in splits):
         return out_dir
+    metadata = raw_metadata(splits["train"])
+    sources = {}
+    for name, rows in splits.items():
+        _write(rows, metadata.schema, out_dir / "raw" / name / "part-0.gz")
+        sources[name] = tfxio.TFExampleRecord(str(out_dir / "raw" / name / "*"),
+                                              schema=metadata.schema)
 
     def preprocessing_fn(inputs):
         return preprocessing.preprocessing_fn(inputs, transform_config)
 
-    metadata = raw_metadata(splits["train"])
-    with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=False):
-        (train_xf, train_meta), transform_fn = (
-            (splits["train"], metadata) | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn))
+    def read(pipeline, name: str):
+        rows = pipeline | f"Read {name}" >> sources[name].BeamSource()
+        return rows, sources[name].TensorAdapterConfig()
+
+    with beam.Pipeline() as pipeline, tft_beam.Context(temp_dir=tempfile.mkdtemp(),
+                                                       force_tf_compat_v1=False):
+        (train_xf, train_meta), transform_fn = read(pipeline, "train") | (
+            tft_beam.AnalyzeAndTransformDataset(preprocessing_fn, output_record_batches=True))
         transformed = {"train": train_xf}
-        for name, rows in splits.items():
+        for name in splits:
             if name != "train":
-                transformed[name], _ = (((rows, metadata), transform_fn)
-                                        | tft_beam.TransformDataset())
+                transformed[name], _ = (read(pipeline, name), transform_fn) | (
+                    f"Transform {name}" >> tft_beam.TransformDataset(output_record_batches=True))
+        for name, batches in transformed.items():
+            _ = batches | f"Write {name}" >> _WriteExamples(train_meta.schema,
+                                                             out_dir / name / "part-0.gz")
         _ = transform_fn | tft_beam.WriteTransformFn(str(out_dir / "transform"))
     metadata_io.write_metadata(metadata, str(out_dir / "transform" / "metadata"))
-    for name, rows in transformed.items():
-        _write(rows, train_meta.schema, out_dir / name / "part-0.gz")
     return out_dir
 
 
@@ -151,6 +198,9 @@ def _parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="500 images, 2 epochs")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="TrainerConfig overrides, e.g. loss=fhn mining=global epochs=6")
+    parser.add_argument("--defaults", choices=("trainer", "pipeline"), default="trainer",
+                        help="what --set overrides: TrainerConfig's defaults or the pipeline's "
+                             "default model with its Transform (adds the serving figures)")
     return parser.parse_args(argv)
 
 
@@ -166,21 +216,83 @@ def _overrides(pairs: list[str]) -> dict:
     return values
 
 
+def sections(defaults: str, overrides: dict) -> tuple[dict, dict]:
+    """(Transform ``custom_config``, ``TrainerConfig`` fields) of a run.
+
+    ``defaults="pipeline"`` lays ``overrides`` over the pipeline's default model, as a
+    ``python -m pipeline run --set trainer.KEY=VALUE`` would; ``"trainer"`` over
+    ``TrainerConfig``'s defaults, with the Transform's defaults.
+    """
+    if defaults == "trainer":
+        return {}, dict(overrides)
+    from pipeline.defaults import component_configs
+
+    configs = component_configs({}, overrides, source="--set")
+    return configs.transform, configs.trainer
+
+
+def cache_name(quick: bool, transform_config: dict) -> str:
+    """The Transform cache folder of a configuration: one per distinct ``custom_config``."""
+    name = "transformed_quick" if quick else "transformed"
+    return name + "".join(f"-{key}={value}" for key, value in sorted(transform_config.items()))
+
+
+def embed_text_speed(model_dir: str, repeats: int = 100) -> tuple[float, float]:
+    """(p50 ms of one caption, captions/s at batch 256) of a SavedModel's ``embed_text``.
+
+    Raw captions [N] in, through the exported signature (Transform graph included), timed as
+    ``benchmarks.bench_serving`` times its encoder.
+    """
+    from benchmarks.bench_serving import BATCH, QUERY, percentiles_ms
+    from serving.savedmodel import load_saved_model
+
+    embed = load_saved_model(model_dir).signatures[features.EMBED_TEXT_SIGNATURE]
+    one = {features.CAPTION_KEY: tf.constant([QUERY])}
+    batch = {features.CAPTION_KEY: tf.constant([f"{QUERY} number {i}" for i in range(BATCH)])}
+    single, _ = percentiles_ms(lambda: embed(**one), repeats)
+    batched, _ = percentiles_ms(lambda: embed(**batch), max(repeats // 10, 5))
+    return single, BATCH / (batched / 1e3)
+
+
+def _transform(args: argparse.Namespace, transform_config: dict) -> tuple[pathlib.Path, str]:
+    """The transformed splits (made or reused) and the Transform's seconds as a table cell."""
+    cache = args.work_dir / cache_name(args.quick, transform_config)
+    reused = (cache / "train" / "part-0.gz").exists() and (cache / "eval" / "part-0.gz").exists()
+    start = time.perf_counter()
+    transformed = transform_flickr8k(flickr8k_rows(args.data, 500 if args.quick else None),
+                                     cache, transform_config)
+    seconds = time.perf_counter() - start
+    print(f"Transform {transform_config or 'defaults'}: "
+          f"{'reused ' + str(cache) if reused else f'{seconds:.0f} s'}", flush=True)
+    return transformed, "cached" if reused else f"{seconds:.0f}"
+
+
 def main(argv=None) -> None:
+    from trainer import host_speed
+
     args = _parse_args(argv)
     overrides = _overrides(args.set)
     if args.quick:
         overrides.setdefault("epochs", 2)
-    config = TrainerConfig.from_dict(overrides)
-    max_images = 500 if args.quick else None
-    cache = args.work_dir / ("transformed_quick" if args.quick else "transformed")
-    transformed = transform_flickr8k(flickr8k_rows(args.data, max_images), cache)
+    transform_config, trainer_fields = sections(args.defaults, overrides)
+    config = TrainerConfig.from_dict(trainer_fields)
+    print(host_speed.matmul_rate().describe(), flush=True)
+    transformed, transform_cell = _transform(args, transform_config)
+    if (args.work_dir / "last").exists():  # an earlier run's checkpoints, logs and export
+        shutil.rmtree(args.work_dir / "last")
     result, seconds = run(config, transformed, args.work_dir / "last")
     best = result.best_metrics
-    print(f"config: {overrides or 'defaults'}; best epoch {result.best_epoch}; "
+    print(f"config: {trainer_fields or 'defaults'}; best epoch {result.best_epoch}; "
           f"train+eval+export {seconds:.0f} s; epochs {[round(s) for s in result.epoch_seconds]}")
     print("| " + " | ".join(METRICS) + " |")
     print("| " + " | ".join(f"{best[name]:.1f}" for name in METRICS) + " |")
+    if args.defaults == "pipeline":
+        single, rate = embed_text_speed(str(args.work_dir / "last" / "export"))
+        print("| option | dev rsum | Trainer s | Transform s | embed_text 1 caption p50 ms | "
+              "embed_text @256 captions/s | load (1 min) |")
+        print(f"| {' '.join(args.set) or 'pipeline defaults'} | {best['rsum']:.1f} | "
+              f"{seconds:.0f} | {transform_cell} | {single:.1f} | {rate:,.0f} | "
+              f"{os.getloadavg()[0]:.1f} |")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,9 @@ def assert_legacy_keras() -> None:
 def warm_start(image_tower: keras.Model, text_tower: keras.Model, saved_model_dir: str) -> None:
     """Loads tower weights from a previously exported model (same architecture required).
 
+    Says so on stdout as well as in the log: a pipeline's TFX log file keeps only absl's
+    logger, and a retrain's output should name the model it started from.
+
     Raises:
         ValueError: the previous model's towers do not match the configured ones.
 
@@ -54,7 +57,9 @@ def warm_start(image_tower: keras.Model, text_tower: keras.Model, saved_model_di
     except (AssertionError, ValueError) as error:
         raise ValueError(f"cannot warm-start from {saved_model_dir}: its towers differ from "
                          f"the configured ones ({error})") from error
-    logging.info("warm-started the towers from %s", saved_model_dir)
+    message = f"warm-started the towers from {saved_model_dir}"
+    print(message, flush=True)
+    logging.info(message)
 
 
 def _build(config: TrainerConfig, tf_transform_output: tft.TFTransformOutput, split):

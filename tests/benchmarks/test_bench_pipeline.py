@@ -33,3 +33,14 @@ def test_result_lines_are_the_setting_epochs_blessing_push_and_rsum():
     assert lines == [SUMMARY.splitlines()[0], SUMMARY.splitlines()[1], SUMMARY.splitlines()[2],
                      "  rsum                   249.70          -         -",
                      "blessing: BLESSED", "pushed: version 17 -> /tmp/serving/xmodal/17"]
+
+
+def test_overrides_reach_the_run_as_one_set_flag(tmp_path):
+    command = bench_pipeline.pipeline_command(
+        tmp_path / "data", tmp_path, ["--epochs", "1"],
+        ["trainer.text_tower=mean", "trainer.batch_size=256"])
+    assert command[2:] == ["pipeline", "run", "--data", str(tmp_path / "data"),
+                           "--pipeline-root", str(tmp_path / "root"),
+                           "--serving-dir", str(tmp_path / "serving"), "--epochs", "1",
+                           "--set", "trainer.text_tower=mean", "trainer.batch_size=256"]
+    assert "--set" not in bench_pipeline.pipeline_command(tmp_path, tmp_path, [], [])

@@ -52,7 +52,8 @@ def _fn_args(transformed, tmp_path, name, base_model=None, **config):  # noqa: F
         custom_config={**TINY, **config}, train_steps=None)
 
 
-def test_run_fn_exports_and_a_later_run_warm_starts(transformed, tmp_path):  # noqa: F811
+def test_run_fn_exports_and_a_later_run_warm_starts(transformed, tmp_path,  # noqa: F811
+                                                    capsys):
     first = _fn_args(transformed, tmp_path, "first")
     task.run_fn(first)
     loaded = tf.saved_model.load(first.serving_model_dir)
@@ -66,7 +67,9 @@ def test_run_fn_exports_and_a_later_run_warm_starts(transformed, tmp_path):  # n
     cfg = TrainerConfig.from_dict(TINY)
     vocab_size = preprocessing.token_vocab_size(transformed.tf_transform_output())
     image_tower, text_tower = towers.build_towers(cfg, vocab_size, 8)
+    assert "warm-started" not in capsys.readouterr().out
     task.warm_start(image_tower, text_tower, first.serving_model_dir)
+    assert capsys.readouterr().out == f"warm-started the towers from {first.serving_model_dir}\n"
     for fresh, saved in zip(image_tower.variables + text_tower.variables,
                             loaded.image_tower.variables + loaded.text_tower.variables,
                             strict=True):
