@@ -212,12 +212,12 @@ def test_retrain_pushes_new_span_only_once(flickr8k_dir, tmp_path):
     assert pushed_versions(config) == second
 
 
-@pytest.mark.slow(minutes=5)
-def test_images_in_front_of_example_gen(flickr8k_dir, tmp_path):
-    """--images: the featurizer's output feeds ExampleGen; the run blesses and pushes."""
+def write_jpeg_subset(flickr8k_dir: pathlib.Path, data: pathlib.Path,
+                      n_train: int) -> tuple[list[str], list[str]]:
+    """Flickr8k's files restricted to the shipped JPEGs (the first ``n_train`` of them, by name,
+    train; the rest dev) under a new folder ``data``; returns (train, dev) names."""
     images = sorted(p.name for p in (flickr8k_dir / "images").glob("*.jpg"))
-    train, dev = images[:240], images[240:]
-    data = tmp_path / "data"
+    train, dev = images[:n_train], images[n_train:]
     data.mkdir()
     (data / "Flickr_8k.trainImages.txt").write_text("\n".join(train) + "\n")
     (data / "Flickr_8k.devImages.txt").write_text("\n".join(dev) + "\n")
@@ -225,6 +225,14 @@ def test_images_in_front_of_example_gen(flickr8k_dir, tmp_path):
     lines = (flickr8k_dir / "Flickr8k.token.txt").read_text(encoding="utf-8").splitlines()
     captions = [line for line in lines if line.split("#", 1)[0] in keep]
     (data / "Flickr8k.token.txt").write_text("\n".join(captions) + "\n", encoding="utf-8")
+    return train, dev
+
+
+@pytest.mark.slow(minutes=5)
+def test_images_in_front_of_example_gen(flickr8k_dir, tmp_path):
+    """--images: the featurizer's output feeds ExampleGen; the run blesses and pushes."""
+    data = tmp_path / "data"
+    write_jpeg_subset(flickr8k_dir, data, n_train=240)
     config = config_lib.apply_overrides(
         make_config(tmp_path, data),
         [f"images_dir={flickr8k_dir / 'images'}", "eval.rsum_lower_bound=40"],

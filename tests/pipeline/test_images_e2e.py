@@ -16,7 +16,14 @@ import pytest
 from pipeline import config as config_lib
 from pipeline import mlmd_summary
 from pipeline import run as run_lib
-from tests.pipeline.test_e2e import blessed, last_run, make_config, pushed, pushed_versions
+from tests.pipeline.test_e2e import (
+    blessed,
+    last_run,
+    make_config,
+    pushed,
+    pushed_versions,
+    write_jpeg_subset,
+)
 
 pytestmark = pytest.mark.e2e
 N_TRAIN = 240
@@ -24,20 +31,6 @@ N_TRAIN = 240
 MIN_BYTES_RSUM = 150.0
 # The float backbone and the quantized TFLite featurizer differ by a few quantization steps.
 MAX_RSUM_SKEW = 10.0
-
-
-def _write_data(flickr8k_dir: pathlib.Path, data: pathlib.Path) -> tuple[list[str], list[str]]:
-    """The Flickr8k files restricted to the 300 shipped JPEGs; returns (train, dev) names."""
-    images = sorted(p.name for p in (flickr8k_dir / "images").glob("*.jpg"))
-    train, dev = images[:N_TRAIN], images[N_TRAIN:]
-    data.mkdir()
-    (data / "Flickr_8k.trainImages.txt").write_text("\n".join(train) + "\n")
-    (data / "Flickr_8k.devImages.txt").write_text("\n".join(dev) + "\n")
-    keep = set(images)
-    lines = (flickr8k_dir / "Flickr8k.token.txt").read_text(encoding="utf-8").splitlines()
-    captions = [line for line in lines if line.split("#", 1)[0] in keep]
-    (data / "Flickr8k.token.txt").write_text("\n".join(captions) + "\n", encoding="utf-8")
-    return train, dev
 
 
 def _dev_captions(flickr8k_dir: pathlib.Path, dev: list[str]) -> tuple[list[str], list[str]]:
@@ -65,7 +58,7 @@ def _featurizer_rows(nodes: dict, names: list[str]) -> np.ndarray:
 @pytest.fixture(scope="module")
 def pushed_run(flickr8k_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("images_e2e")
-    _, dev = _write_data(flickr8k_dir, tmp / "data")
+    _, dev = write_jpeg_subset(flickr8k_dir, tmp / "data", N_TRAIN)
     config = config_lib.apply_overrides(
         make_config(tmp, tmp / "data"),
         [f"images_dir={flickr8k_dir / 'images'}", "eval.rsum_lower_bound=40"])
