@@ -45,6 +45,22 @@ def component_seconds(output: str) -> dict[str, float | None]:
     return rows
 
 
+def labelled(line: str) -> str:
+    """A run's result line as ``label: value``, the form ``make bench`` records as a table row.
+
+    The Trainer's setting and probe lines and the Evaluator's rsum row get labels of their own;
+    the others (epochs, blessing, push) already have one.
+    """
+    text = line.strip()
+    if line.startswith("host: "):
+        return "Trainer setting: " + line.removeprefix("host: ")
+    if text.startswith("float32 "):
+        return "Trainer probe: " + text
+    if text.startswith("rsum "):
+        return "Evaluator rsum: " + text.split()[1]
+    return line
+
+
 def pipeline_command(data: pathlib.Path, work: pathlib.Path, extra: list[str],
                      overrides: list[str]) -> list[str]:
     """The ``python -m pipeline run`` command line on a pipeline root under ``work``."""
@@ -96,12 +112,12 @@ def main(argv: list[str] | None = None) -> dict:
           f"{host['matmul_gflops']} GFLOP/s (wall, median), load {host['load']} before the run")
     print(f"{harness.machine_line()} after the run")
     print(f"data: {'300-image slice, 1 epoch' if args.quick else data}")
-    print(f"wall {result['seconds']:.0f} s, peak RSS {result['peak_gib']:.2f} GiB")
+    print(f"wall: {result['seconds']:.0f} s, peak RSS {result['peak_gib']:.2f} GiB")
     for name, seconds in components.items():
-        print(f"  {name:<26} {'-' if seconds is None else f'{seconds:7.1f} s'}")
+        print(f"{name}: {'not run' if seconds is None else f'{seconds:.1f} s'}")
     for line in result["output"].splitlines():
         if RESULT_LINE.match(line):
-            print(line)
+            print(labelled(line))
     return {**result, "components": components, "host": host}
 
 

@@ -1,6 +1,6 @@
 """The pipeline benchmark reads per-component times and results from the run summary."""
 
-from benchmarks import bench_pipeline
+from benchmarks import bench_pipeline, results_page
 
 SUMMARY = """\
 host: 310 GFLOP/s (>= 150): MiniLM with the top 1 layer(s) fine-tuned, as configured
@@ -44,3 +44,18 @@ def test_overrides_reach_the_run_as_one_set_flag(tmp_path):
                            "--serving-dir", str(tmp_path / "serving"), "--epochs", "1",
                            "--set", "trainer.text_tower=mean", "trainer.batch_size=256"]
     assert "--set" not in bench_pipeline.pipeline_command(tmp_path, tmp_path, [], [])
+
+
+def test_result_lines_become_labelled_rows_of_the_results_page():
+    lines = [bench_pipeline.labelled(line) for line in SUMMARY.splitlines()
+             if bench_pipeline.RESULT_LINE.match(line)]
+    entry = results_page.summary_entry("bench_pipeline", lines, "cmd", {}, "d", "c")
+    assert entry["rows"] == [
+        ["Trainer setting", "310 GFLOP/s (>= 150): MiniLM with the top 1 layer(s) fine-tuned, "
+                            "as configured"],
+        ["Trainer probe", "float32 4096² matmul 310 GFLOP/s on the cores' time "
+                          "(160 wall-clock, load 3.1)"],
+        ["epoch 1 (0.201 s/step) eval", "i2t_r1=40.1 rsum=270.2"],
+        ["Evaluator rsum", "249.70"],
+        ["blessing", "BLESSED"],
+        ["pushed", "version 17 -> /tmp/serving/xmodal/17"]]
