@@ -28,6 +28,8 @@ BOUND_KEYS = ("lower", "upper")
 _STR_FIELDS = ("pipeline_name", "pipeline_root", "serving_dir", "model_name")
 _OPTIONAL_STR_FIELDS = ("data_dir", "images_dir", "metadata_path")
 _MAPPING_FIELDS = ("dataset", "transform", "trainer", "eval")
+# The image featurizer's backends (components/image_featurizer/config.py: TFLITE, TF).
+IMAGE_BACKENDS = ("tflite", "tf")
 # Where the component config classes name a field in their messages ("TrainerConfig.margin=...").
 _FIELD_IN_MESSAGE = re.compile(r"(?:Trainer|Transform)Config\.(\w+)")
 
@@ -75,6 +77,9 @@ class PipelineConfig:
       dataset: explicit overrides of what layout detection finds (keys of the ExampleGen's
         ``DatasetSpec``, e.g. ``format``, ``captions``).
       images_dir: a folder of images to featurize in front of ExampleGen (instead of features).
+      images_backend: how ``images_dir`` is featurized: ``tflite`` (the quantized interpreter,
+        the recipe of the shipped features) or ``tf`` (the float graph that the served
+        ``embed_image_bytes`` runs, so training and serving features are the same numbers).
       pipeline_root: where TFX writes artifacts.
       metadata_path: ML Metadata SQLite file; defaults to ``<pipeline_root>/metadata.db``.
       serving_dir: TF Serving model base directory that the Pusher writes to.
@@ -93,6 +98,7 @@ class PipelineConfig:
     data_dir: str | None = None
     dataset: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     images_dir: str | None = None
+    images_backend: str = "tflite"
     pipeline_root: str = "runs/tfx_root"
     metadata_path: str | None = None
     serving_dir: str = "runs/serving"
@@ -222,6 +228,9 @@ def _check_top_level(values: Mapping[str, Any], source: str) -> None:
     for name in _OPTIONAL_STR_FIELDS:
         if values.get(name) is not None and not isinstance(values[name], str):
             raise ConfigError(source, name, f"must be a string, got {values[name]!r}")
+    if values.get("images_backend", "tflite") not in IMAGE_BACKENDS:
+        raise ConfigError(source, "images_backend", f"must be one of {list(IMAGE_BACKENDS)}, "
+                          f"got {values['images_backend']!r}")
     if "enable_cache" in values and not isinstance(values["enable_cache"], bool):
         raise ConfigError(source, "enable_cache", f"must be true or false, got "
                           f"{values['enable_cache']!r}")

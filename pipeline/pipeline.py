@@ -98,9 +98,12 @@ def _data_nodes(config, dataset, input_base, images_fingerprint) -> dict:
     image_features = None
     if config.images_dir:
         from components.image_featurizer.component import ImageFeaturizer
+        from components.image_featurizer.config import MOBILENET_V2_TF, MOBILENET_V2_TFLITE
 
+        backbone = MOBILENET_V2_TF if config.images_backend == "tf" else MOBILENET_V2_TFLITE
         nodes["featurizer"] = ImageFeaturizer(
-            images_dir=config.images_dir, images_fingerprint=images_fingerprint
+            images_dir=config.images_dir, images_fingerprint=images_fingerprint,
+            backbone=backbone,
         ).with_id("ImageFeaturizer")
         image_features = nodes["featurizer"].outputs["image_features"]
     example_gen = make_caption_example_gen(input_base, dataset, image_features).with_id(

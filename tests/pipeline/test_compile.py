@@ -186,6 +186,15 @@ def test_image_features_reach_example_gen_as_an_artifact(flickr8k_dir, tmp_path,
     assert "ImageFeaturizer" in _tasks(spec)["CaptionExampleGen"]["dependentTasks"]
 
 
+@pytest.mark.parametrize("backend", ["tflite", "tf"])
+def test_images_backend_picks_the_featurizer_backbone(flickr8k_dir, tmp_path, no_cloud, backend):
+    data = write_flickr_slice(flickr8k_dir, tmp_path / "data", n_train=20, n_eval=5)
+    config = _config(data, images_dir="gs://xmodal-test-bucket/images", images_backend=backend)
+    spec = _compile(config, tmp_path / "spec.json", target="kubeflow")
+    value = _tasks(spec)["ImageFeaturizer"]["inputs"]["parameters"]["backbone"]["runtimeValue"]
+    assert json.loads(value["constantValue"]["stringValue"])["kind"] == backend
+
+
 VERTEX_TRAINING = ["trainer.workers=4", "trainer.machine_type=n1-standard-16",
                    "trainer.accelerator=NVIDIA_TESLA_T4:1"]
 

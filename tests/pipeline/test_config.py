@@ -129,6 +129,15 @@ def test_eval_values_are_type_checked_at_load(eval_section, key, message):
         config_lib.from_dict({"eval": eval_section})
 
 
+def test_images_backend_is_one_of_the_featurizer_backends():
+    assert config_lib.from_dict({"images_backend": "tf"}).images_backend == "tf"
+    assert config_lib.from_dict({}).images_backend == "tflite"
+    with pytest.raises(config_lib.ConfigError,
+                       match=r"<dict>: images_backend: must be one of \['tflite', 'tf'\], "
+                             r"got 'keras'"):
+        config_lib.from_dict({"images_backend": "keras"})
+
+
 def test_eval_bounds_become_floats():
     cfg = config_lib.from_dict({"eval": {"rsum_lower_bound": 50,
                                          "metric_bounds": {"t2i_medr": {"upper": 20}}}})
