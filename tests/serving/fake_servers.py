@@ -4,7 +4,9 @@ import base64
 import json
 import threading
 import time
+from collections.abc import Iterator
 from concurrent import futures
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import grpc
@@ -16,8 +18,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from serving.client import LocalBackend
-from serving.retry import ServingError
+from serving.client import GrpcBackend, LocalBackend, RestBackend
+from serving.retry import RetryPolicy, ServingError
 from trainer import features
 
 OUTPUT_OF = {
@@ -131,3 +133,25 @@ def start_grpc(script: Script) -> tuple[grpc.Server, str]:
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     return server, f"127.0.0.1:{port}"
+
+
+@contextmanager
+def serving(kind: str, local: LocalBackend, feature_dim: int, timeout_s: float,
+            retry: RetryPolicy) -> Iterator[tuple[Script, RestBackend | GrpcBackend]]:
+    """A fake TF Serving (``kind``: ``rest`` or ``grpc``) over ``local`` and a client backend of
+    it; both are stopped on exit."""
+    script = Script(local, feature_dim)
+    if kind == "rest":
+        server, url = start_rest(script)
+        try:
+            yield script, RestBackend(url, "toy", timeout_s=timeout_s, retry=retry)
+        finally:
+            server.shutdown()
+        return
+    server, target = start_grpc(script)
+    backend = GrpcBackend(target, "toy", timeout_s=timeout_s, retry=retry)
+    try:
+        yield script, backend
+    finally:
+        backend.close()
+        server.stop(0)

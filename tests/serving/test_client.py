@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from serving.client import EmbeddingClient, GrpcBackend, LocalBackend, RestBackend
+from serving.client import EmbeddingClient, LocalBackend, RestBackend
 from serving.retry import (
     RetryPolicy,
     ServingError,
@@ -9,7 +9,7 @@ from serving.retry import (
     ServingUnavailableError,
 )
 from tests.serving.conftest import FEATURE_DIM
-from tests.serving.fake_servers import Script, start_grpc, start_rest
+from tests.serving.fake_servers import serving
 
 FAST_RETRY = RetryPolicy(max_attempts=3, initial_backoff_s=0.01, max_backoff_s=0.02)
 CAPTIONS = ["a dog runs on the beach", "  a cat ", "zzz qqq", "two girls", "A DOG!"]
@@ -22,18 +22,8 @@ def local(toy_model_dir):
 
 @pytest.fixture(params=["rest", "grpc"])
 def remote(request, local):
-    script = Script(local, FEATURE_DIM)
-    if request.param == "rest":
-        server, url = start_rest(script)
-        backend = RestBackend(url, "toy", timeout_s=2.0, retry=FAST_RETRY)
+    with serving(request.param, local, FEATURE_DIM, 2.0, FAST_RETRY) as (script, backend):
         yield request.param, script, backend
-        server.shutdown()
-    else:
-        server, target = start_grpc(script)
-        backend = GrpcBackend(target, "toy", timeout_s=2.0, retry=FAST_RETRY)
-        yield request.param, script, backend
-        backend.close()
-        server.stop(0)
 
 
 def _images(n: int) -> np.ndarray:

@@ -8,10 +8,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from serving.client import EmbeddingClient, GrpcBackend, LocalBackend, RestBackend
+from serving.client import EmbeddingClient, LocalBackend
 from serving.retry import RetryPolicy, ServingError
 from tests import images
-from tests.serving.fake_servers import Script, start_grpc, start_rest
+from tests.serving.fake_servers import serving
 from tests.trainer.tiny_tflite import FEATURE_DIM
 
 FAST_RETRY = RetryPolicy(max_attempts=2, initial_backoff_s=0.01, max_backoff_s=0.02)
@@ -24,17 +24,8 @@ def local(bytes_model_dir):
 
 @pytest.fixture(params=["rest", "grpc"])
 def remote(request, local):
-    script = Script(local, FEATURE_DIM)
-    if request.param == "rest":
-        server, url = start_rest(script)
-        yield request.param, script, RestBackend(url, "toy", timeout_s=5.0, retry=FAST_RETRY)
-        server.shutdown()
-    else:
-        server, target = start_grpc(script)
-        backend = GrpcBackend(target, "toy", timeout_s=5.0, retry=FAST_RETRY)
+    with serving(request.param, local, FEATURE_DIM, 5.0, FAST_RETRY) as (script, backend):
         yield request.param, script, backend
-        backend.close()
-        server.stop(0)
 
 
 def test_request_bodies_are_b64_over_rest_and_dt_string_over_grpc(remote, local, tmp_path):
