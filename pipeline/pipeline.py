@@ -129,19 +129,20 @@ def _model_nodes(config: PipelineConfig, data: dict, retraining: bool, images_di
     ``images_dir`` (or "") is where the report finds the images of its qualitative panel;
     ``training_job``: as in ``create_pipeline``.
     """
-    from components.eval_report.component import EvalReportComponent
-    from components.evaluator import Evaluator
-    from components.relevance.component import Relevance
-    from components.retrieval_metrics.eval_config import build_eval_config
-    from components.tf_serving_pusher.component import TFServingPusher
     from pipeline.defaults import component_configs
 
-    examples = data["example_gen"].outputs["examples"]
-    schema = data["schema_gen"].outputs["schema"]
     sections = component_configs(config.transform, config.trainer)
-    nodes: dict[str, Any] = {}
+    nodes = _training_nodes(data, sections, retraining, training_job)
+    nodes.update(_evaluation_nodes(config, data, nodes, images_dir))
+    return nodes
+
+
+def _training_nodes(data: dict, sections, retraining: bool,
+                    training_job: Mapping[str, Any] | None) -> dict:
+    """Transform, the latest blessed model (the baseline), and the Trainer."""
+    schema = data["schema_gen"].outputs["schema"]
     transform = tfx.components.Transform(
-        examples=examples,
+        examples=data["example_gen"].outputs["examples"],
         schema=schema,
         preprocessing_fn=PREPROCESSING_FN,
         custom_config=sections.transform,
@@ -155,31 +156,45 @@ def _model_nodes(config: PipelineConfig, data: dict, retraining: bool, images_di
         ),
     )
     transform.add_upstream_node(data["anomalies_gate"])
-    nodes["transform"] = transform
-    nodes["latest_blessed_model"] = tfx.dsl.Resolver(
+    baseline = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("latest_blessed_model")
-    baseline = nodes["latest_blessed_model"].outputs["model"]
     trainer = (tfx.components.Trainer if training_job is None
                else tfx.extensions.google_cloud_ai_platform.Trainer)
-    nodes["trainer"] = trainer(
-        run_fn=RUN_FN,
-        examples=transform.outputs["transformed_examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        schema=schema,
-        base_model=baseline if retraining else None,
-        custom_config={**sections.trainer, **(training_job or {})},
-    )
+    return {
+        "transform": transform,
+        "latest_blessed_model": baseline,
+        "trainer": trainer(
+            run_fn=RUN_FN,
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema,
+            base_model=baseline.outputs["model"] if retraining else None,
+            custom_config={**sections.trainer, **(training_job or {})},
+        ),
+    }
+
+
+def _evaluation_nodes(config: PipelineConfig, data: dict, nodes: dict, images_dir: str) -> dict:
+    """RelevanceGen, the Evaluator (against the baseline), EvalReport and the Pusher."""
+    from components.eval_report.component import EvalReportComponent
+    from components.evaluator import Evaluator
+    from components.relevance.component import Relevance
+    from components.retrieval_metrics.eval_config import build_eval_config
+    from components.tf_serving_pusher.component import TFServingPusher
+
+    examples = data["example_gen"].outputs["examples"]
     model = nodes["trainer"].outputs["model"]
+    baseline = nodes["latest_blessed_model"].outputs["model"]
     # TFX caching keys on the Examples artifact, so an unchanged dataset is not scored again.
-    nodes["relevance"] = Relevance(examples=examples).with_id("RelevanceGen")
-    nodes["evaluator"] = Evaluator(
+    relevance = Relevance(examples=examples).with_id("RelevanceGen")
+    evaluator = Evaluator(
         examples=examples,
         model=model,
         baseline_model=baseline,
-        relevance=nodes["relevance"].outputs["relevance"],
+        relevance=relevance.outputs["relevance"],
         example_splits=["eval"],
         eval_config=build_eval_config(
             rsum_lower_bound=config.eval.rsum_lower_bound,
@@ -187,18 +202,13 @@ def _model_nodes(config: PipelineConfig, data: dict, retraining: bool, images_di
             metric_bounds={k: dict(v) for k, v in config.eval.metric_bounds.items()},
         ),
     )
-    nodes["eval_report"] = EvalReportComponent(
-        evaluation=nodes["evaluator"].outputs["evaluation"],
-        model=model,
-        baseline_model=baseline,
-        examples=examples,
-        images_dir=images_dir,
+    report = EvalReportComponent(
+        evaluation=evaluator.outputs["evaluation"], model=model, baseline_model=baseline,
+        examples=examples, images_dir=images_dir,
     ).with_id("EvalReport")
-    nodes["pusher"] = TFServingPusher(
-        model=model,
-        model_blessing=nodes["evaluator"].outputs["blessing"],
-        examples=examples,
-        serving_dir=config.serving_dir,
-        model_name=config.model_name,
+    pusher = TFServingPusher(
+        model=model, model_blessing=evaluator.outputs["blessing"], examples=examples,
+        serving_dir=config.serving_dir, model_name=config.model_name,
     ).with_id("Pusher")
-    return nodes
+    return {"relevance": relevance, "evaluator": evaluator, "eval_report": report,
+            "pusher": pusher}
