@@ -12,7 +12,6 @@ it as on memory rows; the mining modes that score every training row need ``memo
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -22,7 +21,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from trainer import data, features
+from trainer import data, distribute, features
 from trainer.config import MEMORY_MINING_MODES, TrainerConfig
 
 # Memory mode parses every example before it deduplicates the images: the parsed batches and
@@ -35,31 +34,22 @@ GIB = 2.0**30
 
 
 def worker_shard(environ: Mapping[str, str] = os.environ) -> tuple[int, int]:
-    """(number of workers, this worker's index) from ``TF_CONFIG``; (1, 0) without one.
+    """(number of workers, this worker's index) from ``TF_CONFIG``; (1, 0) without a cluster.
 
     The workers are the cluster's ``chief`` then its ``worker`` tasks, in the order that
     ``MultiWorkerMirroredStrategy`` numbers them.
 
     Raises:
-        ValueError: ``TF_CONFIG`` is not JSON with a ``cluster`` and a chief/worker ``task``.
+        ValueError: ``TF_CONFIG`` is malformed (``distribute.parse_tf_config`` names the key).
 
     """
-    raw = environ.get("TF_CONFIG")
-    if not raw:
+    tf_config = distribute.parse_tf_config(environ.get("TF_CONFIG"))
+    if tf_config is None:
         return 1, 0
-    try:
-        tf_config = json.loads(raw)
-        chiefs = list(tf_config["cluster"].get("chief", []))
-        workers = list(tf_config["cluster"].get("worker", []))
-        task_type, index = tf_config["task"]["type"], int(tf_config["task"]["index"])
-    except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise ValueError(f"TF_CONFIG is malformed ({error!r}): {raw!r}") from error
-    offset = {"chief": 0, "worker": len(chiefs)}.get(task_type)
-    tasks = {"chief": chiefs, "worker": workers}.get(task_type, [])
-    if offset is None or not 0 <= index < len(tasks):
-        raise ValueError(f"TF_CONFIG task {task_type!r} {index} is not a chief or worker of "
-                         f"its cluster: {raw!r}")
-    return len(chiefs) + len(workers), offset + index
+    cluster, task = tf_config["cluster"], tf_config["task"]
+    chiefs = len(cluster.get("chief", []))
+    offset = 0 if task["type"] == "chief" else chiefs
+    return chiefs + len(cluster.get("worker", [])), offset + task["index"]
 
 
 def stream_spec(transformed_spec: Mapping[str, tf.io.FixedLenFeature],
