@@ -2,7 +2,10 @@
 
 A split becomes one row per caption (the text tower's inputs, the caption's image index) plus a
 deduplicated image table, so that every image is encoded once per bank refresh or evaluation and
-global mining can index images and captions directly. Memory: ``4 * D * N_images`` bytes of image
+global mining can index images and captions directly. Rows are ordered by caption id, not by
+file order: ExampleGen's Beam writers need not write a split's records in the same order twice,
+and the seeded shuffle permutes row numbers, so only a fixed order makes a seeded run repeat
+itself. Memory: ``4 * D * N_images`` bytes of image
 features plus the text inputs (``8 * L * N_captions`` for tokens); Flickr30K-sized splits fit
 comfortably.
 """
@@ -27,10 +30,10 @@ class SplitTables:
 
     Attributes:
         image_features: [N_i, D] float32 transformed image features, one row per image.
-        image_ids: [N_i] bytes image ids, in order of first appearance.
+        image_ids: [N_i] bytes image ids, in order of their first caption.
         text: text-tower inputs, key -> [N_c, ...] array, one row per caption.
         text_image_index: [N_c] int64 row of each caption's image in ``image_features``.
-        caption_ids: [N_c] bytes caption ids.
+        caption_ids: [N_c] bytes caption ids, ascending.
 
     """
 
@@ -115,12 +118,14 @@ def load_split(file_patterns: Sequence[str] | str, tf_transform_output: tft.TFTr
         text_keys: transformed features that the text tower reads.
 
     Returns:
-        The split's tables.
+        The split's tables, one row per caption in ascending caption id.
 
     """
     keys = [features.IMAGE_ID_KEY, features.CAPTION_ID_KEY, features.IMAGE_FEATURES_XF,
             *text_keys]
     arrays = read_transformed(file_patterns, tf_transform_output, keys)
+    order = np.argsort(arrays[features.CAPTION_ID_KEY].reshape(-1), kind="stable")
+    arrays = {key: value[order] for key, value in arrays.items()}
     image_ids = arrays[features.IMAGE_ID_KEY].reshape(-1)
     table, unique_ids, index = _dedupe_images(
         image_ids, arrays[features.IMAGE_FEATURES_XF].astype(np.float32))

@@ -165,7 +165,11 @@ def _towers(cfg, output):
 
 @pytest.mark.parametrize("loss", ["fhn", "sh"])
 def test_a_streamed_batch_trains_as_the_same_memory_rows(transformed, loss):  # noqa: F811
-    """Same pairs in the same order: the same losses over two steps (so the same updates)."""
+    """Same pairs in the same order: the same losses over two steps (so the same updates).
+
+    The memory table orders rows by caption id, so the memory step takes the rows of the
+    streamed batch's caption ids.
+    """
     cfg = TrainerConfig(text_tower="mean", embedding_dim=16, word_dim=8, batch_size=8,
                         learning_rate=1e-2, loss=loss)
     output = transformed.tf_transform_output()
@@ -175,8 +179,10 @@ def test_a_streamed_batch_trains_as_the_same_memory_rows(transformed, loss):  # 
     spec = stream_input.stream_spec(output.transformed_feature_spec(), TEXT_KEYS)
     records = tf.data.TFRecordDataset(data.matching_files(transformed.train_pattern), "GZIP")
     parsed = records.batch(8).map(lambda r: tf.io.parse_example(r, spec))
-    for start, examples in zip((0, 8), parsed, strict=False):
-        expected = memory.train_step(tf.range(start, start + 8, dtype=tf.int64))
+    row_of = {caption_id: row for row, caption_id in enumerate(table.caption_ids.tolist())}
+    for _, examples in zip(range(2), parsed, strict=False):
+        ids = examples[features.CAPTION_ID_KEY].numpy().reshape(-1).tolist()
+        expected = memory.train_step(tf.constant([row_of[i] for i in ids], tf.int64))
         got = stream.train_step(examples)
         for name, value in expected.items():
             np.testing.assert_allclose(got[name], value, rtol=1e-5, err_msg=name)

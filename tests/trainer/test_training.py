@@ -35,6 +35,24 @@ def test_tables_dedupe_images(transformed):  # noqa: F811
     assert evaluation.image_ids.tolist() == [f"eval{i}.jpg".encode() for i in range(8)]
 
 
+def test_tables_do_not_depend_on_the_order_of_the_records(transformed, tmp_path):  # noqa: F811
+    output = transformed.tf_transform_output()
+    records = list(tf.data.TFRecordDataset(data.matching_files(transformed.train_pattern),
+                                           compression_type="GZIP").as_numpy_iterator())
+    shuffled = [records[i] for i in np.random.default_rng(3).permutation(len(records))]
+    for name, part in (("b", shuffled[:20]), ("a", shuffled[20:])):
+        with tf.io.TFRecordWriter(str(tmp_path / name), "GZIP") as writer:
+            for record in part:
+                writer.write(record)
+    in_files = data.load_split(transformed.train_pattern, output, TEXT_KEYS)
+    reordered = data.load_split(str(tmp_path / "*"), output, TEXT_KEYS)
+    assert sorted(in_files.caption_ids.tolist()) == in_files.caption_ids.tolist()
+    for field in ("image_features", "image_ids", "text_image_index", "caption_ids"):
+        np.testing.assert_array_equal(getattr(reordered, field), getattr(in_files, field))
+    for key in TEXT_KEYS:
+        np.testing.assert_array_equal(reordered.text[key], in_files.text[key])
+
+
 @pytest.mark.parametrize("loss,mining,refresh_steps",
                          [("fhn", "in_batch", 1), ("hn", "global", 1), ("fhn", "global", 4)])
 def test_train_learns_and_keeps_the_best_epoch(transformed, tmp_path, loss, mining,  # noqa: F811
