@@ -241,27 +241,37 @@ class EmbeddingClient:
             self._feature_dim = shape[-1] if len(shape) == 2 else None
         return self._feature_dim
 
-    def _batched(self, signature: str, input_name: str, output: str,
-                 values: np.ndarray) -> np.ndarray:
-        """Runs ``signature`` over ``values`` [N, ...] in batches; returns [N, d]."""
-        parts = [
-            self.backend.predict(signature, {input_name: values[i:i + self.batch_size]},
-                                 (output,))[output]
-            for i in range(0, len(values), self.batch_size)
-        ]
+    def _batched(self, signature: str, input_name: str, output: str, values: np.ndarray,
+                 items: str) -> np.ndarray:
+        """Runs ``signature`` over ``values`` [N, ...] in batches; returns [N, d].
+
+        Raises:
+            ServingError: a request failed; the message starts with the request's ``items``
+                range (``images[2:4] (one request): ...``), since the server's error may name
+                none (the image decoder's does not).
+
+        """
+        parts = []
+        for start in range(0, len(values), self.batch_size):
+            stop = min(start + self.batch_size, len(values))
+            try:
+                parts.append(self.backend.predict(
+                    signature, {input_name: values[start:stop]}, (output,))[output])
+            except ServingError as err:
+                raise type(err)(f"{items}[{start}:{stop}] (one request): {err}") from err
         return np.concatenate(parts, axis=0)
 
     def embed_text(self, captions: Sequence[str]) -> np.ndarray:
         """Embeds raw captions [N] into L2-normalized rows [N, d] (``embed_text``)."""
         values = validate_captions(captions)
         return self._batched(features.EMBED_TEXT_SIGNATURE, _CAPTION_INPUT,
-                             features.TEXT_EMBEDDING_OUTPUT, values)
+                             features.TEXT_EMBEDDING_OUTPUT, values, "captions")
 
     def embed_image(self, image_features: np.ndarray) -> np.ndarray:
         """Embeds image features [N, D] into L2-normalized rows [N, d] (``embed_image``)."""
         values = validate_image_features(image_features, self.feature_dim)
         return self._batched(features.EMBED_IMAGE_SIGNATURE, _IMAGE_INPUT,
-                             features.IMAGE_EMBEDDING_OUTPUT, values)
+                             features.IMAGE_EMBEDDING_OUTPUT, values, "image_features")
 
     def embed_images(self, images: Sequence[ImageSource]) -> np.ndarray:
         """Embeds encoded images [N] into L2-normalized rows [N, d] (``embed_image_bytes``).
@@ -279,13 +289,5 @@ class EmbeddingClient:
 
         """
         values = validate_images(images, self.max_image_bytes)
-        parts = []
-        for start in range(0, len(values), self.batch_size):
-            stop = min(start + self.batch_size, len(values))
-            try:
-                parts.append(self.backend.predict(
-                    features.EMBED_IMAGE_BYTES_SIGNATURE, {_IMAGE_BYTES_INPUT: values[start:stop]},
-                    (features.IMAGE_EMBEDDING_OUTPUT,))[features.IMAGE_EMBEDDING_OUTPUT])
-            except ServingError as err:
-                raise type(err)(f"images[{start}:{stop}] (one request): {err}") from err
-        return np.concatenate(parts, axis=0)
+        return self._batched(features.EMBED_IMAGE_BYTES_SIGNATURE, _IMAGE_BYTES_INPUT,
+                             features.IMAGE_EMBEDDING_OUTPUT, values, "images")
