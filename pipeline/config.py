@@ -28,7 +28,8 @@ BOUND_KEYS = ("lower", "upper")
 _STR_FIELDS = ("pipeline_name", "pipeline_root", "serving_dir", "model_name")
 _OPTIONAL_STR_FIELDS = ("data_dir", "images_dir", "metadata_path")
 _MAPPING_FIELDS = ("dataset", "transform", "trainer", "eval")
-# The image featurizer's backends (components/image_featurizer/config.py: TFLITE, TF).
+# The image featurizer's backends (components/image_featurizer/config.py: TFLITE, TF), named
+# here because importing that package imports Beam, and configuration is checked before that.
 IMAGE_BACKENDS = ("tflite", "tf")
 # Where the component config classes name a field in their messages ("TrainerConfig.margin=...").
 _FIELD_IN_MESSAGE = re.compile(r"(?:Trainer|Transform)Config\.(\w+)")

@@ -97,10 +97,11 @@ def _data_nodes(config, dataset, input_base, images_fingerprint) -> dict:
     nodes: dict[str, Any] = {}
     image_features = None
     if config.images_dir:
+        from components.image_featurizer import config as featurizer
         from components.image_featurizer.component import ImageFeaturizer
-        from components.image_featurizer.config import MOBILENET_V2_TF, MOBILENET_V2_TFLITE
 
-        backbone = MOBILENET_V2_TF if config.images_backend == "tf" else MOBILENET_V2_TFLITE
+        backbone = {featurizer.TF: featurizer.MOBILENET_V2_TF,
+                    featurizer.TFLITE: featurizer.MOBILENET_V2_TFLITE}[config.images_backend]
         nodes["featurizer"] = ImageFeaturizer(
             images_dir=config.images_dir, images_fingerprint=images_fingerprint,
             backbone=backbone,

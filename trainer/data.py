@@ -5,9 +5,8 @@ deduplicated image table, so that every image is encoded once per bank refresh o
 global mining can index images and captions directly. Rows are ordered by caption id, not by
 file order: ExampleGen's Beam writers need not write a split's records in the same order twice,
 and the seeded shuffle permutes row numbers, so only a fixed order makes a seeded run repeat
-itself. Memory: ``4 * D * N_images`` bytes of image
-features plus the text inputs (``8 * L * N_captions`` for tokens); Flickr30K-sized splits fit
-comfortably.
+itself. Memory: ``4 * D * N_images`` bytes of image features plus the text inputs
+(``8 * L * N_captions`` for tokens); Flickr30K-sized splits fit comfortably.
 """
 
 from __future__ import annotations
