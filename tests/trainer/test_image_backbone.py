@@ -13,12 +13,6 @@ from tests.trainer.tiny_tflite import FEATURE_DIM, IMAGE_SIZE, tiny_tflite_path
 from trainer import image_backbone, tflite_graph
 
 
-def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **kwargs)
-    return buffer.getvalue()
-
-
 def _photo(size=(IMAGE_SIZE, IMAGE_SIZE), seed=0) -> Image.Image:
     rng = np.random.default_rng(seed)
     gradient = np.linspace(0, 255, size[0] * size[1] * 3).reshape(size[1], size[0], 3)
@@ -54,14 +48,14 @@ def test_features_track_the_tflite_interpreter_within_a_few_quantization_steps(t
     interpreter.allocate_tensors()
     source = interpreter.get_input_details()[0]
     target = interpreter.get_output_details()[0]
-    images = [_encode(_photo(seed=seed), "PNG") for seed in range(4)]
+    encoded = [images.encode(_photo(seed=seed), "PNG") for seed in range(4)]
     expected = []
-    for data in images:
+    for data in encoded:
         pixels = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))[np.newaxis]
         interpreter.set_tensor(source["index"], pixels)
         interpreter.invoke()
         expected.append(interpreter.get_tensor(target["index"])[0])
-    got = tiny(tf.constant(images)).numpy()
+    got = tiny(tf.constant(encoded)).numpy()
     assert got.shape == (4, FEATURE_DIM) and tiny.feature_dim == FEATURE_DIM
     step = 0.006623  # the pool tensor's scale
     np.testing.assert_allclose(got, np.asarray(expected), atol=4 * step)
@@ -69,14 +63,14 @@ def test_features_track_the_tflite_interpreter_within_a_few_quantization_steps(t
 
 def test_jpeg_pixels_are_pil_pixels_and_grayscale_alpha_become_rgb(tiny):
     photo = _photo()
-    jpeg = _encode(photo, "JPEG", quality=90)
+    jpeg = images.encode(photo, "JPEG", quality=90)
     gray = Image.fromarray(np.arange(IMAGE_SIZE * IMAGE_SIZE, dtype=np.uint8).reshape(
         IMAGE_SIZE, IMAGE_SIZE))
     rgba = np.zeros((IMAGE_SIZE, IMAGE_SIZE, 4), np.uint8)
     rgba[..., 0] = 200
     rgba[:, : IMAGE_SIZE // 2, 3] = 255  # left half opaque red, right half transparent
     decoded = tiny.decode(tf.constant(
-        [jpeg, _encode(gray, "PNG"), _encode(Image.fromarray(rgba), "PNG")])).numpy()
+        [jpeg, images.encode(gray, "PNG"), images.encode(Image.fromarray(rgba), "PNG")])).numpy()
     np.testing.assert_array_equal(decoded[0], np.asarray(Image.open(io.BytesIO(jpeg))))
     np.testing.assert_array_equal(decoded[1], np.repeat(np.asarray(gray)[..., None], 3, -1))
     np.testing.assert_array_equal(decoded[2][0, 0], [200, 0, 0])
@@ -84,7 +78,7 @@ def test_jpeg_pixels_are_pil_pixels_and_grayscale_alpha_become_rgb(tiny):
 
 
 def test_other_sizes_are_resized_to_the_input_size(tiny):
-    big = _encode(_photo((40, 24)), "PNG")
+    big = images.encode(_photo((40, 24)), "PNG")
     decoded = tiny.decode(tf.constant([big])).numpy()
     assert decoded.shape == (1, IMAGE_SIZE, IMAGE_SIZE, 3)
     assert np.array_equal(decoded, np.round(decoded)) and decoded.max() <= 255
@@ -101,7 +95,7 @@ def test_other_sizes_are_resized_to_the_input_size(tiny):
     (images.truncated_jpeg(), "image 1 is a truncated JPEG (no end-of-image marker)"),
 ])
 def test_bad_bytes_raise_invalid_argument_naming_the_item(tiny, bad, message):
-    good = _encode(_photo(), "PNG")
+    good = images.encode(_photo(), "PNG")
     with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
         tiny(tf.constant([good, bad]))
 

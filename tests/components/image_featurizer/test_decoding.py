@@ -1,6 +1,5 @@
 """Decode policy, fingerprint and backbone config of the image featurizer (no TensorFlow)."""
 
-import io
 import os
 
 import numpy as np
@@ -10,19 +9,14 @@ from PIL import Image
 from components.image_featurizer import decoding
 from components.image_featurizer.config import BackboneConfig
 from components.image_featurizer.sources import images_fingerprint, list_image_files
+from tests import images
 
 SIZE = (4, 6)  # (height, width)
 
 
-def _encode(image: Image.Image, fmt: str = "PNG") -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt)
-    return buffer.getvalue()
-
-
 def test_rgb_at_target_size_is_passed_through_exactly():
     pixels = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
-    decoded = decoding.decode_image(_encode(Image.fromarray(pixels)), "a.png", SIZE)
+    decoded = decoding.decode_image(images.encode(Image.fromarray(pixels), "PNG"), "a.png", SIZE)
     np.testing.assert_array_equal(decoded.pixels, pixels)
     assert decoded.converted_from == ""
     assert decoded.original_size == (6, 4)
@@ -45,7 +39,7 @@ def test_rgb_at_target_size_is_passed_through_exactly():
 def test_modes_are_converted_to_rgb(mode, value, expected_rgb):
     image = Image.new(mode, (6, 4), value)
     fmt = "TIFF" if mode == "CMYK" else "PNG"
-    decoded = decoding.decode_image(_encode(image, fmt), "x", SIZE)
+    decoded = decoding.decode_image(images.encode(image, fmt), "x", SIZE)
     assert decoded.pixels.shape == (4, 6, 3)
     assert decoded.pixels.dtype == np.uint8
     np.testing.assert_array_equal(decoded.pixels[0, 0], expected_rgb)
@@ -56,13 +50,13 @@ def test_palette_transparency_is_composited_over_white():
     image = Image.new("P", (6, 4), 0)
     image.putpalette([200, 0, 0] + [0, 0, 200] * 255)
     image.info["transparency"] = 0
-    decoded = decoding.decode_image(_encode(image), "p.png", SIZE)
+    decoded = decoding.decode_image(images.encode(image, "PNG"), "p.png", SIZE)
     np.testing.assert_array_equal(decoded.pixels[0, 0], (255, 255, 255))
 
 
 def test_other_sizes_are_resized_without_crop():
     image = Image.new("RGB", (60, 10), (30, 60, 90))
-    decoded = decoding.decode_image(_encode(image), "wide.png", SIZE)
+    decoded = decoding.decode_image(images.encode(image, "PNG"), "wide.png", SIZE)
     assert decoded.pixels.shape == (4, 6, 3)
     np.testing.assert_array_equal(decoded.pixels, np.full((4, 6, 3), (30, 60, 90)))
     assert decoded.original_size == (60, 10)
@@ -77,7 +71,7 @@ def test_non_image_is_skipped_as_not_an_image():
 
 def test_truncated_jpeg_is_skipped_as_corrupt():
     noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
-    data = _encode(Image.fromarray(noise), "JPEG")
+    data = images.encode(Image.fromarray(noise), "JPEG")
     with pytest.raises(decoding.ImageSkipped) as caught:
         decoding.decode_image(data[: len(data) // 2], "cut.jpg", SIZE)
     assert caught.value.reason == decoding.CORRUPT
@@ -91,7 +85,7 @@ def test_broken_jpeg_header_is_skipped_as_corrupt():
 
 
 def test_image_over_max_pixels_is_skipped_before_decoding():
-    data = _encode(Image.new("RGB", (11, 10)))
+    data = images.encode(Image.new("RGB", (11, 10)), "PNG")
     with pytest.raises(decoding.ImageSkipped) as caught:
         decoding.decode_image(data, "big.png", SIZE, max_pixels=109)
     assert caught.value.reason == decoding.TOO_LARGE

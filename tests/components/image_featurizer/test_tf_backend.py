@@ -1,11 +1,9 @@
 """The featurizer's ``tf`` backend: the served encoder's backbone, same numbers (skips:
 ``test_bad_inputs``)."""
 
-import io
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from components.image_featurizer import outputs
 from components.image_featurizer.config import TF, BackboneConfig
@@ -13,25 +11,15 @@ from tests import images
 from tests.trainer.tiny_tflite import IMAGE_SIZE, tiny_tflite_path
 
 
-def _encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **kwargs)
-    return buffer.getvalue()
-
-
-def _photo(seed: int, size=(IMAGE_SIZE, IMAGE_SIZE)) -> Image.Image:
-    pixels = np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), np.uint8)
-    return Image.fromarray(pixels)
-
-
 def _files() -> dict[str, bytes]:
     """Five good images (gray, CMYK, larger than the input) among the bad ones."""
+    square = (IMAGE_SIZE, IMAGE_SIZE)
     return {
-        "a_rgb.png": _encode(_photo(0), "PNG"),
-        "b_photo.jpg": _encode(_photo(1), "JPEG", quality=90),
-        "c_gray.png": _encode(_photo(2).convert("L"), "PNG"),
-        "d_cmyk.jpg": _encode(_photo(3).convert("CMYK"), "JPEG", quality=95),
-        "e_large.png": _encode(_photo(4, (40, 24)), "PNG"),
+        "a_rgb.png": images.encode(images.photo(0, square), "PNG"),
+        "b_photo.jpg": images.encode(images.photo(1, square), "JPEG", quality=90),
+        "c_gray.png": images.encode(images.photo(2, square).convert("L"), "PNG"),
+        "d_cmyk.jpg": images.encode(images.photo(3, square).convert("CMYK"), "JPEG", quality=95),
+        "e_large.png": images.encode(images.photo(4, (40, 24)), "PNG"),
         **images.bad_files(),
     }
 
