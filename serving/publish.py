@@ -3,13 +3,22 @@
 ``<base_dir>/<version>/`` with integer versions that only increase. A version folder appears in
 one ``os.rename`` of a fully written and fsync'ed hidden folder (``.tmp-...``) on the same
 filesystem, so TF Serving (which only watches integer-named folders) never sees half a model.
+A publisher killed mid-copy leaves its hidden staging folder behind; ``remove_staging`` clears
+those, under ``directory_lock`` so that a live publisher's folder is never mistaken for one.
 """
 
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
+
+# Hidden staging folders: ``publish_directory``'s copies and the pusher's build folders.
+STAGING_PREFIX = ".tmp-"
+BUILD_PREFIX = ".build-"
 
 
 def list_versions(base_dir: str) -> list[int]:
@@ -92,14 +101,35 @@ def publish_directory(source_dir: str, base_dir: str, version: int) -> str:
     final = os.path.join(base_dir, str(int(version)))
     if os.path.exists(final):
         raise FileExistsError(f"version folder {final} already exists")
-    staging = os.path.join(base_dir, f".tmp-{int(version)}-{uuid.uuid4().hex}")
+    staging = staging_dir(base_dir, version)
     try:
         shutil.copytree(source_dir, staging)
-        _fsync_tree(staging)
-        os.rename(staging, final)
+        return publish_staged(staging, base_dir, version)
     finally:
         if os.path.exists(staging):
             shutil.rmtree(staging)
+
+
+def staging_dir(base_dir: str, version: int) -> str:
+    """A new hidden folder name in ``base_dir`` for writing ``version`` before it is published."""
+    return os.path.join(base_dir, f".tmp-{int(version)}-{uuid.uuid4().hex}")
+
+
+def publish_staged(staging: str, base_dir: str, version: int) -> str:
+    """Publishes a fully written ``staging_dir`` folder as ``<base_dir>/<version>`` atomically.
+
+    The folder is fsync'ed and renamed in place (no copy), so it must be on ``base_dir``'s
+    filesystem; use it to publish what is too large to write twice.
+
+    Raises:
+        FileExistsError: the version folder already exists (``staging`` is left as it is).
+
+    """
+    final = os.path.join(base_dir, str(int(version)))
+    if os.path.exists(final):
+        raise FileExistsError(f"version folder {final} already exists")
+    _fsync_tree(staging)
+    os.rename(staging, final)
     _fsync_dir(base_dir)
     return final
 
@@ -111,3 +141,40 @@ def latest_matches(source_dir: str, base_dir: str) -> int | None:
         return None
     latest = os.path.join(base_dir, str(versions[-1]))
     return versions[-1] if content_hash(latest) == content_hash(source_dir) else None
+
+
+@contextlib.contextmanager
+def directory_lock(directory: str) -> Iterator[None]:
+    """Holds an exclusive ``flock`` on ``directory`` itself (waits for it), leaving no lock file.
+
+    A second lock on the same folder blocks even within one process: never nest it, nor call
+    ``serving.models_config.write_models_config`` (which locks the serving folder) inside it.
+    """
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def remove_staging(directory: str) -> list[str]:
+    """Removes the hidden staging folders (``.tmp-*``, ``.build-*``) directly in ``directory``.
+
+    Hold ``directory_lock`` of the serving folder while calling it: a publication in progress
+    has the same kind of folder.
+
+    Returns:
+        The removed folders, sorted (none when ``directory`` is absent).
+
+    """
+    if not os.path.isdir(directory):
+        return []
+    removed = []
+    for name in sorted(os.listdir(directory)):
+        path = os.path.join(directory, name)
+        if (name.startswith((STAGING_PREFIX, BUILD_PREFIX)) and os.path.isdir(path)
+                and not os.path.islink(path)):
+            shutil.rmtree(path)
+            removed.append(path)
+    return removed
