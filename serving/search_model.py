@@ -31,6 +31,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from serving import wire
 from serving.contract import text_input_of
 from serving.gallery import GalleryIndex, save_index
+from serving.layout import INDEX_SUBDIR, SEARCH_MODEL_SUFFIX
 from serving.savedmodel import load_saved_model
 from serving.search import DEFAULT_CHUNK_SIZE, chunked_top_k
 from trainer import features
@@ -43,10 +44,8 @@ SEARCH_CAPTIONS_BY_IMAGE_SIGNATURE = "search_captions_by_image"
 IDS_OUTPUT = "ids"
 SCORES_OUTPUT = "scores"
 CAPTIONS_OUTPUT = "captions"
-INDEX_SUBDIR = os.path.join("assets.extra", "gallery")
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 WARMUP_QUERY = "a dog runs on the beach"
-SEARCH_MODEL_SUFFIX = "_search"
 
 
 def search_model_name(model_name: str) -> str:
