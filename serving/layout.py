@@ -1,7 +1,8 @@
 """Search-model names in a serving directory, free of TensorFlow.
 
-What a model's search model is called and what marks a version folder as a search model. Kept free of TensorFlow so that the pipeline's configuration check (which runs before any heavy
-import) refuses a model name that would collide with a search model.
+What a model's search model is called and what marks a version folder as one. The pipeline's
+configuration check runs before any heavy import and refuses a model name that would collide
+with a search model, so these names cannot live beside the search model's TensorFlow code.
 """
 
 import os
