@@ -7,7 +7,8 @@ never fails the report: that result keeps its file name alone and is counted in 
 
 Where the images come from: the pipeline passes a folder as the EvalReport's ``images_dir``
 execution property (``find_images_dir``: ``--images``, else the data's ``images/`` folder); an
-image id is the file's path relative to it, as the image featurizer names its feature rows.
+image id is the file's path relative to it, as the image featurizer names its feature rows. An id
+or a symlink that leads out of the folder is not read: that result is shown by name.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ class Thumbnails:
     Attributes:
       images_dir: the folder they were read from ("" when the run had no images).
       uris: image id -> ``data:image/jpeg;base64,...``.
-      unavailable: ids whose file is missing or not a readable image (sorted).
+      unavailable: ids whose file is missing, not a readable image, or outside ``images_dir``
+        (the id or a symlink leads out of it), sorted.
 
     """
 
@@ -49,8 +51,8 @@ class Thumbnails:
                     f"an {IMAGES_SUBDIR}/ folder in the data)")
         line = f"thumbnails of {len(self.uris)} result images from {self.images_dir}"
         if self.unavailable:
-            line += (f"; {len(self.unavailable)} missing or unreadable, shown by name "
-                     f"(e.g. {self.unavailable[0]})")
+            line += (f"; {len(self.unavailable)} missing, unreadable or outside the folder, "
+                     f"shown by name (e.g. {self.unavailable[0]})")
         return line
 
 
@@ -86,11 +88,20 @@ def thumbnail_uri(data: bytes, size: int = THUMBNAIL_PX) -> str:
 
 
 def _image_path(images_dir: str, image_id: str) -> str | None:
-    """``images_dir``/``image_id``, or None when the id would leave the folder."""
+    """The file of ``image_id``, or None when the id or a symlink on its path leaves the folder.
+
+    A local path is resolved (``os.path.realpath``) and must stay under the resolved folder, so a
+    link inside the folder to a file elsewhere (``/etc/...``, a private photo) is never read into
+    a report that may be mailed. Cloud storage has no links: its paths are only joined.
+    """
     normalized = posixpath.normpath(image_id)
     if normalized.startswith(("/", "..")) or not image_id:
         return None
-    return posixpath.join(images_dir.rstrip("/"), normalized)
+    path = posixpath.join(images_dir.rstrip("/"), normalized)
+    if "://" in images_dir:
+        return path
+    root, real = os.path.realpath(images_dir), os.path.realpath(path)
+    return real if os.path.commonpath([root, real]) == root else None
 
 
 def _read(path: str | None) -> bytes | None:

@@ -92,10 +92,29 @@ def test_missing_corrupt_and_escaping_files_fall_back_to_names_and_are_counted(t
     thumbs = thumbnails.load_thumbnails(folder, ids)
     assert sorted(thumbs.uris) == ["blue.jpg", "green.png", "red.jpg"]
     assert thumbs.unavailable == ("../images/red.jpg", "corrupt.jpg", "empty.jpg", "gone.jpg")
-    assert thumbs.note() == (f"thumbnails of 3 result images from {folder}; 4 missing or "
-                             "unreadable, shown by name (e.g. ../images/red.jpg)")
+    assert thumbs.note() == (f"thumbnails of 3 result images from {folder}; 4 missing, "
+                             "unreadable or outside the folder, shown by name "
+                             "(e.g. ../images/red.jpg)")
     assert thumbnails.load_thumbnails("", ids).uris == {}
     assert "no images folder" in thumbnails.load_thumbnails("", ids).note()
+
+
+def test_a_symlink_out_of_the_images_folder_is_not_read(tmp_path):
+    folder = _images_folder(tmp_path)
+    secret = tmp_path / "private" / "secret.jpg"
+    secret.parent.mkdir()
+    Image.new("RGB", (30, 20), (255, 255, 0)).save(secret)
+    (folder / "leak.jpg").symlink_to(secret)
+    (folder / "sub").symlink_to(secret.parent, target_is_directory=True)
+    (folder / "alias.jpg").symlink_to(folder / "red.jpg")  # a link inside the folder is fine
+    ids = ["leak.jpg", "sub/secret.jpg", "alias.jpg"]
+    thumbs = thumbnails.load_thumbnails(str(folder), ids)
+    assert sorted(thumbs.uris) == ["alias.jpg"]
+    assert thumbs.unavailable == ("leak.jpg", "sub/secret.jpg")
+    assert "2 missing, unreadable or outside the folder" in thumbs.note()
+    linked_folder = tmp_path / "linked"  # the folder itself may be a link
+    linked_folder.symlink_to(folder, target_is_directory=True)
+    assert sorted(thumbnails.load_thumbnails(str(linked_folder), ids).uris) == ["alias.jpg"]
 
 
 def test_find_images_dir_prefers_the_option_then_the_data_folder(tmp_path):
@@ -125,7 +144,7 @@ def test_report_embeds_thumbnails_with_file_names_as_captions(tmp_path):
     assert [j.size for j in jpegs] == [(112, 75)] * 3
     assert "<figcaption>red.jpg ✓</figcaption>" in page
     assert "<figcaption>green.png</figcaption>" in page
-    assert "<td class='text'>gone.jpg</td>" in page and "1 missing or unreadable" in page
+    assert "<td class='text'>gone.jpg</td>" in page and "1 missing, unreadable or outside" in page
     assert len(page) < 50_000  # three thumbnails: a few KB each
 
 
