@@ -65,7 +65,8 @@ class Manifest:
         fingerprint: ``sha256:<hex>`` over the sorted (id, content hash) of every listed item.
         embedding_dim: d.
         counts: listed, indexed, embedded, reused, skipped, deleted, captions, captions_skipped.
-        skipped: ``{"file", "reason", "detail"}`` of every item left out.
+        skipped: ``{"file", "reason", "detail"}`` of every item left out (photos, then
+            captions, whose ``file`` is the caption id).
         searchers: per part (``photos``, ``captions``), the searcher settings used.
         seconds: wall time of ``embed`` (the Beam job), ``index`` (the build) and ``total``.
         created: Unix time of publication.
