@@ -63,9 +63,13 @@ def _add_run_args(parser: argparse.ArgumentParser) -> None:
 
 
 def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
-    """The PipelineConfig of a command line: file, then named flags, then --set overrides."""
+    """The PipelineConfig of a command line: file, then named flags, then --set overrides.
+
+    Named flags are taken as given (a '#' in a folder, a model named ``yes``): only the values of
+    ``--set`` are parsed, as YAML.
+    """
     cfg = config_lib.load(args.config) if args.config else config_lib.PipelineConfig()
-    overrides = []
+    flags = []
     for flag, key in (
         ("data", "data_dir"),
         ("images", "images_dir"),
@@ -78,10 +82,10 @@ def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
     ):
         value = getattr(args, flag, None)
         if value is not None:
-            overrides.append(f"{key}={value}")
+            flags.append((key, value))
     if getattr(args, "no_cache", False):
-        overrides.append("enable_cache=false")
-    cfg = config_lib.apply_overrides(cfg, overrides + list(args.set))
+        flags.append(("enable_cache", False))
+    cfg = config_lib.set_values(cfg, flags + config_lib.parse_overrides(args.set))
     if getattr(args, "beam_args", None):
         beam_args = [*cfg.beam_args, *shlex.split(args.beam_args)]
         cfg = config_lib.from_dict(

@@ -10,43 +10,29 @@ reported (file and dotted key, as a ``ConfigError``) before any slow import or a
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 import os
 import pathlib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import yaml
 
+from pipeline.config_checks import (
+    MAPPING_FIELDS,
+    ConfigError,
+    check_top_level,
+    dotted_key,
+    eval_values,
+    reject_unknown,
+)
+from pipeline.config_file import read_values
+
 # Beam in-process by default: the multi-processing DirectRunner re-imports TF in every worker,
 # which is slower on data of this size; pass --beam-args to scale out.
 DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
-# The keys of one ``eval.metric_bounds`` entry (as the Evaluator's EvalConfig reads them).
-BOUND_KEYS = ("lower", "upper")
-_STR_FIELDS = ("pipeline_name", "pipeline_root", "serving_dir", "model_name")
-_OPTIONAL_STR_FIELDS = ("data_dir", "images_dir", "metadata_path")
-_MAPPING_FIELDS = ("dataset", "transform", "trainer", "eval")
-# The image featurizer's backends (components/image_featurizer/config.py: TFLITE, TF), named
-# here because importing that package imports Beam, and configuration is checked before that.
-IMAGE_BACKENDS = ("tflite", "tf")
 # Where the component config classes name a field in their messages ("TrainerConfig.margin=...").
 _FIELD_IN_MESSAGE = re.compile(r"(?:Trainer|Transform)Config\.(\w+)")
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot be used, named by its source and dotted key.
-
-    Attributes:
-      source: the config file (``path`` or ``path:line:column``) or the command line.
-      key: the dotted key, e.g. ``eval.rsum_lower_bound``; empty for a whole-file problem.
-
-    """
-
-    def __init__(self, source: str, key: str, message: str):
-        self.source, self.key = source, key
-        super().__init__(f"{source}: {key}: {message}" if key else f"{source}: {message}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,12 +128,13 @@ def from_dict(values: Mapping[str, Any], source: str = "<dict>") -> PipelineConf
 
     """
     values = dict(values)
-    _reject_unknown(values, PipelineConfig, source, "")
-    _check_top_level(values, source)
-    for section in _MAPPING_FIELDS:
+    reject_unknown(values, PipelineConfig, source, "")
+    check_top_level(values, source)
+    for section in MAPPING_FIELDS:
         values[section] = dict(values.get(section) or {})
     _validate_sections(values, source)
-    values["eval"] = _eval_settings(values["eval"], source)
+    reject_unknown(values["eval"], EvalSettings, source, "eval")
+    values["eval"] = EvalSettings(**eval_values(values["eval"], source))
     if "beam_args" in values:
         values["beam_args"] = tuple(values["beam_args"])
     return PipelineConfig(**values)
@@ -158,26 +145,14 @@ def load(path: str | os.PathLike) -> PipelineConfig:
 
     Raises:
       FileNotFoundError: no such file.
-      ConfigError: a syntax error (with line and column) or a bad value (with its dotted key).
+      ConfigError: a syntax error (with line and column), a key repeated within one mapping
+        (with its dotted key and lines) or a bad value (with its dotted key).
 
     """
     path = pathlib.Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path}")
-    try:
-        text = path.read_text(encoding="utf-8")
-        values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except UnicodeDecodeError as err:
-        message = f"not UTF-8 text ({err.reason} at byte {err.start})"
-        raise ConfigError(str(path), "", message) from err
-    except json.JSONDecodeError as err:
-        where = f"{path}:{err.lineno}:{err.colno}"
-        raise ConfigError(where, "", f"invalid JSON: {err.msg}") from err
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(err, "problem", None) or err
-        raise ConfigError(where, "", f"invalid YAML: {problem}") from err
+    values = read_values(path)
     if not isinstance(values, Mapping):
         raise ConfigError(str(path), "", "top level must be a mapping of config fields")
     return from_dict(values, source=str(path))
@@ -188,61 +163,48 @@ def apply_overrides(config: PipelineConfig, overrides: Sequence[str]) -> Pipelin
 
     Examples: ``trainer.loss=fhn``, ``eval.rsum_lower_bound=50``, ``enable_cache=false``.
     """
-    values = dataclasses.asdict(config)
-    source = "command line"
+    return set_values(config, parse_overrides(overrides))
+
+
+def parse_overrides(overrides: Sequence[str]) -> list[tuple[str, Any]]:
+    """``(dotted key, value)`` of each ``key=value`` override, the value parsed as YAML.
+
+    Raises:
+      ConfigError: an item without ``=`` or a value that is not YAML.
+
+    """
+    parsed = []
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ConfigError(source, "", f"override '{item}' is not of the form key=value")
+            raise ConfigError("command line", "", f"override '{item}' is not of the form "
+                              "key=value")
         try:
-            value = yaml.safe_load(raw)
+            parsed.append((key, yaml.safe_load(raw)))
         except yaml.YAMLError as err:
-            raise ConfigError(source, key, f"cannot parse {raw!r} as a YAML value: {err}") from err
+            raise ConfigError("command line", key, f"cannot parse {raw!r} as a YAML value: "
+                              f"{err}") from err
+    return parsed
+
+
+def set_values(config: PipelineConfig, items: Iterable[tuple[str, Any]],
+               source: str = "command line") -> PipelineConfig:
+    """Sets ``(dotted key, value)`` pairs in order, as given (no parsing), then validates.
+
+    Raises:
+      ConfigError: a key whose parent is not a config section, or a bad resulting value.
+
+    """
+    values = dataclasses.asdict(config)
+    for key, value in items:
         *parents, leaf = key.split(".")
         target = values
         for part in parents:
             if part not in target or not isinstance(target[part], dict):
-                raise ConfigError(source, key, f"override '{item}': '{part}' is not a config "
-                                  "section")
+                raise ConfigError(source, key, f"'{part}' is not a config section")
             target = target[part]
         target[leaf] = value
     return from_dict(values, source=source)
-
-
-def _reject_unknown(values: Mapping[str, Any], cls: type, source: str, section: str) -> None:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        key = ", ".join(_dotted(section, name) for name in unknown)
-        raise ConfigError(source, key, f"unknown config key; known keys: {sorted(known)}")
-
-
-def _dotted(section: str, key: str) -> str:
-    return f"{section}.{key}" if section else key
-
-
-def _check_top_level(values: Mapping[str, Any], source: str) -> None:
-    """Type checks of the top-level fields (the sections are checked by their own classes)."""
-    for name in _STR_FIELDS:
-        if name in values and (not isinstance(values[name], str) or not values[name]):
-            raise ConfigError(source, name, f"must be a non-empty string, got {values[name]!r}")
-    for name in _OPTIONAL_STR_FIELDS:
-        if values.get(name) is not None and not isinstance(values[name], str):
-            raise ConfigError(source, name, f"must be a string, got {values[name]!r}")
-    if values.get("images_backend", "tflite") not in IMAGE_BACKENDS:
-        raise ConfigError(source, "images_backend", f"must be one of {list(IMAGE_BACKENDS)}, "
-                          f"got {values['images_backend']!r}")
-    if "enable_cache" in values and not isinstance(values["enable_cache"], bool):
-        raise ConfigError(source, "enable_cache", f"must be true or false, got "
-                          f"{values['enable_cache']!r}")
-    beam_args = values.get("beam_args", ())
-    if isinstance(beam_args, str) or not isinstance(beam_args, Sequence) or not all(
-        isinstance(arg, str) for arg in beam_args
-    ):
-        raise ConfigError(source, "beam_args", "beam_args must be a list of strings")
-    for name in _MAPPING_FIELDS:
-        if not isinstance(values.get(name) or {}, Mapping):
-            raise ConfigError(source, name, f"'{name}' must be a mapping")
 
 
 def _validate_sections(values: Mapping[str, Any], source: str) -> None:
@@ -252,7 +214,7 @@ def _validate_sections(values: Mapping[str, Any], source: str) -> None:
     from trainer.transform_config import TransformConfig
 
     for section, cls in (("transform", TransformConfig), ("trainer", TrainerConfig)):
-        _reject_unknown(values[section], cls, source, section)
+        reject_unknown(values[section], cls, source, section)
     effective = component_configs(values["transform"], values["trainer"], source)
     parsed = {}
     for section, cls in (("transform", TransformConfig), ("trainer", TrainerConfig)):
@@ -260,7 +222,7 @@ def _validate_sections(values: Mapping[str, Any], source: str) -> None:
             parsed[section] = cls.from_dict(getattr(effective, section))
         except (ValueError, TypeError) as err:
             field = _FIELD_IN_MESSAGE.search(str(err))
-            key = _dotted(section, field.group(1) if field else "")
+            key = dotted_key(section, field.group(1) if field else "")
             raise ConfigError(source, key, str(err)) from err
     trainer = parsed["trainer"]
     if (trainer.workers > 1 or trainer.accelerator) and not trainer.machine_type:
@@ -272,32 +234,3 @@ def _validate_sections(values: Mapping[str, Any], source: str) -> None:
                           "transform.wordpiece_max_tokens (e.g. 64)")
 
 
-def _eval_settings(values: dict[str, Any], source: str) -> EvalSettings:
-    """Type-checks the ``eval`` section (thresholds are numbers, bounds lower/upper numbers)."""
-    _reject_unknown(values, EvalSettings, source, "eval")
-    for name in ("rsum_lower_bound", "rsum_change_threshold"):
-        if name in values:
-            values[name] = _number(values[name], source, f"eval.{name}")
-    bounds = values.get("metric_bounds") or {}
-    if not isinstance(bounds, Mapping):
-        raise ConfigError(source, "eval.metric_bounds", "must map metric names to "
-                          "{lower: x, upper: y}")
-    checked = {}
-    for metric, entry in bounds.items():
-        key = f"eval.metric_bounds.{metric}"
-        if not isinstance(entry, Mapping) or not entry:
-            raise ConfigError(source, key, f"must be a mapping with keys among {BOUND_KEYS}")
-        for bound in entry:
-            if bound not in BOUND_KEYS:
-                raise ConfigError(source, f"{key}.{bound}", f"unknown bound; use {BOUND_KEYS}")
-        checked[metric] = {b: _number(v, source, f"{key}.{b}") for b, v in entry.items()}
-        if checked[metric].get("lower", -math.inf) > checked[metric].get("upper", math.inf):
-            raise ConfigError(source, key, f"lower bound exceeds upper bound: {dict(entry)}")
-    values["metric_bounds"] = checked
-    return EvalSettings(**values)
-
-
-def _number(value: Any, source: str, key: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        raise ConfigError(source, key, f"must be a number, got {value!r}")
-    return float(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from collections.abc import Mapping
@@ -146,6 +147,10 @@ class TrainerConfig:
     accelerator: str = ""
 
     def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"TrainerConfig.{field.name}={value!r}: must be a finite number")
         for name, choices in _CHOICES.items():
             if getattr(self, name) not in choices:
                 raise ValueError(f"TrainerConfig.{name}={getattr(self, name)!r}: must be one "
@@ -237,7 +242,11 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         if kind is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                return float(value)
+            except OverflowError:  # an integer beyond the float range
+                raise ValueError(f"TrainerConfig.{name}={value!r}: must be a finite number") \
+                    from None
         if kind is str and isinstance(value, str):
             return value
     raise ValueError(f"TrainerConfig.{name}={value!r}: expected {hint}")
