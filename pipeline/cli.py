@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Sequence
 
 from pipeline import config as config_lib
-from pipeline import console
+from pipeline import console, preflight
 
 EX_USAGE = 2
 
@@ -140,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
         cfg = build_config(args)
+        if args.command in ("run", "retrain"):
+            preflight.check_run(cfg)  # the folders it writes, before the lock and the log
     except (config_lib.ConfigError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EX_USAGE

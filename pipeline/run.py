@@ -53,8 +53,12 @@ def retrain(config: PipelineConfig, *, log_path: str | None = None) -> int:
             print("retrain: another retrain holds the lock; exiting without work", flush=True)
             return EX_TEMPFAIL
         newest = newest_span(config.data_dir)
+        if newest is None:
+            raise ValueError(f"retrain: {config.data_dir} has no span-<N>/ folders, and retrain "
+                             "trains only on a new span; lay each data drop out as span-<N>/ "
+                             "there, or train on one dataset with `run`")
         done = processed_spans(config)
-        if newest is not None and newest in done:
+        if newest in done:
             print(f"retrain: newest span {newest} was already processed; nothing to do")
             return 0
         print(f"retrain: processing span {newest} (processed before: {sorted(done) or 'none'})")
