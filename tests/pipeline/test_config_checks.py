@@ -58,7 +58,8 @@ def test_path_and_name_flags_are_taken_verbatim_not_as_yaml():
     assert cfg.model_name == "yes"
     assert cfg.data_dir == "/d/[a]: b"
     assert cfg.images_dir == "{img}"
-    assert _config_from_argv("--model-name", "null", "--pipeline-root", "123").pipeline_root == "123"
+    cfg = _config_from_argv("--model-name", "null", "--pipeline-root", "123")
+    assert (cfg.model_name, cfg.pipeline_root) == ("null", "123")
 
 
 def test_named_flags_and_set_overrides_keep_their_order_and_types():
