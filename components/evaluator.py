@@ -1,9 +1,12 @@
 """The stock TFX Evaluator with a relevance input, never blessing a candidate that is its baseline.
 
-When a pipeline re-runs with nothing new, the Trainer is served from cache and the latest blessed
-model resolves to that very model: evaluating it "against itself" would bless (and push) it again.
-This executor evaluates as usual, then records NOT_BLESSED with a reason when the candidate and the
-baseline are the same Model artifact.
+When a pipeline re-runs with nothing new, the Trainer is served from cache and the baseline (the
+model last pushed, ``pipeline.pipeline.baseline_resolver``) resolves to that very model:
+evaluating it "against itself" would bless it again. This executor evaluates as usual, then
+records NOT_BLESSED with a reason when the candidate and the baseline are the same Model
+artifact. On the local runner such a candidate is already served: a blessed model that never
+reached the serving folder is not the baseline, so it is evaluated against the served one and
+pushed.
 
 The ROUGE-L relevance matrix (a ``RelevanceMatrix`` artifact of the Relevance component) is an
 input, so ML Metadata records which matrix scored the nDCG metrics; TFMA builds its metrics from
@@ -113,7 +116,7 @@ class Evaluator(evaluator_component.Evaluator):
           examples: raw Examples to evaluate on.
           model: the candidate Model.
           eval_config: metrics and thresholds (``build_eval_config``).
-          baseline_model: the latest blessed Model, for change thresholds.
+          baseline_model: the baseline Model (the model last pushed), for change thresholds.
           relevance: the eval split's ``RelevanceMatrix`` (Relevance component output); without
             it the retrieval metric computes the matrix itself.
           example_splits: splits to evaluate (default: the stock Evaluator's).

@@ -42,10 +42,11 @@ def create_pipeline(
         adds the custom-op modules to them.
       images_fingerprint: of ``config.images_dir``: the featurizer's exec property, so that new
         images bust its cache ('' computes it from the folder).
-      retraining: scheduled retraining: warm-start the Trainer from the latest blessed model and
+      retraining: scheduled retraining: warm-start the Trainer from the baseline model and
         give Transform the latest analyzer cache.
       metadata_connection_config: ML Metadata connection (``local_metadata_config`` for the
         local runner); None for orchestrators that bring their own store (Vertex, Kubeflow).
+        It also picks the baseline resolver (``baseline_resolver``).
       training_job: the Vertex AI Trainer extension's ``custom_config`` entries (region, job
         spec; ``pipeline.vertex_runner.vertex_training_job``): the Trainer then runs as a
         Vertex AI Training job; None trains in the component's own container.
@@ -55,8 +56,9 @@ def create_pipeline(
 
     """
     data = _data_nodes(config, dataset, input_base, images_fingerprint)
-    model = _model_nodes(config, data, retraining, find_images_dir(config.images_dir, input_base),
-                         training_job)
+    baseline = baseline_resolver(config, local=metadata_connection_config is not None)
+    model = _model_nodes(config, data, baseline, retraining,
+                         find_images_dir(config.images_dir, input_base), training_job)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
@@ -78,9 +80,9 @@ def with_beam_plugins(beam_args: Sequence[str]) -> list[str]:
     Beam workers import plugin modules when they start, before they run any of our code; on a
     distributed runner (Dataflow, Flink) that is what registers the TF-Text ops of a WordPiece
     (``minilm``) graph for Transform and for the Evaluator. It is added for every pipeline, not
-    only ``text_tower=minilm`` ones: the Evaluator also loads the baseline (the latest blessed
-    model), which can be a ``minilm`` model after the configuration switched back, and
-    ``tensorflow_text`` is in the worker image anyway. Modules already named are not repeated.
+    only ``text_tower=minilm`` ones: the Evaluator also loads the baseline model, which
+    can be a ``minilm`` model after the configuration switched back, and ``tensorflow_text`` is
+    in the worker image anyway. Modules already named are not repeated.
     """
     args = list(beam_args)
     named = {arg.split("=", 1)[1] for arg in args
@@ -123,24 +125,52 @@ def _data_nodes(config, dataset, input_base, images_fingerprint) -> dict:
     return nodes
 
 
-def _model_nodes(config: PipelineConfig, data: dict, retraining: bool, images_dir: str,
-                 training_job: Mapping[str, Any] | None = None) -> dict:
+def baseline_resolver(config: PipelineConfig, *, local: bool) -> Any:
+    """The Resolver node ``baseline_model``: the model the Evaluator compares candidates with.
+
+    On the local runner it is the model last pushed whose version is still in the serving
+    folder (``LatestPushedModelStrategy``), i.e. what is served: a model that was blessed but
+    never pushed (the Pusher failed or was killed) is then evaluated again against the served
+    model and pushed by the next run, instead of being compared with itself. KFP v2 (Vertex,
+    Kubeflow) compiles only TFX's stock strategies, so there it is the latest blessed model.
+    """
+    from components.tf_serving_pusher.baseline import LatestPushedModelStrategy
+
+    model = tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model)
+    if local:
+        resolver = tfx.dsl.Resolver(
+            strategy_class=LatestPushedModelStrategy,
+            config={"serving_dir": config.serving_dir, "model_name": config.model_name},
+            model=model,
+            pushed_model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.PushedModel),
+        )
+    else:
+        resolver = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+            model=model,
+            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        )
+    return resolver.with_id("baseline_model")
+
+
+def _model_nodes(config: PipelineConfig, data: dict, baseline: Any, retraining: bool,
+                 images_dir: str, training_job: Mapping[str, Any] | None = None) -> dict:
     """Transform, Trainer, relevance + Evaluator + report, and the TF Serving pusher.
 
-    ``images_dir`` (or "") is where the report finds the images of its qualitative panel;
-    ``training_job``: as in ``create_pipeline``.
+    ``baseline``: the ``baseline_resolver`` node; ``images_dir`` (or "") is where the report
+    finds the images of its qualitative panel; ``training_job``: as in ``create_pipeline``.
     """
     from pipeline.defaults import component_configs
 
     sections = component_configs(config.transform, config.trainer)
-    nodes = _training_nodes(data, sections, retraining, training_job)
+    nodes = _training_nodes(data, sections, baseline, retraining, training_job)
     nodes.update(_evaluation_nodes(config, data, nodes, images_dir))
     return nodes
 
 
-def _training_nodes(data: dict, sections, retraining: bool,
+def _training_nodes(data: dict, sections, baseline: Any, retraining: bool,
                     training_job: Mapping[str, Any] | None) -> dict:
-    """Transform, the latest blessed model (the baseline), and the Trainer."""
+    """Transform, the baseline model (``baseline_resolver``), and the Trainer."""
     schema = data["schema_gen"].outputs["schema"]
     transform = tfx.components.Transform(
         examples=data["example_gen"].outputs["examples"],
@@ -157,16 +187,11 @@ def _training_nodes(data: dict, sections, retraining: bool,
         ),
     )
     transform.add_upstream_node(data["anomalies_gate"])
-    baseline = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("latest_blessed_model")
     trainer = (tfx.components.Trainer if training_job is None
                else tfx.extensions.google_cloud_ai_platform.Trainer)
     return {
         "transform": transform,
-        "latest_blessed_model": baseline,
+        "baseline_model": baseline,
         "trainer": trainer(
             run_fn=RUN_FN,
             examples=transform.outputs["transformed_examples"],
@@ -188,7 +213,7 @@ def _evaluation_nodes(config: PipelineConfig, data: dict, nodes: dict, images_di
 
     examples = data["example_gen"].outputs["examples"]
     model = nodes["trainer"].outputs["model"]
-    baseline = nodes["latest_blessed_model"].outputs["model"]
+    baseline = nodes["baseline_model"].outputs["model"]
     # TFX caching keys on the Examples artifact, so an unchanged dataset is not scored again.
     relevance = Relevance(examples=examples).with_id("RelevanceGen")
     evaluator = Evaluator(

@@ -17,9 +17,10 @@ from pipeline import data as data_lib
 from pipeline import mlmd_summary, recovery
 from pipeline.config import PipelineConfig
 from pipeline.defaults import component_configs
-from pipeline.summary import format_summary
+from pipeline.summary import format_summary, unserved_model_error
 
 EXAMPLE_GEN_ID = "CaptionExampleGen"
+PUSHER_ID = "Pusher"
 LOCK_NAME = ".pipeline.lock"
 EX_TEMPFAIL = 75
 _SPAN_DIR = re.compile(r"^span-(\d+)$")
@@ -85,8 +86,12 @@ def _run_locked(config: PipelineConfig, *, retraining: bool, log_path: str | Non
         metadata_connection_config=local_metadata_config(config),
     )
     run_id = local_runner.run_pipeline(pipeline, config, log_path=log_path)
-    store = mlmd_summary.open_store(config.metadata_db)
-    print(format_summary(mlmd_summary.run_nodes(store, run_id), config.pipeline_root), flush=True)
+    nodes = mlmd_summary.run_nodes(mlmd_summary.open_store(config.metadata_db), run_id)
+    print(format_summary(nodes, config.pipeline_root), flush=True)
+    error = unserved_model_error(nodes, config.serving_dir, config.model_name)
+    if error:
+        print(f"error: {error}", flush=True)
+        return 1
     return 0
 
 
@@ -131,14 +136,19 @@ def newest_span(data_dir: str) -> int | None:
 
 
 def processed_spans(config: PipelineConfig) -> set[int]:
-    """Spans that the caption ExampleGen already turned into Examples (from ML Metadata)."""
+    """Spans of the runs that got through to the end of the Pusher (from ML Metadata).
+
+    A run that failed or was killed before its Pusher finished leaves its span unprocessed, so
+    that the next ``retrain`` runs it again (its finished components from cache) and pushes.
+    """
     if not os.path.exists(config.metadata_db):
         return set()
     store = mlmd_summary.open_store(config.metadata_db)
     spans = set()
     for run_id in mlmd_summary.pipeline_runs(store, config.pipeline_name):
-        node = mlmd_summary.run_nodes(store, run_id).get(EXAMPLE_GEN_ID)
-        if node is None or node.state not in ("ran", "cached"):
+        nodes = mlmd_summary.run_nodes(store, run_id)
+        node, pusher = nodes.get(EXAMPLE_GEN_ID), nodes.get(PUSHER_ID)
+        if not all(n is not None and n.state in ("ran", "cached") for n in (node, pusher)):
             continue
         for artifact in node.outputs.get("examples", []):
             span = mlmd_summary.custom_property(artifact, "span")  # TFX 1.16 keeps it custom

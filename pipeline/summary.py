@@ -95,11 +95,48 @@ def _push_lines(nodes: dict[str, NodeRun]) -> list[str]:
         return ["push: pusher did not run"]
     for artifacts in pusher.outputs.values():
         for artifact in artifacts:
+            version = custom_property(artifact, "pushed_version")
             if custom_property(artifact, "pushed") == 1:
-                version = custom_property(artifact, "pushed_version")
                 where = custom_property(artifact, "pushed_destination")
                 return [f"pushed: version {version} -> {where}"]
-    return ["pushed: nothing (model not blessed, or identical to the serving version)"]
+            if version:
+                return [f"pushed: nothing (identical to the serving version {version})"]
+    return ["pushed: nothing (model not blessed)"]
+
+
+def unserved_model_error(nodes: dict[str, NodeRun], serving_dir: str,
+                         model_name: str) -> str | None:
+    """Why a run must fail although every component succeeded: its blessed model is not served.
+
+    The run's model counts as blessed when this run's Evaluator blessed it, or refused to
+    because it is the baseline model itself (blessed before). It is served when the latest
+    version under ``<serving_dir>/<model_name>`` holds the same files as its serving export.
+
+    Returns:
+        The error, naming the model and what is served instead; None when there is none.
+
+    """
+    from tfx.utils import path_utils  # lazy: TFX
+
+    from serving.publish import latest_matches, list_versions
+
+    evaluator, trainer = _find(nodes, "Evaluator"), _find(nodes, "Trainer")
+    blessings = evaluator.outputs.get("blessing", []) if evaluator else []
+    models = trainer.outputs.get("model", []) if trainer else []
+    if not blessings or not models:
+        return None
+    baselines = evaluator.inputs.get("baseline_model", [])
+    is_baseline = bool(baselines) and baselines[0].id == models[0].id
+    if custom_property(blessings[0], "blessed") != 1 and not is_baseline:
+        return None
+    base = os.path.join(serving_dir, model_name)
+    if latest_matches(path_utils.serving_model_path(models[0].uri), base) is not None:
+        return None
+    versions = list_versions(base)
+    served = f"its latest version {versions[-1]} is another model" if versions else "it is empty"
+    return (f"model {models[0].uri} is blessed but {base} does not serve it ({served}) and this "
+            "run pushed nothing; re-run the same command to push it (docs/serving.md, "
+            "'Failed pushes')")
 
 
 def metrics_table(evaluation_uri: str) -> list[str]:

@@ -112,7 +112,7 @@ def publish_directory(source_dir: str, base_dir: str, version: int) -> str:
 
 def staging_dir(base_dir: str, version: int) -> str:
     """A new hidden folder name in ``base_dir`` for writing ``version`` before it is published."""
-    return os.path.join(base_dir, f".tmp-{int(version)}-{uuid.uuid4().hex}")
+    return os.path.join(base_dir, f"{STAGING_PREFIX}{int(version)}-{uuid.uuid4().hex}")
 
 
 def publish_staged(staging: str, base_dir: str, version: int) -> str:

@@ -8,7 +8,7 @@ from tfx.components.pusher import executor as pusher_executor
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils
 
-from components.tf_serving_pusher.push import PushConfig, push_model
+from components.tf_serving_pusher.push import PushConfig, push_model, remove_leftovers
 from trainer import features
 
 SERVING_DIR_KEY = "serving_dir"
@@ -66,6 +66,7 @@ class Executor(pusher_executor.Executor):
         model_push = artifact_utils.get_single_instance(
             output_dict[standard_component_specs.PUSHED_MODEL_KEY])
         if not self.CheckBlessing(input_dict):
+            remove_leftovers(push_config(exec_properties))  # push_model does it when blessed
             self._MarkNotPushed(model_push)
             return
         model_dir = self.GetModelPath(input_dict)

@@ -7,12 +7,16 @@ Layout written under ``serving_dir``::
     <model_name>_search/<version>/     search SavedModel + assets.extra/gallery index
 
 Both versions are the same integer. The search model is published before the encoder, each by
-an atomic rename, so an encoder version never exists without its search model.
+an atomic rename, so an encoder version never exists without its search model. A push killed
+midway can leave hidden ``.build-*`` / ``.tmp-*`` folders and a search version without its
+encoder; the next push (or not-blessed run of the Pusher) removes them first, under a lock of
+the serving folder that concurrent pushes to it share.
 """
 
 import dataclasses
 import logging
 import os
+import shutil
 import tempfile
 
 from serving.client import EmbeddingClient, LocalBackend
@@ -25,7 +29,15 @@ from serving.models_config import (
     read_models_config,
     write_models_config,
 )
-from serving.publish import latest_matches, list_versions, next_version, publish_directory
+from serving.publish import (
+    BUILD_PREFIX,
+    directory_lock,
+    latest_matches,
+    list_versions,
+    next_version,
+    publish_directory,
+    remove_staging,
+)
 from serving.search import DEFAULT_CHUNK_SIZE
 from serving.search_model import search_model_name, write_search_model
 from trainer import features
@@ -98,16 +110,62 @@ def push_model(model_dir: str, gallery_examples: str, config: PushConfig,
     Raises:
         serving.contract.ContractError: the encoder breaks the serving contract (nothing pushed).
         ValueError: an existing ``models.config`` cannot be parsed (nothing pushed, file kept).
+        NotADirectoryError: ``serving_dir`` exists and is not a folder.
 
     """
+    _check_serving_dir(config.serving_dir)
     read_models_config(os.path.join(config.serving_dir, MODELS_CONFIG_FILE))  # refuse early
+    os.makedirs(config.serving_dir, exist_ok=True)
+    with directory_lock(config.serving_dir):
+        _remove_leftovers(config)
+        result = _publish(model_dir, gallery_examples, config, now)
+    _write_config(config)  # after the lock: writing models.config takes the same lock
+    return result
+
+
+def remove_leftovers(config: PushConfig) -> list[str]:
+    """Removes what an interrupted push left in ``config.serving_dir``; returns those paths.
+
+    That is: the hidden ``.build-*`` and ``.tmp-*`` folders, and search versions of this model
+    without their encoder version (a push killed between publishing the two). Nothing when
+    ``serving_dir`` is not a folder.
+    """
+    if not os.path.isdir(config.serving_dir):
+        return []
+    with directory_lock(config.serving_dir):
+        return _remove_leftovers(config)
+
+
+def _check_serving_dir(serving_dir: str) -> None:
+    if os.path.exists(serving_dir) and not os.path.isdir(serving_dir):
+        raise NotADirectoryError(f"serving_dir {serving_dir} exists and is not a folder")
+
+
+def _remove_leftovers(config: PushConfig) -> list[str]:
+    """``remove_leftovers`` while holding the serving folder's lock."""
     base = os.path.join(config.serving_dir, config.model_name)
     search_base = os.path.join(config.serving_dir, search_model_name(config.model_name))
-    os.makedirs(config.serving_dir, exist_ok=True)
+    removed = [path for folder in (config.serving_dir, base, search_base)
+               for path in remove_staging(folder)]
+    encoders = set(list_versions(base))
+    for version in list_versions(search_base):
+        if version not in encoders:
+            orphan = os.path.join(search_base, str(version))
+            shutil.rmtree(orphan)
+            removed.append(orphan)
+    for path in removed:
+        logging.info("removed %s, left by an interrupted push", path)
+    return removed
+
+
+def _publish(model_dir: str, gallery_examples: str, config: PushConfig,
+             now: float | None) -> PushResult:
+    """``push_model`` without the config and lock: the skip check, the search model, encoder."""
+    base = os.path.join(config.serving_dir, config.model_name)
+    search_base = os.path.join(config.serving_dir, search_model_name(config.model_name))
     same = latest_matches(model_dir, base)
     if same is not None and os.path.isdir(os.path.join(search_base, str(same))):
         logging.info("%s is identical to pushed version %d: not pushed again", model_dir, same)
-        _write_config(config)
         return PushResult(False, same, os.path.join(base, str(same)),
                           os.path.join(search_base, str(same)))
     spec = check_encoder_contract(model_dir)
@@ -118,12 +176,11 @@ def push_model(model_dir: str, gallery_examples: str, config: PushConfig,
         records = dataclasses.replace(records, caption_ids=[], caption_texts=[],
                                       caption_image_ids=[])
     index = build_index(records, client, config.model_name, version)
-    with tempfile.TemporaryDirectory(prefix=".build-", dir=config.serving_dir) as staging:
+    with tempfile.TemporaryDirectory(prefix=BUILD_PREFIX, dir=config.serving_dir) as staging:
         search_dir = write_search_model(model_dir, index, os.path.join(staging, "search"),
                                         config.search_k, config.chunk_size)
         search_destination = publish_directory(search_dir, search_base, version)
     destination = publish_directory(model_dir, base, version)
-    _write_config(config)
     logging.info("pushed %s as version %d (%d gallery images)", model_dir, version,
                  len(index.image_ids))
     return PushResult(True, version, destination, search_destination, len(index.image_ids))

@@ -27,7 +27,7 @@ DATA_NODES = {
     "Transform",
 }
 ALL_NODES = DATA_NODES | {
-    "latest_blessed_model",
+    "baseline_model",
     "Trainer",
     "RelevanceGen",
     "Evaluator",
@@ -111,7 +111,7 @@ def test_full_pipeline_blesses_pushes_then_serves_from_cache(flickr_slice, tmp_p
 
     assert run_lib.run(config) == 0
     second = last_run(config)
-    must_rerun = {"latest_blessed_model", "Evaluator", "EvalReport", "Pusher"}
+    must_rerun = {"baseline_model", "Evaluator", "EvalReport", "Pusher"}
     cached = {n for n, node in second.items() if node.state == "cached"}
     assert ALL_NODES - must_rerun <= cached, {n.node_id: n.state for n in second.values()}
     # The cached Trainer's model is now the baseline itself: never re-blessed nor re-pushed.

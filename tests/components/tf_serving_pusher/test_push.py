@@ -142,3 +142,51 @@ def test_features_mode_encoder_is_pushed_with_an_image_search_model(encoders, tm
     (record,) = tf.data.TFRecordDataset(os.path.join(result.search_destination, WARMUP_FILE))
     log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
     assert log.predict_log.request.model_spec.signature_name == SEARCH_IMAGES_SIGNATURE
+
+
+def _leftovers_of_a_killed_push(serving) -> list:
+    """What a push killed midway leaves: build and staging folders, a search version alone."""
+    paths = [serving / ".build-k1l2" / "search" / "variables",
+             serving / "xm" / ".tmp-1500-abc" / "variables",
+             serving / "xm_search" / ".tmp-1500-def",
+             serving / "xm_search" / "1500" / "variables"]
+    for path in paths:
+        path.mkdir(parents=True)
+    (paths[0] / "variables.index").write_bytes(b"partial")
+    return paths
+
+
+def test_a_push_removes_what_a_killed_push_left(encoders, tmp_path):
+    first, second, gallery = encoders
+    serving = tmp_path / "serving"
+    config = PushConfig(str(serving), "xm", search_k=2)
+    assert push_model(first, gallery, config, now=1000).pushed
+    _leftovers_of_a_killed_push(serving)
+    (serving / "other_model" / ".tmp-9-x").mkdir(parents=True)  # not this push's model
+
+    assert push_model(second, gallery, config, now=1200).version == 1200
+    assert sorted(os.listdir(serving)) == ["models.config", "other_model", "xm", "xm_search"]
+    assert sorted(os.listdir(serving / "xm")) == ["1000", "1200"]
+    assert sorted(os.listdir(serving / "xm_search")) == ["1000", "1200"]
+    assert os.listdir(serving / "other_model") == [".tmp-9-x"]
+
+
+def test_an_unblessed_run_removes_them_too_and_a_file_is_no_serving_dir(tmp_path):
+    from components.tf_serving_pusher.push import remove_leftovers
+
+    serving = tmp_path / "serving"
+    (serving / "xm" / "1000").mkdir(parents=True)
+    (serving / "xm_search" / "1000").mkdir(parents=True)
+    leftovers = _leftovers_of_a_killed_push(serving)
+    config = PushConfig(str(serving), "xm")
+    assert remove_leftovers(config) == [str(serving / ".build-k1l2"),
+                                        str(serving / "xm" / ".tmp-1500-abc"),
+                                        str(serving / "xm_search" / ".tmp-1500-def"),
+                                        str(serving / "xm_search" / "1500")]
+    assert not any(path.exists() for path in leftovers)
+    assert sorted(os.listdir(serving / "xm_search")) == ["1000"]
+    a_file = tmp_path / "file"
+    a_file.write_text("not a folder")
+    assert remove_leftovers(PushConfig(str(a_file), "xm")) == []
+    with pytest.raises(NotADirectoryError, match=f"serving_dir {a_file} exists and is not a"):
+        push_model(str(tmp_path), "unused", PushConfig(str(a_file), "xm"))
