@@ -73,6 +73,8 @@ def test_set_values_are_still_yaml_and_say_how_to_keep_text():
     with pytest.raises(config_lib.ConfigError,
                        match=r"command line: model_name: must be a non-empty string, got True"):
         config_lib.apply_overrides(config_lib.PipelineConfig(), ["model_name=yes"])
+    quoted = _config_from_argv("--set", "model_name='yes'")  # README: --set model_name="'yes'"
+    assert quoted.model_name == "yes"
 
 
 # ---- every float setting is finite and in range -----------------------------------------------
