@@ -41,7 +41,7 @@ class EvalSettings:
 
     Attributes:
       rsum_lower_bound: absolute lower bound on eval rsum (sum of the six recalls, 0..600).
-      rsum_change_threshold: minimum rsum gain over the baseline (latest blessed model); a
+      rsum_change_threshold: minimum rsum gain over the baseline (the model last pushed); a
         negative value tolerates that much regression.
       metric_bounds: optional extra absolute bounds, metric name -> {"lower": x, "upper": y},
         e.g. ``{"t2i_r1": {"lower": 10}, "t2i_medr": {"upper": 20}}``.
