@@ -54,6 +54,22 @@ class EvalSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class IndexSettings:
+    """The collection that ``run`` and ``retrain`` re-index after each push (docs/collection.md).
+
+    Attributes:
+      collection: a folder or glob of photos, or an image features ``.npy``; None: no re-index.
+      captions: a Flickr-format captions file of those photos, or None.
+      name: the index name (a plain name).
+
+    """
+
+    collection: str | None = None
+    captions: str | None = None
+    name: str = "collection"
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """Everything a run of the pipeline needs; runners add nothing but their own plumbing.
 
@@ -78,6 +94,7 @@ class PipelineConfig:
       trainer: Trainer ``custom_config`` (``TrainerConfig`` fields), laid over
         ``pipeline.defaults.DEFAULT_TRAINER``.
       eval: blessing thresholds.
+      index: the collection re-indexed after a push (``index.collection``; none by default).
 
     """
 
@@ -95,6 +112,7 @@ class PipelineConfig:
     transform: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     trainer: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     eval: EvalSettings = dataclasses.field(default_factory=EvalSettings)
+    index: IndexSettings = dataclasses.field(default_factory=IndexSettings)
 
     @property
     def metadata_db(self) -> str:
@@ -135,6 +153,7 @@ def from_dict(values: Mapping[str, Any], source: str = "<dict>") -> PipelineConf
     _validate_sections(values, source)
     reject_unknown(values["eval"], EvalSettings, source, "eval")
     values["eval"] = EvalSettings(**eval_values(values["eval"], source))
+    values["index"] = _index_settings(values.get("index") or {}, source)
     if "beam_args" in values:
         values["beam_args"] = tuple(values["beam_args"])
     return PipelineConfig(**values)
@@ -234,3 +253,23 @@ def _validate_sections(values: Mapping[str, Any], source: str) -> None:
                           "transform.wordpiece_max_tokens (e.g. 64)")
 
 
+def _index_settings(values: Any, source: str) -> IndexSettings:
+    """Checks the ``index`` section: optional path strings and a plain index name."""
+    from serving.collection.layout import check_name  # no TensorFlow: names and folders only
+
+    if not isinstance(values, Mapping):
+        raise ConfigError(source, "index", "must be a mapping with keys collection, captions, "
+                          "name")
+    reject_unknown(values, IndexSettings, source, "index")
+    for key in ("collection", "captions", "name"):
+        value = values.get(key)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(source, f"index.{key}", f"must be a non-empty string, got "
+                              f"{value!r}")
+    if values.get("captions") and not values.get("collection"):
+        raise ConfigError(source, "index.captions", "needs index.collection")
+    try:
+        check_name(values.get("name", IndexSettings.name))
+    except ValueError as err:
+        raise ConfigError(source, "index.name", str(err).replace("--name ", "")) from err
+    return IndexSettings(**values)
