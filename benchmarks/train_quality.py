@@ -268,7 +268,7 @@ def _transform(args: argparse.Namespace, transform_config: dict) -> tuple[pathli
 
 
 def main(argv=None) -> None:
-    from trainer import host_speed
+    from trainer import distribute, host_speed
 
     args = _parse_args(argv)
     overrides = _overrides(args.set)
@@ -276,6 +276,9 @@ def main(argv=None) -> None:
         overrides.setdefault("epochs", 2)
     transform_config, trainer_fields = sections(args.defaults, overrides)
     config = TrainerConfig.from_dict(trainer_fields)
+    # Strategy first: under trainer.distribute_run's TF_CONFIG the host probe's and Transform's
+    # TensorFlow ops would otherwise come before the collective ops are configured.
+    distribute.strategy_for(config)
     print(host_speed.matmul_rate().describe(), flush=True)
     transformed, transform_cell = _transform(args, transform_config)
     if (args.work_dir / "last").exists():  # an earlier run's checkpoints, logs and export

@@ -10,9 +10,13 @@
   training unchanged.
 
 ``TF_CONFIG`` is validated before any strategy is built, so a typo fails at once with the key
-instead of hanging on a cluster that never forms. ``trainer.batch_size`` is the global batch:
-each of N replicas takes its consecutive slice of B / N pairs, so N replicas see the same data
-order as one process.
+instead of hanging on a cluster that never forms. Strategy first: every entry point (``run_fn``,
+``benchmarks.train_quality``) calls ``strategy_for`` before any other TensorFlow op, since a
+cluster's strategy configures TensorFlow's collective ops, which TensorFlow accepts only before its
+runtime has started; later calls in the process return the same strategy.
+
+``trainer.batch_size`` is the global batch: each of N replicas takes its consecutive slice of
+B / N pairs, so N replicas see the same data order as one process.
 
 Cross-replica negatives. ``gather_with_gradient`` concatenates every replica's rows (replica
 order) and sends each replica the gradient of its own rows summed over all replicas' losses
@@ -23,6 +27,7 @@ that the optimizer sums over replicas are those of one process on the global bat
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -108,14 +113,30 @@ def is_chief(cluster_config: Mapping[str, Any] | None) -> bool:
 
 
 def strategy_for(config: TrainerConfig) -> tf.distribute.Strategy:
-    """The strategy of this process (module docstring); validates ``TF_CONFIG`` first."""
+    """The strategy of this process (module docstring); validates ``TF_CONFIG`` first.
+
+    Call it before any other TensorFlow op of the process (module docstring): under a cluster
+    ``TF_CONFIG`` a later first call fails with TensorFlow's "Collective ops must be configured
+    at program startup".
+    """
     cluster_config = tf_config()
     tasks = 0 if cluster_config is None else sum(map(len, cluster_config["cluster"].values()))
     if tasks > 1:
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _multi_worker_strategy(os.environ["TF_CONFIG"])
     if config.strategy == "mirrored":
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+@functools.cache
+def _multi_worker_strategy(cluster_tf_config: str) -> tf.distribute.Strategy:
+    """The process's one ``MultiWorkerMirroredStrategy`` for ``cluster_tf_config``.
+
+    A second one would configure the collective ops and start this task's server again, which
+    TensorFlow refuses once its runtime runs: the entry point's strategy is the one training uses.
+    """
+    del cluster_tf_config  # the cache key: the strategy reads TF_CONFIG itself
+    return tf.distribute.MultiWorkerMirroredStrategy()
 
 
 def config_hash(config: TrainerConfig) -> int:

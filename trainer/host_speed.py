@@ -46,7 +46,9 @@ def matmul_rate(size: int = PROBE_SIZE, repeats: int = 3) -> MatmulRate:
 
     The CPU-time rate is the criterion because on a shared host other processes stretch the
     wall time of the probe but not the CPU time it needs; the best run, because the question is
-    what the hardware can do, not how busy it was for two seconds.
+    what the hardware can do, not how busy it was for two seconds. Its ops are TensorFlow's
+    first in a fresh process: under a cluster ``TF_CONFIG``, call ``distribute.strategy_for``
+    before it.
     """
     import tensorflow as tf
 

@@ -99,7 +99,8 @@ def train_and_export(config: TrainerConfig, tf_transform_output: tft.TFTransform
     """Reads the transformed splits, trains (optionally warm-started) and exports.
 
     Under ``TF_CONFIG`` every worker trains (``trainer.distribute``); only the chief keeps its
-    logs, checkpoints and SavedModel, the others write theirs to temporary folders.
+    logs, checkpoints and SavedModel, the others write theirs to temporary folders. A caller that
+    runs TensorFlow ops before it calls ``distribute.strategy_for`` first.
 
     Args:
         config: the trainer hyperparameters.
@@ -173,8 +174,11 @@ def run_fn(fn_args) -> None:
 
     """
     assert_legacy_keras()
-    rate = host_speed.matmul_rate()
     requested = TrainerConfig.from_dict(trainer_settings(fn_args.custom_config))
+    # Strategy first: the host probe runs TensorFlow ops, after which a cluster's strategy
+    # can no longer be built; train_and_export gets the same strategy back.
+    distribute.strategy_for(requested)
+    rate = host_speed.matmul_rate()
     config, setting = host_speed.setting_for_host(requested, rate.cores)
     print(f"{setting}\n  {rate.describe()}", flush=True)
     logging.info("%s; %s", setting, rate.describe())
