@@ -17,6 +17,7 @@ from pipeline import data as data_lib
 from pipeline import mlmd_summary, recovery
 from pipeline.config import PipelineConfig
 from pipeline.defaults import component_configs
+from pipeline.reindex import reindex_after_push
 from pipeline.summary import format_summary, unserved_model_error
 
 EXAMPLE_GEN_ID = "CaptionExampleGen"
@@ -92,7 +93,7 @@ def _run_locked(config: PipelineConfig, *, retraining: bool, log_path: str | Non
     if error:
         print(f"error: {error}", flush=True)
         return 1
-    return 0
+    return reindex_after_push(config, nodes)
 
 
 def _recover(config: PipelineConfig) -> None:
