@@ -1,4 +1,4 @@
-"""``python -m pipeline {run,retrain,compile,search}``: the command line.
+"""``python -m pipeline {run,retrain,compile,search,serve}``: the command line.
 
 Help, ``search`` and configuration errors stay fast: the whole configuration is checked before
 TFX or TensorFlow is imported, and a bad value is one line naming the file and dotted key (exit
@@ -126,6 +126,8 @@ def make_parser() -> argparse.ArgumentParser:
     # definition of its arguments (``search --help`` shows them).
     sub.add_parser("search", help="query a pushed model's gallery (search --help for options)",
                    add_help=False)
+    sub.add_parser("serve", help="the search page and JSON API (serve --help for options)",
+                   add_help=False)
     return parser
 
 
@@ -133,6 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        from serving.web import cli as serve_cli  # FastAPI, uvicorn, TensorFlow; no TFX
+
+        return serve_cli.main(argv[1:])
     if argv[:1] == ["search"]:
         from serving import search_cli  # TensorFlow only, no TFX
 

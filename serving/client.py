@@ -35,6 +35,8 @@ from serving.retry import (
     RetryableError,
     RetryPolicy,
     ServingError,
+    ServingInvalidInputError,
+    ServingNotFoundError,
     ServingTimeoutError,
     call_with_retries,
 )
@@ -53,6 +55,10 @@ _CAPTION_INPUT = features.CAPTION_KEY
 _IMAGE_INPUT = features.IMAGE_FEATURES_KEY
 _IMAGE_BYTES_INPUT = features.IMAGE_BYTES_INPUT
 DEFAULT_RETRY = RetryPolicy()
+# What TF Serving answers for a bad input and for a model or version it does not serve.
+_HTTP_ERRORS = {400: ServingInvalidInputError, 404: ServingNotFoundError}
+_GRPC_ERRORS = {grpc.StatusCode.INVALID_ARGUMENT: ServingInvalidInputError,
+                grpc.StatusCode.NOT_FOUND: ServingNotFoundError}
 
 
 class Backend(Protocol):
@@ -92,8 +98,8 @@ class LocalBackend:
             outputs = self._signature(signature_name)(**tensors)
         except tf.errors.InvalidArgumentError as err:
             # What TF Serving answers with INVALID_ARGUMENT (e.g. a truncated image).
-            raise ServingError(f"{self.saved_model_dir} {signature_name}: "
-                               f"{error_detail(err.message)}") from err
+            raise ServingInvalidInputError(f"{self.saved_model_dir} {signature_name}: "
+                                           f"{error_detail(err.message)}") from err
         return {name: outputs[name].numpy() for name in output_names}
 
     def input_shape(self, signature_name: str, input_name: str) -> tuple[int | None, ...]:
@@ -133,7 +139,8 @@ class RestBackend:
                 detail = err.read().decode("utf-8", "replace")
                 if err.code == 503:
                     raise RetryableError(f"HTTP 503: {detail}") from err
-                raise ServingError(f"REST {url}: HTTP {err.code}: {detail}") from err
+                kind = _HTTP_ERRORS.get(err.code, ServingError)
+                raise kind(f"REST {url}: HTTP {err.code}: {detail}") from err
             except TimeoutError as err:
                 raise ServingTimeoutError(f"REST {url}: no answer in {self.timeout_s}s") from err
             except urllib.error.URLError as err:
@@ -190,7 +197,8 @@ class GrpcBackend:
                 if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                     raise ServingTimeoutError(
                         f"{what}: no answer in {self.timeout_s}s") from err
-                raise ServingError(f"{what}: {code.name}: {err.details()}") from err
+                kind = _GRPC_ERRORS.get(code, ServingError)
+                raise kind(f"{what}: {code.name}: {err.details()}") from err
 
         return call_with_retries(attempt, self.retry, what)
 

@@ -13,6 +13,14 @@ class ServingError(RuntimeError):
     """A model server answered with an error (bad request, unknown model, ...)."""
 
 
+class ServingInvalidInputError(ServingError):
+    """The server refused the input (gRPC INVALID_ARGUMENT, HTTP 400): the caller's fault."""
+
+
+class ServingNotFoundError(ServingError):
+    """The model or the pinned version is not (or no longer) served (NOT_FOUND, HTTP 404)."""
+
+
 class ServingUnavailableError(ServingError):
     """The server stayed UNAVAILABLE through every retry."""
 

@@ -89,15 +89,35 @@ class GallerySearcher:
                                                                          strict=True)]
                 for row_s, row_i in zip(scores.numpy(), indices.numpy(), strict=True)]
 
+    @property
+    def has_captions(self) -> bool:
+        """Whether the index holds captions to search."""
+        return self._captions is not None
+
+    def images_near(self, embeddings: np.ndarray, k: int = 5) -> list[list[Hit]]:
+        """Top-k gallery images per unit row [N, d] of either tower (already embedded)."""
+        return self._search(embeddings, self._images, self.index.image_ids,
+                            self.index.image_captions, k)
+
+    def captions_near(self, embeddings: np.ndarray, k: int = 5) -> list[list[Hit]]:
+        """Top-k gallery captions per unit row [N, d]; ``Hit.id`` is the caption id.
+
+        Raises:
+            ValueError: the index holds no captions.
+
+        """
+        if self._captions is None:
+            raise ValueError("this gallery index has no captions to search")
+        return self._search(embeddings, self._captions, self.index.caption_ids,
+                            self.index.caption_texts, k)
+
     def text_to_images(self, captions: Sequence[str], k: int = 5) -> list[list[Hit]]:
         """Top-k images per caption; ``Hit.text`` is the image's display caption."""
-        return self._search(self.client.embed_text(captions), self._images,
-                            self.index.image_ids, self.index.image_captions, k)
+        return self.images_near(self.client.embed_text(captions), k)
 
     def image_to_images(self, image_features: np.ndarray, k: int = 5) -> list[list[Hit]]:
         """Top-k gallery images per query image [N, D] (intra-modal)."""
-        return self._search(self.client.embed_image(image_features), self._images,
-                            self.index.image_ids, self.index.image_captions, k)
+        return self.images_near(self.client.embed_image(image_features), k)
 
     def text_to_captions(self, captions: Sequence[str], k: int = 5) -> list[list[Hit]]:
         """Top-k gallery captions per caption; ``Hit.id`` is the caption id.
@@ -106,7 +126,4 @@ class GallerySearcher:
             ValueError: the index holds no captions.
 
         """
-        if self._captions is None:
-            raise ValueError("this gallery index has no captions to search")
-        return self._search(self.client.embed_text(captions), self._captions,
-                            self.index.caption_ids, self.index.caption_texts, k)
+        return self.captions_near(self.client.embed_text(captions), k)

@@ -149,3 +149,38 @@ def write_toy_encoder(export_dir: str | os.PathLike, feature_dim: int = 16,
         save_encoder(ToyEncoder(vocab_file, len(vocabulary), feature_dim, embedding_dim, seed),
                      export_dir)
     return export_dir
+
+
+def write_toy_bytes_encoder(export_dir: str | os.PathLike, tflite_path: str,
+                            embedding_dim: int = 8, seed: int = 0) -> pathlib.Path:
+    """Writes the toy encoder with ``embed_image_bytes`` over a TFLite backbone; returns the path.
+
+    ``embed_image`` takes the backbone's features (D = the backbone's output width). Like the
+    exported encoder, ``image_features_from_bytes`` is kept as a plain function so that the
+    contract check compares ``embed_image_bytes`` with ``embed_image`` on the same features.
+
+    Args:
+        export_dir: destination directory.
+        tflite_path: the quantized TFLite CNN (``trainer.image_backbone.ImageBackbone``).
+        embedding_dim: embedding width d.
+        seed: seed of the fixed random weights.
+
+    """
+    from trainer.image_backbone import ImageBackbone  # TFLite reader: only this writer needs it
+
+    backbone = ImageBackbone(tflite_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab_file = pathlib.Path(tmp) / VOCAB_NAME
+        vocab_file.write_text("\n".join(DEFAULT_VOCABULARY) + "\n", encoding="utf-8")
+        encoder = ToyEncoder(str(vocab_file), len(DEFAULT_VOCABULARY), backbone.feature_dim,
+                             embedding_dim, seed)
+        encoder.backbone = backbone
+        bytes_spec = tf.TensorSpec([None], tf.string, name=features.IMAGE_BYTES_INPUT)
+        encoder.image_features_from_bytes = tf.function(
+            encoder.backbone.__call__, input_signature=[bytes_spec]).get_concrete_function()
+        embed_bytes = tf.function(
+            lambda image_bytes: {features.IMAGE_EMBEDDING_OUTPUT: encoder._image(
+                encoder.image_features_from_bytes(image_bytes))}, input_signature=[bytes_spec])
+        save_encoder(encoder, export_dir,
+                     {features.EMBED_IMAGE_BYTES_SIGNATURE: embed_bytes.get_concrete_function()})
+    return pathlib.Path(export_dir)

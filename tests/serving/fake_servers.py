@@ -2,6 +2,7 @@
 
 import base64
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -42,6 +43,7 @@ class Script:
     def __init__(self, backend: LocalBackend, feature_dim: int):
         self.backend, self.feature_dim = backend, feature_dim
         self.failures, self.delay_s, self.requests = 0, 0.0, []
+        self.versions: set[int] | None = None  # the versions served (None: any)
 
     def next_fails(self) -> bool:
         time.sleep(self.delay_s)
@@ -80,7 +82,10 @@ def start_rest(script: Script) -> tuple[ThreadingHTTPServer, str]:
             script.requests.append(("POST", self.path, body))
             if script.next_fails():
                 return self._reply(503, {"error": "servable not ready"})
-            if not self.path.endswith("/v1/models/toy:predict"):
+            match = re.search(r"/v1/models/toy(?:/versions/(\d+))?:predict$", self.path)
+            pinned = match and match.group(1) and int(match.group(1))
+            if not match or (pinned and script.versions is not None
+                             and pinned not in script.versions):
                 return self._reply(404, {"error": f"no model at {self.path}"})
             inputs = {k: _rest_input(k, v) for k, v in body["inputs"].items()}
             if features.IMAGE_FEATURES_KEY in inputs:

@@ -1,0 +1,1 @@
+"""The search service: ``python -m pipeline serve`` (JSON API + page; docs/search_page.md)."""
