@@ -55,7 +55,8 @@ def test_a_pipeline_root_that_is_a_regular_file_is_one_line_exit_2(tmp_path, com
 def test_a_pipeline_root_under_a_regular_file_or_proc_is_refused(tmp_path):
     (tmp_path / "file").write_text("")
     for root in (tmp_path / "file" / "root", pathlib.Path("/proc/xmodal-root")):
-        out, seconds = _cli("run", "--data", str(tmp_path), "--pipeline-root", str(root))
+        out, seconds = _cli("run", "--data", str(tmp_path), "--pipeline-root", str(root),
+                            "--serving-dir", str(tmp_path / "serving"))
         _assert_refused_fast(out, seconds, f"{root}: pipeline_root: ")
         assert not root.exists()
 
@@ -131,7 +132,8 @@ def test_retrain_refuses_data_without_spans_and_trains_nothing(tmp_path, monkeyp
 def test_retrain_without_spans_is_one_error_line_on_the_command_line(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    out, _ = _cli("retrain", "--data", str(data), "--pipeline-root", str(tmp_path / "root"))
+    out, _ = _cli("retrain", "--data", str(data), "--pipeline-root", str(tmp_path / "root"),
+                  "--serving-dir", str(tmp_path / "serving"))
     assert out.stdout.strip().splitlines()[-1] == "1 False False", out.stdout + out.stderr
     assert "processing span None" not in out.stdout
     (line,) = out.stderr.strip().splitlines()
