@@ -15,9 +15,11 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 
 import apache_beam as beam
 import numpy as np
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from serving.collection import assemble, job, layout, store
@@ -103,6 +105,15 @@ def _previous(base: str, encoder: EncoderInfo, root: str,
     return (directory, manifest) if same else None
 
 
+def _remote_work_dir(beam_args: tuple[str, ...]) -> str | None:
+    """A fresh folder under the job's ``--temp_location`` when that is remote (Dataflow)."""
+    options = PipelineOptions(list(beam_args)).get_all_options(retain_unknown_options=True)
+    temp = options.get("temp_location") or ""
+    if "://" not in temp:
+        return None
+    return f"{temp.rstrip('/')}/xmodal-index-{uuid.uuid4().hex}"
+
+
 def _run_job(request: IndexRequest, spec: job.JobSpec) -> float:
     """Runs the embedding job; returns its wall seconds."""
     start = time.perf_counter()
@@ -131,15 +142,16 @@ def build_index(request: IndexRequest) -> IndexResult:
     known = (dict(zip(previous_photos.ids.tolist(), previous_photos.hashes.tolist(), strict=True))
              if previous_photos is not None else {})
     os.makedirs(base, exist_ok=True)
-    work = request.work_dir or tempfile.mkdtemp(prefix=".work-", dir=base)
+    work = request.work_dir or _remote_work_dir(request.beam_args) or tempfile.mkdtemp(
+        prefix=".work-", dir=base)
     try:
         spec = job.JobSpec(listing, stage_model(encoder.directory, work), work, known, captions,
                            request.batch_size)
         embed_seconds = _run_job(request, spec)
         parts = assemble.assemble(work, encoder.embedding_dim, previous_photos, captions)
     finally:
-        if request.work_dir is None:
-            shutil.rmtree(work, ignore_errors=True)
+        if request.work_dir is None and FileSystems.exists(work):
+            FileSystems.delete([work])
     if not len(parts.photos.ids):
         raise EmptyCollectionError(assemble.empty_message(request.collection, parts.skipped))
     fingerprint = assemble.fingerprint(parts.photos, parts.skipped)
