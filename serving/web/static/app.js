@@ -74,6 +74,7 @@ function showResults(answer, what) {
 
 async function runSearch(request, what) {
   showError("error", "");
+  $("results").replaceChildren();
   $("status").textContent = "searching…";
   try {
     showResults(await request(), what);
