@@ -128,6 +128,8 @@ def make_parser() -> argparse.ArgumentParser:
                    add_help=False)
     sub.add_parser("serve", help="the search page and JSON API (serve --help for options)",
                    add_help=False)
+    sub.add_parser("index", help="embed a photo collection and publish its search index "
+                   "(index --help for options)", add_help=False)
     return parser
 
 
@@ -139,6 +141,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from serving.web import cli as serve_cli  # FastAPI, uvicorn, TensorFlow; no TFX
 
         return serve_cli.main(argv[1:])
+    if argv[:1] == ["index"]:
+        from serving.collection.cli import index_main  # Beam and TensorFlow, no TFX
+
+        return index_main(argv[1:])
     if argv[:1] == ["search"]:
         from serving import search_cli  # TensorFlow only, no TFX
 
