@@ -6,7 +6,8 @@ bounded: only the images shown in the panel (queries x top-5) are embedded, each
 never fails the report: that result keeps its file name alone and is counted in a note.
 
 Where the images come from: the pipeline passes a folder as the EvalReport's ``images_dir``
-execution property (``find_images_dir``: ``--images``, else the data's ``images/`` folder); an
+execution property (``find_images_dir``: ``--images``, else the data's ``dev_images/`` or
+``images/`` folder); an
 image id is the file's path relative to it, as the image featurizer names its feature rows. An id
 or a symlink that leads out of the folder is not read: that result is shown by name.
 """
@@ -26,6 +27,9 @@ THUMBNAIL_PX = 112
 JPEG_QUALITY = 80
 DATA_URI_PREFIX = "data:image/jpeg;base64,"
 IMAGES_SUBDIR = "images"
+# The eval split's photos come first: the panel shows eval-split results, and a dataset may keep
+# only some (e.g. train) photos in images/ (Flickr8k in ../shared does).
+DATA_IMAGE_SUBDIRS = ("dev_images", IMAGES_SUBDIR)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +52,7 @@ class Thumbnails:
         """One line for the report's notes: where thumbnails come from and what is missing."""
         if not self.images_dir:
             return ("result images are shown by name: no images folder (pass --images, or put "
-                    f"an {IMAGES_SUBDIR}/ folder in the data)")
+                    f"a {' or '.join(d + '/' for d in DATA_IMAGE_SUBDIRS)} folder in the data)")
         line = f"thumbnails of {len(self.uris)} result images from {self.images_dir}"
         if self.unavailable:
             line += (f"; {len(self.unavailable)} missing, unreadable or outside the folder, "
@@ -57,15 +61,18 @@ class Thumbnails:
 
 
 def find_images_dir(images_dir: str | None, data_dir: str) -> str:
-    """The folder the report takes images from: ``images_dir``, else ``<data_dir>/images``.
+    """The folder the report takes images from: ``images_dir``, else one in ``data_dir``.
 
-    Only a local ``data_dir`` is looked into (a cloud URI is not touched while building the
-    pipeline); returns "" when there is no such folder.
+    That is the first of ``<data_dir>/dev_images`` and ``<data_dir>/images`` that exists. Only a
+    local ``data_dir`` is looked into (a cloud URI is not touched while building the pipeline);
+    returns "" when there is no such folder.
     """
     if images_dir:
         return images_dir
-    candidate = os.path.join(data_dir, IMAGES_SUBDIR)
-    return candidate if "://" not in data_dir and os.path.isdir(candidate) else ""
+    if "://" in data_dir:
+        return ""
+    candidates = [os.path.join(data_dir, sub) for sub in DATA_IMAGE_SUBDIRS]
+    return next((path for path in candidates if os.path.isdir(path)), "")
 
 
 def thumbnail_uri(data: bytes, size: int = THUMBNAIL_PX) -> str:

@@ -117,11 +117,13 @@ def test_a_symlink_out_of_the_images_folder_is_not_read(tmp_path):
     assert sorted(thumbnails.load_thumbnails(str(linked_folder), ids).uris) == ["alias.jpg"]
 
 
-def test_find_images_dir_prefers_the_option_then_the_data_folder(tmp_path):
+def test_find_images_dir_prefers_the_option_then_the_data_s_eval_photos(tmp_path):
     assert thumbnails.find_images_dir("/given", str(tmp_path)) == "/given"
     assert thumbnails.find_images_dir(None, str(tmp_path)) == ""
     (tmp_path / "images").mkdir()
     assert thumbnails.find_images_dir(None, str(tmp_path)) == str(tmp_path / "images")
+    (tmp_path / "dev_images").mkdir()  # the eval split's photos, which the panel shows
+    assert thumbnails.find_images_dir(None, str(tmp_path)) == str(tmp_path / "dev_images")
     assert thumbnails.find_images_dir("", "gs://bucket/data") == ""
 
 
