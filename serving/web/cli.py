@@ -21,7 +21,8 @@ import uvicorn
 from serving.retry import ServingError
 from serving.web.api import Service
 from serving.web.app import create_app
-from serving.web.holder import DEFAULT_POLL_S, ModelHolder
+from serving.web.collection import CollectionSource
+from serving.web.holder import DEFAULT_POLL_S, ModelHolder, ModelSource
 from serving.web.model import GallerySource
 from serving.web.photos import PhotoStore
 from serving.web.queries import Limits
@@ -82,20 +83,28 @@ def _check(args: argparse.Namespace) -> None:
         ipaddress.ip_address(_host_ip(args.host))
     except ValueError as err:
         raise ValueError(f"--host must be an IP address (or localhost): {err}") from err
+    if args.index is not None and args.compare is not None:
+        raise ValueError("--compare works on the eval-split gallery, whose captions both models "
+                         "share: leave out --index")
+
+
+def _sources(args: argparse.Namespace) -> list[ModelSource]:
     if args.index is not None:
-        raise ValueError("--index: collection indexes are not served yet")
-
-
-def build_service(args: argparse.Namespace) -> Service:
-    """Loads the models of a command line (raises on a missing or unloadable one)."""
+        return [CollectionSource(args.serving_dir, args.index, args.model_name, args.tf_serving,
+                                 tuple(args.photos or ()))]
     photos = PhotoStore(args.photos if args.photos is not None else default_photo_dirs())
     for folder in photos.missing:
         print(f"warning: photo folder {folder} does not exist; its photos are shown by name",
               file=sys.stderr)
+    return [GallerySource(args.serving_dir, name, photos, args.tf_serving)
+            for name in [args.model_name] + ([args.compare] if args.compare else [])]
+
+
+def build_service(args: argparse.Namespace) -> Service:
+    """Loads the models of a command line (raises on a missing or unloadable one)."""
     holders = []
-    for name in [args.model_name] + ([args.compare] if args.compare else []):
-        holder = ModelHolder(GallerySource(args.serving_dir, name, photos, args.tf_serving),
-                             args.poll_seconds)
+    for source in _sources(args):
+        holder = ModelHolder(source, args.poll_seconds)
         holder.load_latest()
         holders.append(holder)
     return Service(holders[0], holders[1] if len(holders) > 1 else None, Limits())

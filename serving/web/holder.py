@@ -27,7 +27,9 @@ _LOAD_ERRORS = (FileNotFoundError, ValueError, OSError, ServingError, tf.errors.
 
 
 class ModelSource(Protocol):
-    """Lists and loads the versions of one model (``GallerySource``, a collection source)."""
+    """Lists and loads the versions of one model (``GallerySource``, ``CollectionSource``)."""
+
+    hint: str  # what makes a first version appear, for the error when there is none
 
     def describe(self) -> str:
         """Where versions are looked for, for messages."""
@@ -74,9 +76,8 @@ class ModelHolder:
         """
         versions = self.source.versions()
         if not versions:
-            raise FileNotFoundError(f"no pushed model under {self.source.describe()}: run the "
-                                    "pipeline (python -m pipeline run) so that the Pusher "
-                                    "publishes one, or pass --serving-dir / --model-name")
+            raise FileNotFoundError(f"nothing to serve under {self.source.describe()}: "
+                                    f"{self.source.hint}")
         self._current = self.source.load(versions[-1])
         return self._current
 
@@ -90,7 +91,7 @@ class ModelHolder:
         with self._load_lock:
             current = self.current
             for version in reversed(self.source.versions()):
-                if version <= current.version:
+                if version <= current.load_key:
                     break
                 if not force and time.monotonic() < self._failed.get(version, 0.0):
                     continue
@@ -98,12 +99,12 @@ class ModelHolder:
                     loaded = self.source.load(version)
                 except _LOAD_ERRORS as err:
                     logging.warning("%s version %d not loaded (serving version %d): %s",
-                                    current.name, version, current.version, err)
+                                    self.source.describe(), version, current.load_key, err)
                     self._failed[version] = time.monotonic() + RETRY_FAILED_S
                     continue
                 self._current, self.swaps = loaded, self.swaps + 1
-                logging.info("%s: now serving version %d (was %d)", loaded.name, version,
-                             current.version)
+                logging.info("%s: now serving version %d (was %d)", self.source.describe(),
+                             version, current.load_key)
                 break
             return self.current
 

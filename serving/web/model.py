@@ -48,6 +48,8 @@ class LoadedModel:
         searcher: top-k over ``index``.
         photos: the photo files of ``index``'s images.
         source: what is searched, for people (``eval-split gallery``, ``collection NAME``).
+        key: what orders the loads of its source: the model version for the gallery, the
+            index version for a collection index (rebuilt without a new model version).
 
     """
 
@@ -58,6 +60,12 @@ class LoadedModel:
     searcher: Searcher
     photos: PhotoStore
     source: str
+    key: int = -1
+
+    @property
+    def load_key(self) -> int:
+        """``key`` when set, else ``version``."""
+        return self.version if self.key < 0 else self.key
 
     # Lookup tables, built on first use (Python 3.10's cached_property holds a lock meanwhile).
     @functools.cached_property
@@ -124,6 +132,8 @@ class GallerySource:
         self.serving_dir, self.model_name = serving_dir, model_name
         self.photos, self.tf_serving_url = photos, tf_serving_url
         self.search_base = os.path.join(serving_dir, search_model_name(model_name))
+        self.hint = ("no pushed model; run the pipeline (python -m pipeline run) so that the "
+                     "Pusher publishes one, or pass --serving-dir / --model-name")
         self.encoder_base = os.path.join(serving_dir, model_name)
 
     def describe(self) -> str:

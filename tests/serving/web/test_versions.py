@@ -49,7 +49,7 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(pushed, serving
     (broken / "assets.extra" / "gallery" / "index.json").write_text("{}")
     shutil.copytree(serving_copy / MODEL / "1", serving_copy / MODEL / "5")
     assert service.primary.refresh().version == 1
-    assert "toy version 5 not loaded (serving version 1)" in caplog.text
+    assert "toy_search version 5 not loaded (serving version 1)" in caplog.text
     assert service.primary.refresh().version == 1  # not retried at once
     assert caplog.text.count("version 5 not loaded") == 1
 
@@ -78,7 +78,7 @@ def test_tf_serving_queries_are_pinned_and_follow_its_version_switch(pushed, ser
 
 def test_serve_without_a_pushed_model_is_one_error_line(tmp_path, capsys):
     assert cli.main(["--serving-dir", str(tmp_path), "--model-name", "none"]) == 2
-    assert "error: no pushed model under" in capsys.readouterr().err
+    assert "no pushed model; run the pipeline" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [
