@@ -33,6 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from serving.collection.cli import search_index
 from serving.gallery import GalleryIndex, load_index
 from serving.publish import list_versions
 from serving.savedmodel import load_saved_model
@@ -80,6 +81,9 @@ def _parser(default_serving_dir: str, default_model_name: str) -> argparse.Argum
     parser.add_argument("-k", "--k", type=int, default=5, help="results (default: 5)")
     parser.add_argument("--mode", choices=MODES, default=None,
                         help="default: text2image for a text query, image2image with --image")
+    parser.add_argument("--index", metavar="NAME",
+                        help="search this collection index (python -m pipeline index) instead "
+                        "of the gallery; --version then names the encoder version")
     return parser
 
 
@@ -227,6 +231,8 @@ def main(argv: Sequence[str] | None = None, default_serving_dir: str = DEFAULT_S
         if args.k < 1:
             raise ValueError("--k must be >= 1")
         mode = resolve_mode(args.query, args.image, args.mode)
+        if args.index:
+            return search_index(args, mode, sys.stderr)
         model_dir = resolve_search_model(args.serving_dir, args.model_name, args.version)
         load_start = time.perf_counter()
         index = load_index(os.path.join(model_dir, INDEX_SUBDIR))

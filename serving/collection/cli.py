@@ -14,9 +14,10 @@ import shlex
 import sys
 import time
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from serving.collection import build
+if TYPE_CHECKING:
+    from serving.collection.build import IndexRequest, IndexResult
 
 DEFAULT_SERVING_DIR = "runs/serving"
 DEFAULT_MODEL_NAME = "xmodal"
@@ -24,6 +25,7 @@ DEFAULT_NAME = "collection"
 EX_USAGE = 2
 # Skipped files named on the terminal (all of them are in the manifest).
 SHOWN_SKIPS = 20
+INDEX_MODES = ("text2image", "text2text", "image2image")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,8 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def request_of(argv: Sequence[str]) -> build.IndexRequest:
+def request_of(argv: Sequence[str]) -> IndexRequest:
     """The ``IndexRequest`` of an ``index`` command line (SystemExit on a usage error)."""
+    from serving.collection import build  # Beam: not for ``search --index``
+
     args = _parser().parse_args(argv)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -62,7 +66,7 @@ def request_of(argv: Sequence[str]) -> build.IndexRequest:
                               args.captions, beam_args, args.work_dir, args.batch_size)
 
 
-def summary_line(result: build.IndexResult) -> str:
+def summary_line(result: IndexResult) -> str:
     """One line: what the index holds now, and where."""
     manifest = result.manifest
     counts = manifest.counts
@@ -77,6 +81,8 @@ def summary_line(result: build.IndexResult) -> str:
 
 def index_main(argv: Sequence[str], terminal: TextIO | None = None) -> int:
     """``python -m pipeline index``; returns the exit status (0, or 2 on bad input)."""
+    from serving.collection import build
+
     terminal = terminal or sys.stderr
     try:
         result = build.build_index(request_of(argv))
@@ -94,22 +100,33 @@ def index_main(argv: Sequence[str], terminal: TextIO | None = None) -> int:
     return 0
 
 
-def search_index(args: argparse.Namespace, terminal: TextIO) -> int:
-    """``search --index NAME``: text → photos (``--mode text2text``: captions), or ``--image``.
+def search_index(args: argparse.Namespace, mode: str, terminal: TextIO) -> int:
+    """``search --index NAME``: a caption → photos (``text2text``: captions), or ``--image``.
 
-    ``args`` carries ``index``, ``query``, ``image``, ``mode``, ``k``, ``serving_dir``,
-    ``model_name`` and ``version`` (the encoder version to search with; default the latest).
+    Args:
+        args: ``search``'s arguments: ``index``, ``query``, ``image``, ``k``, ``serving_dir``,
+            ``model_name`` and ``version`` (the encoder version; default the latest pushed).
+        mode: the resolved search mode.
+        terminal: where error lines go.
+
+    Returns:
+        The exit status: 0, or 2 (bad input, no such index, an index of another model version:
+        its line says how to rebuild it; with ``--image``, no photo could be searched).
+
     """
     from serving.collection.api import open_index
 
     start = time.perf_counter()
     try:
+        if mode not in INDEX_MODES or (mode == "image2image" and args.image is None):
+            raise ValueError(f"--index searches with a caption (--mode text2image or text2text) "
+                             f"or with --image PHOTO, not --mode {mode}")
         index = open_index(args.serving_dir, args.index, args.model_name, args.version)
         print(f"index {index.name!r} version {index.version}: {index.num_photos} photos, "
               f"{index.model_name} version {index.model_version} "
               f"({time.perf_counter() - start:.1f} s to open)")
         if args.image is None:
-            search = (index.search_text_to_text if args.mode == "text2text"
+            search = (index.search_text_to_text if mode == "text2text"
                       else index.search_text)
             _print_hits(f'"{args.query}"', search(args.query, args.k))
             return 0

@@ -15,6 +15,8 @@ a file that is no photo is skipped and named in the manifest, never filtered out
 from __future__ import annotations
 
 import dataclasses
+import glob
+import os
 import re
 
 import numpy as np
@@ -26,6 +28,7 @@ PHOTOS = "photos"
 FEATURES = "features"
 NAMES_SUFFIX = ".names.txt"
 _GLOB = re.compile(r"[*?\[]")
+_REMOTE = re.compile(r"^[a-z][a-z0-9+.-]*://")
 # A caption the model can embed has at least one word character (the ingestion rule).
 _WORD = re.compile(r"\w")
 
@@ -60,32 +63,63 @@ def list_collection(src: str) -> Listing:
     """Lists ``src`` (see the module docstring).
 
     Raises:
-        FileNotFoundError: ``src`` does not exist, matches nothing, or holds no file.
-        ValueError: a features file without its names file, or whose row count differs.
+        FileNotFoundError: ``src`` does not exist, matches nothing, holds no file or cannot be
+            listed.
+        ValueError: a single file that is no features file, or a features file whose names
+            file names another number of rows.
 
     """
     if src.endswith(".npy") and not _GLOB.search(src):
         return _list_features(src)
-    if _GLOB.search(src):
-        root, pattern = _glob_root(src), src
-    else:
-        if not FileSystems.exists(src):
-            raise FileNotFoundError(f"collection {src!r} does not exist")
-        root = FileSystems.join(src, "")
-        pattern = FileSystems.join(src, "**")
+    is_glob = bool(_GLOB.search(src))
+    if not is_glob and not FileSystems.exists(src):
+        raise FileNotFoundError(f"collection {src!r} does not exist")
+    if not is_glob and os.path.isfile(src):
+        raise ValueError(f"collection {src!r} is a file: give a folder or glob of photos, or an "
+                         "image features .npy")
+    root = _glob_root(src) if is_glob else FileSystems.join(src, "")
     try:
-        found = FileSystems.match([pattern])[0].metadata_list
+        files = sorted(_list_local(src, is_glob) if not _REMOTE.match(src)
+                       else _list_remote(src, is_glob))
     except OSError as err:  # Beam's BeamIOError subclasses IOError
         raise FileNotFoundError(f"collection {src!r} cannot be listed: {err}") from err
-    files = sorted((meta for meta in found if not meta.path.endswith("/")),
-                   key=lambda meta: meta.path)
     if not files:
         raise FileNotFoundError(f"collection {src!r} holds no file")
-    ids = [meta.path[len(root):] if root and meta.path.startswith(root) else meta.path
-           for meta in files]
-    return Listing(PHOTOS, root, [meta.path for meta in files], ids,
-                   [int(meta.size_in_bytes if meta.size_in_bytes is not None else -1)
-                    for meta in files])
+    ids = [path[len(root):] if root and path.startswith(root) else path for path, _ in files]
+    return Listing(PHOTOS, root, [path for path, _ in files], ids, [size for _, size in files])
+
+
+def _list_local(src: str, is_glob: bool) -> list[tuple[str, int]]:
+    """Every entry that is not a folder, by local path.
+
+    A broken link or a file that cannot be read is listed too, so that the job names it as
+    skipped: Beam's own listing drops what it cannot stat.
+    """
+    if is_glob:
+        paths = [p for p in glob.glob(src, recursive=True) if not os.path.isdir(p)]
+    else:
+        paths = []
+
+        def fail(err: OSError) -> None:
+            raise err
+
+        for folder, _, names in os.walk(src, onerror=fail):
+            paths.extend(os.path.join(folder, name) for name in names)
+    return [(path, _size(path)) for path in paths]
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return -1
+
+
+def _list_remote(src: str, is_glob: bool) -> list[tuple[str, int]]:
+    pattern = src if is_glob else FileSystems.join(src, "**")
+    found = FileSystems.match([pattern])[0].metadata_list
+    return [(meta.path, -1 if meta.size_in_bytes is None else int(meta.size_in_bytes))
+            for meta in found if not meta.path.endswith("/")]
 
 
 def _list_features(path: str) -> Listing:
@@ -111,8 +145,7 @@ def read_features(path: str) -> np.ndarray:
         ValueError: not a 2-D numeric ``.npy``.
 
     """
-    local = not re.match(r"^[a-z][a-z0-9+.-]*://", path)
-    if local:
+    if not _REMOTE.match(path):
         matrix = np.load(path, mmap_mode="r", allow_pickle=False)
     else:
         with FileSystems.open(path) as handle:
