@@ -160,8 +160,9 @@ def transform_flickr8k(splits: dict[str, list], out_dir: pathlib.Path,
         rows = pipeline | f"Read {name}" >> sources[name].BeamSource()
         return rows, sources[name].TensorAdapterConfig()
 
-    with beam.Pipeline() as pipeline, tft_beam.Context(temp_dir=tempfile.mkdtemp(),
-                                                       force_tf_compat_v1=False):
+    # the folder outlives the pipeline, which runs when its ``with`` exits
+    with (tempfile.TemporaryDirectory() as temp_dir, beam.Pipeline() as pipeline,
+          tft_beam.Context(temp_dir=temp_dir, force_tf_compat_v1=False)):
         (train_xf, train_meta), transform_fn = read(pipeline, "train") | (
             tft_beam.AnalyzeAndTransformDataset(preprocessing_fn, output_record_batches=True))
         transformed = {"train": train_xf}
