@@ -29,6 +29,7 @@ START_TIMEOUT_S = 300.0
 REQUEST_TIMEOUT_S = 30.0
 TEXT_QUERIES = 200
 PHOTO_QUERIES = 50
+WARMUP_S = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,9 +173,14 @@ def _rss_mib(process: psutil.Process) -> float:
     return process.memory_info().rss / 2**20
 
 
-def _drive(port: int, queries: dict[str, list], load: LoadSpec, push: Callable[[], int],
+def _drive(port: int, queries: dict[str, list], load: LoadSpec, push: Callable[[], int] | None,
            service: psutil.Process) -> tuple[list[Sample], int, float, float]:
-    """Runs the clients, pushes at ``load.push_at``; returns samples, version, push time, peak."""
+    """Runs the clients and pushes at ``load.push_at`` (unless ``push`` is None).
+
+    Returns:
+        The samples, the pushed version (0: none), the push time and the service's peak RSS.
+
+    """
     samples: list[Sample] = []
     t0 = time.monotonic()
     threads = [threading.Thread(target=client, args=(port, n, queries, t0, t0 + load.seconds,
@@ -184,7 +190,7 @@ def _drive(port: int, queries: dict[str, list], load: LoadSpec, push: Callable[[
     pushed_version, pushed_at, peak = 0, 0.0, 0.0
     while any(thread.is_alive() for thread in threads):
         peak = max(peak, _rss_mib(service))
-        if not pushed_version and time.monotonic() - t0 >= load.push_at:
+        if push and not pushed_version and time.monotonic() - t0 >= load.push_at:
             pushed_version, pushed_at = push(), time.monotonic() - t0
         time.sleep(0.2)
     for thread in threads:
@@ -203,9 +209,9 @@ def run(serving_dir: pathlib.Path, model: str, data: pathlib.Path, load: LoadSpe
         wait_healthy(process, port, log)
         service = psutil.Process(process.pid)
         queries = load_queries(data)
-        warm: list[Sample] = []
-        client(port, 0, queries, time.monotonic(), time.monotonic() + 3.0, warm)
-        rss = {"after warm-up": _rss_mib(service)}
+        # Warm-up at full concurrency, so that "before" holds every thread's buffers already.
+        _drive(port, queries, dataclasses.replace(load, seconds=WARMUP_S), None, service)
+        rss = {"before (after warm-up)": _rss_mib(service)}
         samples, version, pushed_at, peak = _drive(port, queries, load, push, service)
         rss.update({"peak": max(peak, _rss_mib(service)), "after": _rss_mib(service)})
     finally:

@@ -22,8 +22,7 @@ from serving.collection.searcher import SearcherSettings, load_searcher
 from serving.gallery import GalleryIndex
 from serving.publish import list_versions
 from serving.search import Hit
-from serving.search_model import WARMUP_QUERY
-from serving.web.model import LoadedModel
+from serving.web.model import LoadedModel, warm_up
 from serving.web.photos import PhotoStore
 
 
@@ -134,7 +133,7 @@ class CollectionSource:
         else:
             backend = RestBackend(self.tf_serving_url, self.model_name, manifest.model_version)
         client = EmbeddingClient(backend)
-        client.embed_text([WARMUP_QUERY])
+        warm_up(client)
         photos = store.load_photos(directory)
         captions = (store.load_captions(directory) if layout.CAPTIONS in manifest.searchers
                     else None)

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
+import logging
 import os
 from typing import Protocol
 
 import numpy as np
+from PIL import Image
 
 from serving.client import EmbeddingClient, LocalBackend, RestBackend
 from serving.gallery import GalleryIndex, check_model_version, load_index
 from serving.publish import list_versions
+from serving.retry import ServingError, ServingNotFoundError
 from serving.search import GallerySearcher, Hit
 from serving.search_model import INDEX_SUBDIR, WARMUP_QUERY, search_model_name
 from serving.web.photos import PhotoStore
@@ -111,6 +115,36 @@ class LoadedModel:
         return self._relevance
 
 
+def _warmup_photo() -> bytes:
+    """A small gray JPEG for the warm-up query of ``embed_image_bytes``."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), (128, 128, 128)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+WARMUP_PHOTO = _warmup_photo()
+
+
+def warm_up(client: EmbeddingClient) -> None:
+    """One caption and one photo through the encoder before it serves.
+
+    The first call of each loaded signature sets its graph up (seconds for the image backbone);
+    paid here, before the swap, rather than by the first queries of the new version. An encoder
+    without ``embed_image_bytes`` is only warmed up with text (photo queries fail on it).
+
+    Raises:
+        ServingError: the encoder cannot embed a caption (e.g. TF Serving does not serve it).
+
+    """
+    client.embed_text([WARMUP_QUERY])
+    try:
+        client.embed_images([WARMUP_PHOTO])
+    except ServingError as err:
+        if isinstance(err, ServingNotFoundError):
+            raise
+        logging.warning("photo queries will fail: the encoder cannot embed photos (%s)", err)
+
+
 class GallerySource:
     """The Pusher's eval-split gallery: ``<serving_dir>/<name>_search/<V>/assets.extra/gallery``.
 
@@ -162,6 +196,6 @@ class GallerySource:
         else:
             backend = RestBackend(self.tf_serving_url, self.model_name, version)
         client = EmbeddingClient(backend)
-        client.embed_text([WARMUP_QUERY])
+        warm_up(client)
         return LoadedModel(self.model_name, version, client, index,
                            GallerySearcher(index, client), self.photos, "eval-split gallery")
