@@ -242,14 +242,14 @@ def print_summary(report: Report, load: LoadSpec, model: str) -> bool:
           f"text and photo queries alternating, model {model}, 127.0.0.1)")
     print(f"throughput: {len(samples) / load.seconds:.1f} requests/s ({len(samples)} requests: "
           f"{sum(s.kind == 'text' for s in samples)} text, "
-          f"{sum(s.kind == 'photo' for s in samples)} photo); errors: {len(failed)}")
+          f"{sum(s.kind == 'photo' for s in samples)} photo)")
+    print(f"failed requests: {len(failed)}")
     for kind in ("text", "photo"):
         times = [s.seconds for s in samples if s.kind == kind and s.status == 200]
         print(f"latency {kind}: p50 {_ms(times, 50):.1f} ms, p99 {_ms(times, 99):.1f} ms")
     switch = f"{min(new) - report.pushed_at:.1f} s later" if new else "never"
-    print(f"new version {report.pushed_version}: pushed at {report.pushed_at:.1f} s, first "
-          f"answer from it {switch}; answers from the old version after that: {old_after}; "
-          f"failed requests: {len(failed)}")
+    print(f"new version: pushed at {report.pushed_at:.1f} s, first answer from it {switch}, "
+          f"answers from the old version after that: {old_after}")
     print("service memory (RSS): " + ", ".join(f"{k} {v:.0f} MiB" for k, v in
                                                 report.rss_mib.items()))
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, float32 matmul "
