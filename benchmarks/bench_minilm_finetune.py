@@ -137,7 +137,7 @@ def measure(args: argparse.Namespace) -> dict:
     _, figures["eval_full"] = _seconds(lambda: evaluation.evaluate(
         image_tower, text_tower, eval_split, config.eval_batch_size))
     figures["first_block"] = rows.text_prefix.first_block
-    figures["megabytes"] = [p.values.numpy().nbytes / 1e6 for p in (rows.text_prefix,
+    figures["megabytes"] = [p.values.numpy().nbytes / 1e6 for p in (rows.text_prefix.prefix,
                                                                     eval_prefix)]
     return figures
 

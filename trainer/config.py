@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from trainer.loss_kinds import LOSS_KINDS
+from trainer.precision import PRECISIONS
 
 # The quantized MobileNetV2 1.0/224 that produced flickr8k/features/mobilenet_v2.npy: the image
 # backbone's default weights (``trainer.image_backbone``), named here so that the configuration is
@@ -32,6 +33,7 @@ _CHOICES = {
     "image_tower": IMAGE_TOWERS,
     "text_tower": TEXT_TOWERS,
     "strategy": STRATEGIES,
+    "precision": PRECISIONS,
 }
 _POSITIVE = ("embedding_dim", "word_dim", "gru_units", "mlp_hidden", "epochs", "batch_size",
              "learning_rate", "minilm_lr_multiplier", "refresh_steps", "mining_chunk_size",
@@ -71,6 +73,10 @@ class TrainerConfig:
         slow_host_fallback: on a host whose matmul is slower than
             ``trainer.host_speed.SLOW_HOST_GFLOPS``, train a fine-tuned ``minilm`` tower with
             the frozen encoder instead, so that the run stays within its time budget.
+        precision: the dtype of the towers' matmuls in the training step
+            (``trainer.precision``): ``auto`` (bfloat16 where the CPU multiplies it natively,
+            AMX or AVX512_BF16, else float32), ``float32`` or ``bfloat16``. Variables, loss,
+            mining scores, optimizer state, evaluation and the exported model stay float32.
         embedding_dim: joint embedding size d (paper: 1024).
         word_dim: token embedding size.
         gru_units: GRU units per direction.
@@ -124,6 +130,7 @@ class TrainerConfig:
     minilm_trainable_layers: int = 0
     minilm_lr_multiplier: float = 0.1
     slow_host_fallback: bool = True
+    precision: str = "auto"
     mlp_hidden: int = 2048
     dropout: float = 0.0
     epochs: int = 6

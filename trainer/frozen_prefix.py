@@ -6,9 +6,10 @@ layers are frozen, and the encoder has no dropout: their output is a fixed funct
 length (little padding computed), and keeps only the real tokens' hidden states: a ragged
 float32 table, 4 * 384 bytes per WordPiece token (Flickr8k train: 428,444 tokens for 30,000
 captions, 658 MB). Each training step and evaluation then runs only the top k layers, the mean
-pooling and the projection, on rows gathered from the table and padded to the batch's longest
-caption. The tower itself is unchanged: its variables are trained in place and the exported
-model is the full tower (raw text in).
+pooling and the projection on rows gathered from the table: a training step on the batch's
+real tokens only (``trainer.unpadded.FlatPrefix``), evaluation (``embed_all``, batches in
+length order) padded to each batch's longest caption. The tower itself is unchanged: its
+variables are trained in place and the exported model is the full tower (raw text in).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ applies the triplet loss. After every epoch the eval split is embedded and score
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import time
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ from trainer import (
     minilm,
     negatives,
     optimization,
+    precision,
     stream_input,
 )
 from trainer.config import TrainerConfig
@@ -207,6 +209,22 @@ def _keep_if_best(result: TrainResult, epoch: int, scores: dict[str, float],
     return True
 
 
+def _training_rows(config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Model,
+                   split: SplitTables | stream_input.StreamSplit,
+                   verbose: int) -> TrainingRows | stream_input.BatchRows:
+    """The training rows; a cached MiniLM top steps in ``trainer.precision``, as it says."""
+    if isinstance(split, stream_input.StreamSplit):
+        return stream_input.BatchRows(image_tower, text_tower)
+    policy = precision.resolve(config.precision)
+    rows = TrainingRows.for_training(config, image_tower, text_tower, split, policy)
+    if rows.text_prefix is not None:
+        message = f"fine-tuned MiniLM layers: {policy.reason}"
+        logging.info("%s", message)
+        if verbose:
+            print(message, flush=True)
+    return rows
+
+
 def train(config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Model,
           train_split: SplitTables | stream_input.StreamSplit, eval_split: SplitTables,
           work_dir: str,
@@ -229,9 +247,7 @@ def train(config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Mod
     """
     set_seeds(config.seed)
     batch, steps = step_sizes(config, train_split, distribute.num_replicas())
-    rows = (stream_input.BatchRows(image_tower, text_tower)
-            if isinstance(train_split, stream_input.StreamSplit)
-            else TrainingRows.for_training(config, image_tower, text_tower, train_split))
+    rows = _training_rows(config, image_tower, text_tower, train_split, verbose)
     trainer = PairTrainer(config, rows, steps)
     eval_prefix = frozen_prefix.for_tower(config, text_tower, eval_split.text,
                                           config.eval_batch_size)

@@ -3,8 +3,9 @@
 The training step, the negative strategies (``trainer.negatives``) and global mining all embed
 training rows by their index into these tables. A ``minilm`` text tower with a frozen bottom
 embeds its captions through a ``trainer.frozen_prefix.FrozenPrefix`` of the split (computed once,
-``for_training``): only the tower's trained top runs per step, with the same values and
-gradients.
+``for_training``): only the tower's trained top runs per step, on the batch's real tokens
+(``trainer.unpadded.FlatPrefix``) in the matmul precision of ``trainer.precision``, with the
+same values and gradients (to bfloat16 rounding where the matmuls run in bfloat16).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import frozen_prefix, global_mining
+from trainer import frozen_prefix, global_mining, unpadded
 from trainer.config import TrainerConfig
 from trainer.data import SplitTables
+from trainer.precision import FLOAT32, Policy
 
 
 class TrainingRows(tf.Module):
@@ -33,15 +35,15 @@ class TrainingRows(tf.Module):
     """
 
     def __init__(self, image_tower: keras.Model, text_tower: keras.Model, split: SplitTables,
-                 text_prefix: frozen_prefix.FrozenPrefix | None = None):
+                 text_prefix: frozen_prefix.FrozenPrefix | unpadded.FlatPrefix | None = None):
         """Copies the split's tables to the device.
 
         Args:
             image_tower: image tower (variables built).
             text_tower: text tower (variables built).
             split: the training tables.
-            text_prefix: ``FrozenPrefix`` of ``split.text`` for ``text_tower``; None runs the
-                whole text tower at every call.
+            text_prefix: ``FrozenPrefix`` (or its ``unpadded.FlatPrefix``) of ``split.text``
+                for ``text_tower``; None runs the whole text tower at every call.
 
         """
         super().__init__(name="training_rows")
@@ -53,10 +55,16 @@ class TrainingRows(tf.Module):
 
     @classmethod
     def for_training(cls, config: TrainerConfig, image_tower: keras.Model,
-                     text_tower: keras.Model, split: SplitTables) -> TrainingRows:
-        """The rows with the frozen-prefix cache wherever the config's text tower has one."""
+                     text_tower: keras.Model, split: SplitTables,
+                     policy: Policy = FLOAT32) -> TrainingRows:
+        """The rows with the frozen-prefix cache wherever the config's text tower has one.
+
+        Steps embed the cached rows without padding, with the trained layers' and the text
+        projection's matmuls in ``policy``'s precision (``trainer.precision.resolve``).
+        """
         prefix = frozen_prefix.for_tower(config, text_tower, split.text, config.eval_batch_size)
-        return cls(image_tower, text_tower, split, prefix)
+        flat = None if prefix is None else unpadded.FlatPrefix(prefix, policy)
+        return cls(image_tower, text_tower, split, flat)
 
     def images(self, index: tf.Tensor, training: bool = False) -> tf.Tensor:
         """Image rows ``index`` [B] -> [B, d] embeddings."""

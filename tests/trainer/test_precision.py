@@ -5,7 +5,9 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
+from pipeline import config as config_lib
 from trainer import precision
+from trainer.config import TrainerConfig
 
 AVX512 = "fpu vme avx512f avx512bw avx512_bf16 avx512_vnni"
 SAPPHIRE_RAPIDS = "fpu avx512f avx512_bf16 amx_bf16 amx_tile amx_int8"
@@ -69,3 +71,15 @@ def test_dense_matches_the_layer_in_float32_and_rounds_operands_in_bfloat16():
     with tf.GradientTape() as tape:
         total = tf.reduce_sum(low.dense(layer, x))
     assert all(g.dtype == tf.float32 for g in tape.gradient(total, layer.trainable_variables))
+
+
+def test_trainer_precision_is_validated_like_every_key():
+    assert TrainerConfig().precision == "auto"
+    assert TrainerConfig.from_dict({"precision": "bfloat16"}).precision == "bfloat16"
+    with pytest.raises(ValueError, match=r"TrainerConfig.precision='half': must be one of "
+                                         r"\('auto', 'float32', 'bfloat16'\)"):
+        TrainerConfig.from_dict({"precision": "half"})
+    with pytest.raises(ValueError, match=r"TrainerConfig.precision=16: expected"):
+        TrainerConfig.from_dict({"precision": 16})
+    with pytest.raises(config_lib.ConfigError, match=r"trainer.precision"):
+        config_lib.from_dict({"trainer": {"precision": "half"}})

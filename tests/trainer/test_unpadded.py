@@ -1,11 +1,23 @@
 """The fine-tuned MiniLM layer on the batch's real tokens: the padded step's losses and
 gradients in float32, close to them in bfloat16."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import data, frozen_prefix, losses, minilm, towers, training, unpadded, wordpiece
+from trainer import (
+    data,
+    features,
+    frozen_prefix,
+    losses,
+    minilm,
+    towers,
+    training,
+    unpadded,
+    wordpiece,
+)
 from trainer.config import TrainerConfig
 from trainer.precision import FLOAT32, Policy
 from trainer.training_rows import TrainingRows
@@ -116,12 +128,16 @@ def test_trainer_step_on_the_flat_table_equals_the_padded_step():
     split = _split()
     variables = image_tower.variables + text_tower.variables
     before = [v.numpy() for v in variables]
-    cache = frozen_prefix.FrozenPrefix(text_tower, split.text, batch_size=2)
     after = {}
-    for name, text_prefix in (("padded", cache), ("flat", unpadded.FlatPrefix(cache))):
+    for name in ("padded", "flat"):
         for variable, value in zip(variables, before, strict=True):
             variable.assign(value)
-        rows = TrainingRows(image_tower, text_tower, split, text_prefix=text_prefix)
+        if name == "flat":  # what the Trainer builds
+            rows = TrainingRows.for_training(config, image_tower, text_tower, split, FLOAT32)
+            assert isinstance(rows.text_prefix, unpadded.FlatPrefix)
+        else:  # the same cache's own embedding, padded to the batch's longest caption
+            cache = frozen_prefix.FrozenPrefix(text_tower, split.text, config.eval_batch_size)
+            rows = TrainingRows(image_tower, text_tower, split, text_prefix=cache)
         trainer = training.PairTrainer(config, rows, 1)
         loss = trainer.train_step(tf.constant([2, 0, 3, 1], tf.int64))["loss"]
         after[name] = (float(loss), [v.numpy() for v in variables])
@@ -132,3 +148,20 @@ def test_trainer_step_on_the_flat_table_equals_the_padded_step():
         np.testing.assert_allclose(flat, padded, atol=1e-6, err_msg=variable.name)
         moved += bool(np.abs(flat - start).max() > 0)
     assert moved == 16 + 2 + 1  # the top layer, the projection and the image kernel stepped
+
+
+def test_the_trainer_steps_the_cache_in_the_configured_precision_and_says_so(capsys):
+    config = TrainerConfig(text_tower="minilm", minilm_trainable_layers=1, embedding_dim=8,
+                           batch_size=4, precision="bfloat16")
+    image_tower, text_tower = towers.build_towers(config, 0, image_dim=5)
+    rows = training._training_rows(config, image_tower, text_tower, _split(), verbose=1)
+    assert rows.text_prefix.policy.compute == "bfloat16"
+    assert capsys.readouterr().out.startswith(
+        "fine-tuned MiniLM layers: trainer.precision=bfloat16 (the CPU has")
+    mean = TrainerConfig(text_tower="mean", embedding_dim=8, batch_size=4, precision="bfloat16")
+    image_tower, text_tower = towers.build_towers(mean, 10, image_dim=5)
+    split = dataclasses.replace(_split(), text={
+        features.CAPTION_TOKENS_XF: np.ones([4, 3], np.int64),
+        features.CAPTION_LENGTH_XF: np.full([4], 3, np.int64)})
+    assert training._training_rows(mean, image_tower, text_tower, split, 1).text_prefix is None
+    assert capsys.readouterr().out == ""  # nothing runs in bfloat16 without the cache
