@@ -65,18 +65,17 @@ def _thumbnail(service: Service, image_id: str) -> Response:
     """The JPEG thumbnail of a searched image whose photo file is at hand."""
     try:
         check_image_id(image_id)
-        models = [holder.current for holder in service.holders()]
-        if all(model.image_row(image_id) is None for model in models):
-            raise QueryError(f"unknown image id {image_id!r}", 404)
-        path = models[0].photos.path_of(image_id)
-        if path is None:
-            raise QueryError(f"no photo file of image {image_id!r} in the photo folders", 404)
-        data = models[0].photos.thumbnail(path)
     except BadImageIdError as err:
         raise QueryError(str(err)) from err
-    except ValueError as err:
-        if isinstance(err, QueryError):
-            raise
+    models = [holder.current for holder in service.holders()]
+    if all(model.image_row(image_id) is None for model in models):
+        raise QueryError(f"unknown image id {image_id!r}", 404)
+    path = models[0].photos.path_of(image_id)
+    if path is None:
+        raise QueryError(f"no photo file of image {image_id!r} in the photo folders", 404)
+    try:
+        data = models[0].photos.thumbnail(path)
+    except ValueError as err:  # not a readable image, or too many pixels
         raise QueryError(f"image {image_id!r}: {err}", 422) from err
     return Response(data, media_type="image/jpeg",
                     headers={"Cache-Control": "public, max-age=3600"})

@@ -168,16 +168,29 @@ def test_image_ids_that_are_unknown_or_leave_the_folder_are_refused(api, path, s
     assert message in answer.json()["error"]
 
 
-def test_a_gallery_image_without_a_photo_file_is_404(pushed):
+def test_photo_files_missing_unreadable_or_linked_out_of_the_folder(pushed, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "photo0.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
+    outside = tmp_path / "private.jpg"
+    outside.write_bytes(gallery.photo(0))
+    (folder / "photo2.jpg").symlink_to(outside)  # a link out of the folder is never read
+    (folder / "photo4.jpg").write_bytes(gallery.photo(4))
     args = cli._parser().parse_args(["--serving-dir", str(pushed / "serving"), "--model-name",
-                                     MODEL, "--photos", str(pushed / "no-such-folder")])
-    service = cli.build_service(args)
-    with TestClient(create_app(service)) as client:
-        answer = client.get("/images/photo1.jpg")
-        assert answer.status_code == 404
-        assert "no photo file of image 'photo1.jpg'" in answer.json()["error"]
-        result = client.get("/api/search", params={"q": "dog"}).json()["results"][0]
-        assert result["thumbnail"] is None
+                                     MODEL, "--photos", str(folder)])
+    with TestClient(create_app(cli.build_service(args))) as client:
+        missing = client.get("/images/photo1.jpg")
+        assert missing.status_code == 404
+        assert "no photo file of image 'photo1.jpg'" in missing.json()["error"]
+        unreadable = client.get("/images/photo0.jpg")
+        assert unreadable.status_code == 422
+        assert "is not a readable image" in unreadable.json()["error"]
+        assert client.get("/images/photo2.jpg").status_code == 404
+        assert client.get("/images/photo4.jpg").status_code == 200
+        results = client.get("/api/search", params={"q": "dog", "k": 6}).json()["results"]
+        thumbnails = {r["id"]: r["thumbnail"] for r in results}
+        assert thumbnails["photo1.jpg"] is None and thumbnails["photo2.jpg"] is None
+        assert thumbnails["photo4.jpg"] == "/images/photo4.jpg"
 
 
 def test_compare_image_query_has_the_paper_s_layout_with_s_and_r(api, encoder, index):
