@@ -13,7 +13,7 @@ host's matmul rate and load:
     The rows are clustered like embeddings of a real collection: N/100 cluster centres drawn
     uniformly on the sphere, each row its centre plus isotropic Gaussian noise scaled so that
     its cosine to the centre is about 0.7; queries are fresh draws from the same clusters;
-(c) peak memory (max RSS) of the index job process and of a ``search --index`` process, of this
+(c) peak memory (peak RSS) of the index job process and of a ``search --index`` process, of this
     process around the ScaNN build, and of a process that loads the N-row ScaNN index and
     answers one query.
 
@@ -58,17 +58,37 @@ print(f"{time.perf_counter() - start:.1f}")
 
 
 def _child(command: list[str]) -> tuple[str, float, float]:
-    """Runs ``command``; its stdout, wall seconds and max RSS in MiB (``wait4``: that child's)."""
+    """Runs ``command``; its stdout, wall seconds and peak RSS in MiB.
+
+    The peak is the child's own ``VmHWM``, polled while it runs: ``wait4``'s ``ru_maxrss`` of a
+    child counts the RSS it had as a fork of this process before its ``exec``.
+    """
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     start = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               env=env, text=True)
-    out = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
+    peak_kib = 0
+    with tempfile.TemporaryFile("w+") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.DEVNULL, env=env,
+                                   text=True)
+        while process.poll() is None:
+            peak_kib = max(peak_kib, _vm_hwm_kib(process.pid))
+            time.sleep(0.05)
+        out.seek(0)
+        text = out.read()
     if process.returncode != 0:
-        raise RuntimeError(f"{command[:5]} exited {process.returncode}: {out[-2000:]}")
-    return out, time.perf_counter() - start, usage.ru_maxrss / 1024
+        raise RuntimeError(f"{command[:5]} exited {process.returncode}: {text[-2000:]}")
+    return text, time.perf_counter() - start, peak_kib / 1024
+
+
+def _vm_hwm_kib(pid: int) -> int:
+    """A live process's peak resident set (``VmHWM``), 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        return 0
+    return 0
 
 
 def _in_process_rate(encoder_dir: str, blobs: list[bytes], batch: int = 32) -> float:
