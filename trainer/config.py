@@ -73,10 +73,11 @@ class TrainerConfig:
         slow_host_fallback: on a host whose matmul is slower than
             ``trainer.host_speed.SLOW_HOST_GFLOPS``, train a fine-tuned ``minilm`` tower with
             the frozen encoder instead, so that the run stays within its time budget.
-        precision: the dtype of the towers' matmuls in the training step
-            (``trainer.precision``): ``auto`` (bfloat16 where the CPU multiplies it natively,
-            AMX or AVX512_BF16, else float32), ``float32`` or ``bfloat16``. Variables, loss,
-            mining scores, optimizer state, evaluation and the exported model stay float32.
+        precision: the dtype of the matmuls of a ``minilm`` tower's fine-tuned layers and
+            projection in the training step (``trainer.precision``): ``auto`` (bfloat16 where
+            the CPU multiplies it natively, AMX or AVX512_BF16, else float32), ``float32`` or
+            ``bfloat16``. Everything else (the image tower, variables, loss, mining scores,
+            optimizer state, evaluation, the exported model) stays float32.
         embedding_dim: joint embedding size d (paper: 1024).
         word_dim: token embedding size.
         gru_units: GRU units per direction.

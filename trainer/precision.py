@@ -1,10 +1,13 @@
-"""The precision of the towers' matmuls: bfloat16 where the CPU multiplies it natively.
+"""The precision of the training step's MiniLM matmuls: bfloat16 where the CPU has it natively.
 
 A CPU with AMX (``amx_bf16``) or AVX512_BF16 (``avx512_bf16``) multiplies bfloat16 matrices
 with float32 accumulation at two (AVX512_BF16) to several (AMX) times its float32 rate; other
 CPUs emulate it, slower than float32. ``trainer.precision`` picks it: ``auto`` (bfloat16 when
 ``/proc/cpuinfo`` lists one of those flags: detected, not timed), ``float32`` or ``bfloat16``.
 
+The policy covers the fine-tuned MiniLM layers and the text projection of a step over the
+cached frozen bottom (``trainer.unpadded``): nearly all of the default step's FLOPs. The image
+tower stays float32, so that no other configuration's results depend on the host's CPU.
 Under a bfloat16 ``Policy`` only the matmuls run in bfloat16: their operands are cast right at
 the product and the product is cast back to float32. Variables, biases, LayerNorm, softmax,
 GELU, residuals, the tower outputs (so the similarity scores that mining ranks), the loss and
