@@ -13,7 +13,8 @@ import os
 import shlex
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TextIO
 
 from pipeline import config as config_lib
 from pipeline import console, preflight
@@ -146,9 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return index_main(argv[1:])
     if argv[:1] == ["search"]:
-        from serving import search_cli  # TensorFlow only, no TFX
-
-        return search_cli.main(argv[1:])
+        return _logged(console.search_log_path(), lambda terminal: _search(argv[1:], terminal))
     args = make_parser().parse_args(argv)
     try:
         cfg = build_config(args)
@@ -164,15 +163,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.verbose:
         return _run_command(args.command, cfg, log_path=None)
     log_path = console.new_log_path(cfg.pipeline_root)
+    return _logged(log_path, lambda _: _run_command(args.command, cfg, log_path=log_path))
+
+
+def _logged(log_path: str, command: Callable[[TextIO], int]) -> int:
+    """Runs ``command(terminal)`` with stderr sent to ``log_path``; returns its exit code."""
     with console.stderr_to_log(log_path) as terminal:
         # The one place that turns any failure into one terminal line: the full traceback goes
         # to the log, whose path the line names.
         try:
-            return _run_command(args.command, cfg, log_path=log_path)
+            return command(terminal)
         except Exception as err:  # noqa: BLE001
             traceback.print_exc()
             print(f"error: {console.error_line(err)} (details: {log_path})", file=terminal)
             return 1
+
+
+def _search(argv: list[str], terminal: TextIO) -> int:
+    from serving import search_cli  # TensorFlow only, no TFX; imported once stderr is logged
+
+    return search_cli.main(argv, terminal=terminal)
 
 
 def _run_command(command: str, cfg: config_lib.PipelineConfig, log_path: str | None) -> int:

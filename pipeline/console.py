@@ -4,7 +4,7 @@ Everything else that a run writes to stderr goes to the run's TFX log file inste
 C++ logging (CUDA plugin registrations) writes to file descriptor 2 directly, and Python warnings,
 absl and Beam's logging write to ``sys.stderr``; redirecting the descriptor catches all of them,
 including what child processes write. Progress and the summary are printed to stdout, which stays
-on the terminal.
+on the terminal. ``search`` is routed the same way, into one log file of its own.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from typing import TextIO
@@ -20,6 +21,15 @@ from typing import TextIO
 def new_log_path(pipeline_root: str) -> str:
     """A fresh, timestamped TFX log file path under ``<pipeline_root>/logs/``."""
     return os.path.join(pipeline_root, "logs", time.strftime("run-%Y%m%d-%H%M%S.log"))
+
+
+def search_log_path() -> str:
+    """The log of ``search`` (appended to): one file per user in the temp folder.
+
+    ``search`` only reads a serving directory and may run where no pipeline root exists, so its
+    library messages do not go next to the run logs.
+    """
+    return os.path.join(tempfile.gettempdir(), f"xmodal-search-{os.getuid()}.log")
 
 
 @contextlib.contextmanager
@@ -36,7 +46,8 @@ def stderr_to_log(log_path: str) -> Iterator[TextIO]:
     log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(log_fd, 2)
     os.close(log_fd)
-    terminal = os.fdopen(os.dup(saved), "w", buffering=1)
+    # backslashreplace, as sys.stderr: a file name that is not UTF-8 must not fail its error line
+    terminal = os.fdopen(os.dup(saved), "w", buffering=1, errors="backslashreplace")
     try:
         yield terminal
     finally:

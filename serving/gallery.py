@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from serving.client import EmbeddingClient
-from serving.gallery_sources import GalleryRecords
+from serving.gallery_sources import GalleryRecords, load_array
 
 FORMAT_NAME = "xmodal-gallery-index"
 FORMAT_VERSION = 1
@@ -117,7 +117,12 @@ def save_index(index: GalleryIndex, directory: str) -> None:
 def _read_metadata(directory: str) -> dict[str, Any]:
     path = os.path.join(directory, METADATA_FILE)
     with open(path, encoding="utf-8") as f:
-        metadata = json.load(f)
+        try:
+            metadata = json.load(f)
+        except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+            raise ValueError(f"{path}: not a JSON index description ({err})") from err
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(metadata).__name__}")
     if metadata.get("format") != FORMAT_NAME:
         raise ValueError(f"{path}: format is {metadata.get('format')!r}, expected {FORMAT_NAME!r}")
     version = metadata.get("format_version")
@@ -131,13 +136,13 @@ def load_index(directory: str) -> GalleryIndex:
     """Reads an index written by ``save_index``.
 
     Raises:
-        ValueError: another format, an unsupported version, or inconsistent arrays.
+        ValueError: another format, an unsupported version, an array file that is pickled or
+            unreadable (named), or inconsistent arrays.
         FileNotFoundError: a file is missing.
 
     """
     metadata = _read_metadata(directory)
-    arrays = {name: np.load(os.path.join(directory, f"{name}.npy"), allow_pickle=False)
-              for name in _ARRAYS}
+    arrays = {name: load_array(os.path.join(directory, f"{name}.npy")) for name in _ARRAYS}
     arrays["caption_embeddings"] = arrays["caption_embeddings"].reshape(
         -1, metadata["embedding_dim"])
     return GalleryIndex(model_name=metadata["model_name"],

@@ -146,6 +146,22 @@ def read_captions_file(path: str) -> dict[str, list[tuple[str, str]]]:
     return by_image
 
 
+def load_array(path: str) -> np.ndarray:
+    """One plain ``.npy`` array; pickled object arrays are refused, never unpickled.
+
+    Raises:
+        ValueError: naming ``path``: the file holds pickled data (an object array) or is not a
+            readable ``.npy`` file (truncated, another format).
+        FileNotFoundError: ``path`` does not exist.
+
+    """
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, EOFError) as err:
+        raise ValueError(f"{path}: not a plain .npy array ({err}); these arrays hold numbers "
+                         "or strings, never pickled objects") from err
+
+
 def read_features_file(features_path: str, names_path: str, captions_path: str | None = None,
                        image_list_path: str | None = None) -> GalleryRecords:
     """Reads an image features matrix (``.npy`` [N, D] + one name per line) as gallery records.
@@ -163,7 +179,7 @@ def read_features_file(features_path: str, names_path: str, captions_path: str |
         ValueError: row/name count mismatch, or a listed image absent from the features.
 
     """
-    matrix = np.load(features_path, allow_pickle=False)
+    matrix = load_array(features_path)
     with open(names_path, encoding=TEXT_ENCODING) as f:
         names = [line.strip() for line in f if line.strip()]
     if matrix.ndim != 2 or matrix.shape[0] != len(names):

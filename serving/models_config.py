@@ -136,11 +136,10 @@ def read_models_config(path: str) -> model_server_config_pb2.ModelServerConfig:
     config = model_server_config_pb2.ModelServerConfig()
     if not os.path.exists(path):
         return config
-    with open(path, encoding="utf-8-sig") as f:  # -sig: tolerates a BOM from a Windows editor
-        text = f.read()
     try:
-        text_format.Parse(text, config)
-    except text_format.ParseError as err:
+        with open(path, encoding="utf-8-sig") as f:  # -sig: tolerates a BOM from a Windows editor
+            text_format.Parse(f.read(), config)
+    except (text_format.ParseError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not a valid TF Serving ModelServerConfig ({err}); fix or "
                          "remove it, it is not overwritten") from err
     if config.WhichOneof("config") == "custom_model_config":

@@ -12,29 +12,36 @@ prints the top-k results with their scores and display caption:
   (the default, ``--mode image2image``) and ``search_captions_by_image`` captions (``--mode
   image2text``). Each file that cannot be searched (missing, empty, not a JPEG/PNG, truncated,
   too many pixels) is one ``error:`` line naming it on stderr, and the other files are still
-  searched; the exit status is 2 when no file could be. CMYK and grayscale JPEGs are converted
-  to RGB.
+  searched; the exit status is 2 when no file could be. Only a regular file of at most 4 MiB is
+  read (``search_photos.read_photo_file``). CMYK and grayscale JPEGs are converted to RGB.
 
-An empty query is refused (exit 2). With a token text tower (``mean``, ``gru``), a query none of
-whose words is in the model's vocabulary only reaches the out-of-vocabulary buckets, so its results
-say nothing about the query: a warning says so. A WordPiece (``minilm``) tower splits any word into
-known pieces, so that warning never applies to it.
+An empty query, or one that is not valid UTF-8 (bytes the terminal's encoding could not decode),
+is refused (exit 2). A ``models.config`` in the serving directory that TF Serving could not parse
+is a warning: this command reads the model folder directly, a model server would not start.
+With a token text tower (``mean``, ``gru``), a query none of whose words is in the model's
+vocabulary only reaches the out-of-vocabulary buckets, so its results say nothing about the query:
+a warning says so. A WordPiece (``minilm``) tower splits any word into known pieces, so that
+warning never applies to it.
 
 Imports TensorFlow only (no TFX), so it starts quickly. The model is warmed up with one query
-before the timed one, as TF Serving does with the model's warm-up file.
+before the timed one, as TF Serving does with the model's warm-up file. ``python -m pipeline
+search`` sends library messages (TensorFlow's C++ logging, Python warnings) to a log file.
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import TextIO
 
 import numpy as np
 import tensorflow as tf
 
 from serving.collection.cli import search_index
 from serving.gallery import GalleryIndex, load_index
+from serving.models_config import MODELS_CONFIG_FILE, read_models_config
 from serving.publish import list_versions
 from serving.savedmodel import load_saved_model
 from serving.search import chunked_top_k
@@ -98,12 +105,45 @@ def resolve_mode(query: str | None, image: Sequence[str] | None, mode: str | Non
         raise ValueError("the query is empty: give a caption (or an image id with --mode "
                          "image2image, or --image PHOTO)")
     if image is None:
+        check_utf8(query)
         if mode in IMAGE_SIGNATURES and mode != "image2image":
             raise ValueError(f"--mode {mode} searches with a photo: give --image PHOTO")
         return mode or "text2image"
     if mode is not None and mode not in IMAGE_SIGNATURES:
         raise ValueError(f"--mode {mode} takes a text query, not --image")
     return mode or "image2image"
+
+
+def check_utf8(query: str) -> None:
+    """Refuses a query holding characters that UTF-8 cannot encode.
+
+    Python decodes command-line bytes that are not valid UTF-8 into lone surrogates (PEP 383);
+    TensorFlow cannot turn those into a string tensor.
+
+    Raises:
+        ValueError: naming the first bad bytes and their position in the query.
+
+    """
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError as err:
+        bad = query[err.start:err.end]
+        try:
+            shown = repr(bad.encode("utf-8", "surrogateescape"))
+        except UnicodeEncodeError:  # a lone surrogate that did not come from undecodable bytes
+            shown = ascii(bad)
+        raise ValueError(f"the query is not valid UTF-8: {shown} at character {err.start}; "
+                         "give the text in UTF-8 (check the terminal's encoding)") from err
+
+
+def models_config_warning(serving_dir: str) -> str | None:
+    """A warning when ``<serving_dir>/models.config`` exists but TF Serving could not parse it."""
+    try:
+        read_models_config(os.path.join(serving_dir, MODELS_CONFIG_FILE))
+    except (OSError, ValueError) as err:
+        return (f"warning: {err}. This search reads the model folder directly, but a model "
+                "server started with that file would fail")
+    return None
 
 
 def resolve_search_model(serving_dir: str, model_name: str, version: int | None) -> str:
@@ -185,14 +225,14 @@ def search_image_id(index: GalleryIndex, image_id: str, k: int) -> tuple[list[Ro
             for s, i in zip(scores.numpy()[0], indices.numpy()[0], strict=True)], seconds
 
 
-def _run_query(args: argparse.Namespace, mode: str, model_dir: str,
-               index: GalleryIndex) -> tuple[list[Row], float]:
+def _run_query(args: argparse.Namespace, mode: str, model_dir: str, index: GalleryIndex,
+               terminal: TextIO) -> tuple[list[Row], float]:
     """The rows and query seconds of the resolved ``mode``."""
     if mode == "image2image":
         return search_image_id(index, args.query, args.k)
     warning = unknown_query_warning(model_dir, args.query)
     if warning:
-        print(warning, file=sys.stderr)
+        print(warning, file=terminal)
     return search_text(model_dir, TEXT_SIGNATURES[mode], args.query, args.k)
 
 
@@ -206,41 +246,58 @@ def _print_results(mode: str, query: str, model_dir: str, index: GalleryIndex, r
 
 
 def _photo_queries(args: argparse.Namespace, mode: str, model_dir: str, index: GalleryIndex,
-                   load_start: float) -> int:
+                   load_start: float, terminal: TextIO) -> int:
     """Searches with every ``--image`` file; returns the exit status.
 
     Results are printed for each photo that could be searched and one ``error:`` line for each
-    other file; the status is 0 when at least one photo was searched, else 2.
+    other file; the status is 0 when at least one photo was searched, else 2. A file name that
+    is not valid UTF-8 is shown with its undecodable bytes escaped.
     """
     results = search_photos(model_dir, IMAGE_SIGNATURES[mode], args.image, args.k)
     load_seconds = time.perf_counter() - load_start - sum(r.seconds for r in results)
     for result in results:
         if result.error:
-            print(f"error: {result.error}", file=sys.stderr)
+            print(f"error: {result.error}", file=terminal)
         else:
-            _print_results(mode, f"image {result.path}", model_dir, index, result.rows,
+            shown = os.fsencode(result.path).decode("utf-8", "backslashreplace")
+            _print_results(mode, f"image {shown}", model_dir, index, result.rows,
                            result.seconds, load_seconds)
     return 0 if any(not result.error for result in results) else 2
 
 
 def main(argv: Sequence[str] | None = None, default_serving_dir: str = DEFAULT_SERVING_DIR,
-         default_model_name: str = DEFAULT_MODEL_NAME) -> int:
-    """Command-line entry point; returns the exit status (0 ok, 2 bad input or no model)."""
-    args = _parser(default_serving_dir, default_model_name).parse_args(argv)
+         default_model_name: str = DEFAULT_MODEL_NAME, terminal: TextIO | None = None) -> int:
+    """Command-line entry point; returns the exit status (0 ok, 2 bad input or no model).
+
+    Args:
+        argv: the arguments after ``search``.
+        default_serving_dir: ``--serving-dir`` when not given.
+        default_model_name: ``--model-name`` when not given.
+        terminal: where errors, warnings and argument errors go (default ``sys.stderr``);
+            ``python -m pipeline search`` passes the terminal while library messages written to
+            ``sys.stderr`` go to a log file.
+
+    """
+    terminal = terminal or sys.stderr
+    with contextlib.redirect_stderr(terminal):  # argparse writes its errors to sys.stderr
+        args = _parser(default_serving_dir, default_model_name).parse_args(argv)
     try:
         if args.k < 1:
             raise ValueError("--k must be >= 1")
         mode = resolve_mode(args.query, args.image, args.mode)
         if args.index:
-            return search_index(args, mode, sys.stderr)
+            return search_index(args, mode, terminal)
         model_dir = resolve_search_model(args.serving_dir, args.model_name, args.version)
+        warning = models_config_warning(args.serving_dir)
+        if warning:
+            print(warning, file=terminal)
         load_start = time.perf_counter()
         index = load_index(os.path.join(model_dir, INDEX_SUBDIR))
         if args.image is not None:
-            return _photo_queries(args, mode, model_dir, index, load_start)
-        rows, seconds = _run_query(args, mode, model_dir, index)
+            return _photo_queries(args, mode, model_dir, index, load_start, terminal)
+        rows, seconds = _run_query(args, mode, model_dir, index, terminal)
     except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {err}", file=terminal)
         return 2
     load_seconds = time.perf_counter() - load_start - seconds
     _print_results(mode, f'"{args.query}"', model_dir, index, rows, seconds, load_seconds)

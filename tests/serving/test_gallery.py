@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -94,6 +95,34 @@ def test_newer_or_foreign_format_is_refused(tmp_path):
     (tmp_path / "index.json").write_text(json.dumps({**meta, "format": "other"}))
     with pytest.raises(ValueError, match="format is 'other'"):
         load_index(str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["image_ids", "caption_embeddings"])
+def test_a_pickled_or_broken_array_is_refused_naming_its_file(tmp_path, name):
+    save_index(_index(), str(tmp_path))
+    path = tmp_path / f"{name}.npy"
+    np.save(path, np.array([{"x": 1}, None], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: not a plain .npy array "
+                                         r"\(.*allow_pickle=False.*never pickled objects$"):
+        load_index(str(tmp_path))
+    path.write_bytes(path.read_bytes()[:20])  # cut off inside its header
+    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: not a plain .npy array"):
+        load_index(str(tmp_path))
+
+
+def test_a_broken_index_json_is_refused_naming_it(tmp_path):
+    save_index(_index(), str(tmp_path))
+    for text in ('{"format": ', "[1, 2]"):
+        (tmp_path / "index.json").write_text(text)
+        with pytest.raises(ValueError, match=f"^{re.escape(str(tmp_path / 'index.json'))}: "):
+            load_index(str(tmp_path))
+
+
+def test_read_features_file_refuses_a_pickled_matrix_naming_it(tmp_path):
+    np.save(tmp_path / "f.npy", np.array([[1.0], None], dtype=object), allow_pickle=True)
+    (tmp_path / "names.txt").write_text("a.jpg\nb.jpg\n")
+    with pytest.raises(ValueError, match=f"^{re.escape(str(tmp_path / 'f.npy'))}: not a plain"):
+        read_features_file(str(tmp_path / "f.npy"), str(tmp_path / "names.txt"))
 
 
 @pytest.mark.parametrize("overrides, message", [

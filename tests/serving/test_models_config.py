@@ -90,14 +90,15 @@ def test_write_merges_other_models_and_a_hand_added_one(tmp_path):
     ("model_config_list { config { name: 'a' ", "not a valid TF Serving ModelServerConfig"),
     ("model_config_list { config { nam: 'a' } }", "not a valid TF Serving ModelServerConfig"),
     ("custom_model_config { }", "custom_model_config"),
+    ("model_config_list { config { name: 'caf\xe9' } }", "not a valid TF Serving"),
 ])
 def test_unparseable_config_is_refused_and_left_untouched(tmp_path, text, message):
     path = tmp_path / "models.config"
-    path.write_text(text)
+    path.write_bytes(text.encode("latin-1"))  # the last one is not UTF-8
     with pytest.raises(ValueError, match=message) as raised:
         write_models_config(str(tmp_path), ["xmodal"], "/models")
     assert str(path) in str(raised.value)
-    assert path.read_text() == text
+    assert path.read_bytes() == text.encode("latin-1")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["models.config"]
 
 

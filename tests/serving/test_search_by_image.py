@@ -1,6 +1,10 @@
 """Image queries of the search SavedModel (``search_by_image``, ``search_captions_by_image``)
 and of ``python -m pipeline search --image``."""
 
+import os
+import re
+import tracemalloc
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -10,7 +14,9 @@ from serving.client import EmbeddingClient, LocalBackend
 from serving.gallery import build_index
 from serving.gallery_sources import GalleryRecords
 from serving.search_model import write_search_model
+from serving.search_photos import read_image, read_photo_file
 from tests import images
+from tests.serving.cli_process import GIB, run_search
 
 IMAGE_IDS = [f"img{i}.jpg" for i in range(6)]
 CAPTION_IDS = ["img0.jpg#0", "img1.jpg#0", "img2.jpg#0"]
@@ -171,3 +177,62 @@ def test_cli_image_query_needs_an_encoder_that_takes_bytes(toy_model_dir, tmp_pa
     (tmp_path / "q.jpg").write_bytes(images.jpeg())
     assert _cli(tmp_path, "--image", str(tmp_path / "q.jpg"), "--k", "1") == 2
     assert "has no 'search_by_image' signature" in capsys.readouterr().err
+
+
+def test_read_photo_file_refuses_what_is_not_a_regular_file_before_reading(tmp_path):
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)  # no writer: a blocking open would hang
+    (tmp_path / "folder.jpg").mkdir()
+    for path, kind in [("/dev/zero", "a character device"), (str(fifo), "a named pipe"),
+                       (str(tmp_path / "folder.jpg"), "a directory")]:
+        with pytest.raises(ValueError, match=f"^{re.escape(path)}: not a regular file \\({kind}"):
+            read_photo_file(path)
+    with pytest.raises(ValueError, match="cannot read: No such file"):
+        read_photo_file(str(tmp_path / "absent.jpg"))
+    (tmp_path / "ok.jpg").write_bytes(b"x" * 100)
+    assert read_photo_file(str(tmp_path / "ok.jpg"), max_bytes=100) == b"x" * 100
+    with pytest.raises(ValueError, match="100 bytes is over the limit of 99 bytes"):
+        read_photo_file(str(tmp_path / "ok.jpg"), max_bytes=99)
+
+
+def test_a_2_gib_photo_is_refused_by_its_size_without_reading_it(tmp_path):
+    big = tmp_path / "video.jpg"
+    with open(big, "wb") as handle:  # sparse: 2 GiB long, nothing written
+        handle.truncate(2 << 30)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=f"{2 << 30} bytes is over the limit of 4194304"):
+            read_image(str(big))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+
+
+def test_search_image_dev_zero_exits_2_quickly_with_bounded_memory(published, tmp_path):
+    """``python -m pipeline search --image /dev/zero FIFO``: an error line each, exit 2, peak
+    memory under 1 GiB (the child is killed past 1 GiB or 120 s)."""
+    root, _, _, _ = published
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)  # no writer: a blocking open would hang
+    done = run_search(["--image", "/dev/zero", str(fifo), "--serving-dir", str(root / "serving"),
+                       "--model-name", "toy", "-k", "3"], tmp_path, timeout_s=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == ("error: /dev/zero: not a regular file (a character device); give a "
+                           f"JPEG or PNG file\nerror: {fifo}: not a regular file (a named pipe); "
+                           "give a JPEG or PNG file\n")
+    assert done.stdout == ""
+    assert done.peak_rss < GIB
+    assert done.seconds < 90  # mostly importing TensorFlow: the files are never read
+
+
+def test_cli_names_a_path_that_is_not_a_regular_file_and_searches_the_rest(published, tmp_path,
+                                                                         capsys):
+    root, _, _, _ = published
+    (tmp_path / "folder.jpg").mkdir()
+    bad = [str(tmp_path / "folder.jpg")]
+    assert _cli(root, "--image", *bad, str(root / "img2.jpg")) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines()[1].split()[1:3] == ["+1.0000", "img2.jpg"]
+    assert [line.split(": ")[1] for line in captured.err.splitlines()] == bad
+    assert all("not a regular file" in line for line in captured.err.splitlines())

@@ -1,7 +1,9 @@
+import os
 import pathlib
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -11,9 +13,11 @@ from serving import search_cli
 from serving.client import EmbeddingClient, LocalBackend
 from serving.gallery import build_index, load_index
 from serving.gallery_sources import GalleryRecords
+from serving.models_config import models_config
 from serving.search import GallerySearcher
 from serving.search_model import INDEX_SUBDIR, write_search_model
 from serving.toy_model import DEFAULT_VOCABULARY, write_toy_encoder
+from tests.serving.cli_process import run_search
 from tests.serving.conftest import FEATURE_DIM
 
 SAVED_MODEL_CLI = pathlib.Path(sys.executable).parent / "saved_model_cli"
@@ -168,19 +172,76 @@ def test_pipeline_search_picks_a_version_and_forwards_every_option(published, tm
     assert cli.main(["search", "", "--serving-dir", str(tmp_path), "--model-name", "toy"]) == 2
 
 
-def test_pipeline_search_help_lists_real_options_and_refuses_abbreviations(capsys):
+def test_pipeline_search_help_lists_real_options_and_refuses_abbreviations(capfd, tmp_path,
+                                                                            monkeypatch):
     from pipeline import cli
 
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the search log goes
     with pytest.raises(SystemExit) as exit_:
         cli.main(["search", "--help"])
     assert exit_.value.code == 0
-    help_text = capsys.readouterr().out
+    help_text = capfd.readouterr().out
     assert "--version" in help_text and "--mode" in help_text
     assert "image-query" not in help_text
     with pytest.raises(SystemExit) as exit_:
         cli.main(["search", "q", "--vers", "3"])
     assert exit_.value.code == 2
-    assert "unrecognized arguments: --vers" in capsys.readouterr().err
+    assert "unrecognized arguments: --vers" in capfd.readouterr().err  # on the terminal
+
+
+def test_cli_refuses_a_query_that_is_not_utf8(published, capsys):
+    serving_dir, _, _, _ = published
+    query = b"a \xff dog".decode("utf-8", "surrogateescape")  # how Python gets such argv bytes
+    assert search_cli.main([query, "--serving-dir", str(serving_dir), "--model-name", "toy"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == ("error: the query is not valid UTF-8: b'\\xff' at character 2; give "
+                            "the text in UTF-8 (check the terminal's encoding)\n")
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize("content", [b"model_config_list { config { name: ", b"\xff\xfe\x00"])
+def test_cli_warns_about_a_models_config_that_tf_serving_cannot_read(published, tmp_path, capsys,
+                                                                    content):
+    _, model_dir, _, _ = published
+    shutil.copytree(model_dir, tmp_path / "toy_search" / "12")
+    common = ["a dog", "--serving-dir", str(tmp_path), "--model-name", "toy", "-k", "2"]
+    (tmp_path / "models.config").write_text(models_config(["toy"], "/models"))
+    assert search_cli.main(common) == 0
+    assert capsys.readouterr().err == ""
+    (tmp_path / "models.config").write_bytes(content)
+    assert search_cli.main(common) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"warning: {tmp_path / 'models.config'}: not a valid TF "
+                                   "Serving ModelServerConfig")
+    assert captured.err.count("\n") == 1 and "a model server started with that file" in \
+        captured.err
+    assert captured.out.startswith('text2image query: "a dog"')
+
+
+def test_pipeline_search_sends_library_noise_to_its_log(published, tmp_path):
+    """``python -m pipeline search``: TensorFlow's C++ lines and Python warnings go to the log."""
+    serving_dir, _, _, _ = published
+    done = run_search(["a dog runs", "--serving-dir", str(serving_dir), "--model-name", "toy",
+                       "-k", "3"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert done.stdout.startswith('text2image query: "a dog runs"')
+    log = (tmp_path / f"xmodal-search-{os.getuid()}.log").read_text(errors="replace")
+    assert "FutureWarning" in log
+
+
+def test_pipeline_search_unexpected_error_is_one_line_naming_the_log(published, tmp_path):
+    _, model_dir, _, _ = published
+    serving_dir = tmp_path / "serving"
+    shutil.copytree(model_dir, serving_dir / "toy_search" / "12")
+    (serving_dir / "toy_search" / "12" / "saved_model.pb").write_bytes(b"not a graph")
+    done = run_search(["a dog", "--serving-dir", str(serving_dir), "--model-name", "toy"],
+                      tmp_path)
+    assert done.returncode == 1
+    log_path = tmp_path / f"xmodal-search-{os.getuid()}.log"
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
+    assert done.stderr.endswith(f" (details: {log_path})\n")
+    assert "Traceback" in log_path.read_text(errors="replace")
 
 
 def test_index_without_captions_has_no_caption_signature(tmp_path):
