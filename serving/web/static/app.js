@@ -120,8 +120,9 @@ function setupDrop() {
   $("photo").addEventListener("change", (event) => searchPhoto(event.target.files[0]));
 }
 
-function compareResult(result) {
-  const cell = el("figure", "mini");
+function compareResult(result, queryImage) {
+  // The query photo's own place among a caption's results: the ground truth of that caption.
+  const cell = el("figure", result.image === queryImage ? "mini own" : "mini");
   cell.appendChild(thumbnail(result, "thumb-small"));
   const relevance = result.relevance === null ? "–" : result.relevance.toFixed(2);
   cell.appendChild(el("figcaption", "sr", "S " + result.score.toFixed(2) + "  R " + relevance));
@@ -147,12 +148,13 @@ function showCompare(answer) {
   for (const model of answer.models) {
     header.appendChild(el("div", "column-title", model.model_name + " v" + model.model_version));
   }
+  const queryImage = answer.query.kind === "image" ? answer.query.id : null;
   const panels = answer.panels.map((panel) => {
     const row = el("div", "panel");
     row.appendChild(compareQuery(panel.query));
     for (const column of panel.columns) {
       const strip = el("div", "strip");
-      strip.replaceChildren(...column.results.map(compareResult));
+      strip.replaceChildren(...column.results.map((r) => compareResult(r, queryImage)));
       row.appendChild(strip);
     }
     return row;
