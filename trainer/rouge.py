@@ -5,8 +5,13 @@ The relevance of image j to caption q is ROUGE-L of q (candidate) against the ca
 references, F-measure with β = 1.2. ``rouge_l`` is the readable reference implementation;
 ``RelevanceScorer`` computes whole rows with bit-parallel LCS (Hyyrö 2004) over word ids in
 NumPy: a query of ``m ≤ 64`` words is one uint64 bit-vector per reference, and every reference
-token updates all (reference, query) pairs of a chunk with five vector operations. Longer queries
-take an exact vectorized dynamic program.
+token updates all (reference, query) pairs of a chunk with five vector operations. A longer query
+takes the same recurrence on one Python integer as wide as the query, reference by reference
+(``wide_lcs``).
+
+Both read at most ``MAX_TOKENS`` words of a caption (``rouge_tokens``), so the LCS work of one
+(query, reference) pair is at most ``MAX_TOKENS``² cells whatever the captions hold: one
+20,000-character caption costs no more than a 500-word one.
 """
 
 from __future__ import annotations
@@ -18,6 +23,10 @@ import numpy as np
 
 BETA = 1.2
 WORD_BITS = 64
+# The words of a caption that ROUGE-L compares. Ingestion refuses captions over 1,000 characters
+# (components.caption_example_gen.validation.MAX_CAPTION_CHARS), and 1,000 characters hold at
+# most 500 words separated by a character each: only a caption from another source is cut.
+MAX_TOKENS = 500
 _WORD = re.compile(r"\w+")
 _POPCOUNT16 = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.uint8)
 
@@ -25,6 +34,11 @@ _POPCOUNT16 = np.array([bin(i).count("1") for i in range(1 << 16)], dtype=np.uin
 def tokenize(caption: str) -> list[str]:
     """Lowercased word tokens (runs of Unicode word characters; punctuation dropped)."""
     return _WORD.findall(caption.lower())
+
+
+def rouge_tokens(caption: str) -> list[str]:
+    """The words ROUGE-L compares: the first ``MAX_TOKENS`` of ``tokenize(caption)``."""
+    return tokenize(caption)[:MAX_TOKENS]
 
 
 def lcs_length(a: Sequence, b: Sequence) -> int:
@@ -51,6 +65,8 @@ def f_measure(precision: np.ndarray, recall: np.ndarray, beta: float = BETA) -> 
 def rouge_l(candidate: str, references: Sequence[str], beta: float = BETA) -> float:
     """ROUGE-L of one candidate caption against its reference captions (coco-caption).
 
+    Each caption counts with its first ``MAX_TOKENS`` words (``rouge_tokens``).
+
     Args:
       candidate: the query caption.
       references: one or more reference captions.
@@ -62,10 +78,10 @@ def rouge_l(candidate: str, references: Sequence[str], beta: float = BETA) -> fl
     """
     if not references:
         raise ValueError("rouge_l needs at least one reference caption")
-    cand = tokenize(candidate)
+    cand = rouge_tokens(candidate)
     precision, recall = 0.0, 0.0
     for reference in references:
-        ref = tokenize(reference)
+        ref = rouge_tokens(reference)
         lcs = lcs_length(ref, cand)
         precision = max(precision, lcs / len(cand) if cand else 0.0)
         recall = max(recall, lcs / len(ref) if ref else 0.0)
@@ -116,26 +132,34 @@ def bit_parallel_lcs(query_ids: Sequence[np.ndarray], refs: np.ndarray,
     return popcount(~state & low_bits[None, :]).astype(np.int64)
 
 
-def dp_lcs(query: np.ndarray, refs: np.ndarray) -> np.ndarray:
-    """Exact LCS of one query against every reference, vectorized over references.
+def wide_lcs(query: np.ndarray, refs: np.ndarray, ref_lengths: np.ndarray) -> np.ndarray:
+    """LCS lengths of one query of any length against every reference (exact).
+
+    The recurrence of ``bit_parallel_lcs`` on one Python integer of ``len(query)`` bits per
+    reference: one step per reference word, so the work is the references' word count whatever
+    the query's length.
 
     Args:
-      query: int [m] word ids (any length).
-      refs: int64 [N, L] 0-padded reference word ids (0 never matches).
+      query: int [m] word ids.
+      refs: int64 [N, L] 0-padded reference word ids.
+      ref_lengths: int [N] true lengths.
 
     Returns:
       int64 [N] LCS lengths.
 
     """
-    previous = np.zeros((refs.shape[0], refs.shape[1] + 1), dtype=np.int64)
-    for token in query:
-        current = np.zeros_like(previous)
-        hit = (refs == token) & (refs != 0)
-        for j in range(refs.shape[1]):
-            current[:, j + 1] = np.where(hit[:, j], previous[:, j] + 1,
-                                         np.maximum(previous[:, j + 1], current[:, j]))
-        previous = current
-    return previous[:, -1]
+    full = (1 << len(query)) - 1
+    match: dict[int, int] = {}
+    for position, token in enumerate(query.tolist()):
+        match[token] = match.get(token, 0) | (1 << position)
+    out = np.zeros(len(refs), dtype=np.int64)
+    for row, length in enumerate(np.asarray(ref_lengths).tolist()):
+        state = full
+        for token in refs[row, :length].tolist():
+            step = state & match.get(token, 0)
+            state = ((state + step) | (state - step)) & full
+        out[row] = len(query) - bin(state).count("1")
+    return out
 
 
 class RelevanceScorer:
@@ -143,7 +167,9 @@ class RelevanceScorer:
 
     Attributes:
       num_images: gallery size (columns of ``score``).
-      long_queries: how many scored queries exceeded 64 words and took the exact DP path.
+      long_queries: how many scored queries exceeded 64 words and took ``wide_lcs``.
+      cut_queries: how many scored queries had more than ``MAX_TOKENS`` words and were scored
+        with their first ``MAX_TOKENS`` (references are cut the same way).
 
     """
 
@@ -171,8 +197,9 @@ class RelevanceScorer:
                              f"indices must be < {self.num_images}; counts per image: {counts}")
         self.beta = beta
         self.long_queries = 0
+        self.cut_queries = 0
         self._vocab: dict[str, int] = {}
-        encoded = [self._encode(tokenize(c), grow=True) for c in references]
+        encoded = [self._encode(rouge_tokens(c), grow=True) for c in references]
         lengths = np.array([len(e) for e in encoded], dtype=np.int64)
         self._sort = np.argsort(-lengths, kind="stable")
         self._sorted_lengths = lengths[self._sort]
@@ -201,7 +228,7 @@ class RelevanceScorer:
                                              self._sorted_lengths, len(self._vocab) + 2)
         for i in sorted(set(range(len(queries))) - set(short)):
             self.long_queries += 1
-            out[:, i] = dp_lcs(queries[i], self._refs)
+            out[:, i] = wide_lcs(queries[i], self._refs, self._sorted_lengths)
         return out
 
     def score(self, queries: Sequence[str], chunk: int = 32) -> np.ndarray:
@@ -217,7 +244,9 @@ class RelevanceScorer:
         """
         rows = np.zeros((len(queries), self.num_images), dtype=np.float32)
         for start in range(0, len(queries), chunk):
-            encoded = [self._encode(tokenize(q)) for q in queries[start:start + chunk]]
+            words = [tokenize(q) for q in queries[start:start + chunk]]
+            self.cut_queries += sum(len(w) > MAX_TOKENS for w in words)
+            encoded = [self._encode(w[:MAX_TOKENS]) for w in words]
             lcs = self._lcs(encoded)[self._unsort].astype(np.float64)  # [N grouped, Qc]
             q_len = np.array([len(e) for e in encoded], dtype=np.float64)
             best = np.maximum.reduceat(lcs, self._starts, axis=0)  # [N_img, Qc]

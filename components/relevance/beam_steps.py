@@ -83,16 +83,18 @@ class ScoreChunk(beam.DoFn):
         self._key = None
         self._captions = beam.metrics.Metrics.counter("relevance", "query_captions")
         self._long = beam.metrics.Metrics.counter("relevance", "queries_over_64_words")
+        self._cut = beam.metrics.Metrics.counter("relevance", "queries_cut_to_max_words")
 
     def process(self, bounds: tuple[int, int], eval_set: EvalSet):
         """Writes ``rows-<start>.npy`` and yields its path."""
         if self._key != eval_set.key:
             self._scorer, self._key = eval_set.scorer(), eval_set.key
         start, stop = bounds
-        before = self._scorer.long_queries
+        long_before, cut_before = self._scorer.long_queries, self._scorer.cut_queries
         rows = self._scorer.score(eval_set.captions[start:stop])
         self._captions.inc(stop - start)
-        self._long.inc(self._scorer.long_queries - before)
+        self._long.inc(self._scorer.long_queries - long_before)
+        self._cut.inc(self._scorer.cut_queries - cut_before)
         path = os.path.join(self._shard_dir, f"{SHARD_PREFIX}{start:010d}.npy")
         buffer = io.BytesIO()
         np.save(buffer, rows)

@@ -1,4 +1,8 @@
-"""Relevance executor: the ROUGE-L relevance matrix of one Examples split, scored with Beam."""
+"""Relevance executor: the ROUGE-L relevance matrix of one Examples split, scored with Beam.
+
+ROUGE-L compares at most ``trainer.rouge.MAX_TOKENS`` words of a caption; the captions cut to
+that many are counted in the artifact's ``captions_cut_to_max_words`` property and logged.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,14 @@ import time
 from typing import Any
 
 import apache_beam as beam
+from absl import logging
 from tfx import types
 from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from components.relevance import beam_steps, store
+from trainer.rouge import MAX_TOKENS, tokenize
 
 EXAMPLES_KEY = "examples"
 RELEVANCE_KEY = "relevance"
@@ -61,5 +67,17 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         output.set_string_custom_property("content_key", eval_set.key)
         output.set_int_custom_property("num_captions", len(eval_set.caption_ids))
         output.set_int_custom_property("num_images", len(eval_set.gallery))
+        _report_cut_captions(eval_set, output)
         output.set_float_custom_property("captions_per_second",
                                          len(eval_set.caption_ids) / max(seconds, 1e-9))
+
+
+def _report_cut_captions(eval_set: store.EvalSet, output: types.Artifact) -> None:
+    """Counts (artifact property) and logs the captions ROUGE-L read only the start of."""
+    cut = [caption_id for caption_id, caption in zip(eval_set.caption_ids, eval_set.captions,
+                                                     strict=True)
+           if len(tokenize(caption)) > MAX_TOKENS]
+    output.set_int_custom_property("captions_cut_to_max_words", len(cut))
+    if cut:
+        logging.warning("Relevance: %d caption(s) over %d words scored with their first %d, "
+                        "e.g. %s", len(cut), MAX_TOKENS, MAX_TOKENS, cut[0])

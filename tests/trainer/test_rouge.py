@@ -45,7 +45,7 @@ def _random_caption(rng, n_words, vocab=12):
     return " ".join(f"w{rng.integers(vocab)}" for _ in range(n_words))
 
 
-def test_bit_parallel_lcs_matches_dp_including_64_words():
+def test_bit_parallel_and_wide_lcs_match_the_plain_dp_including_64_words():
     rng = np.random.default_rng(0)
     queries = [rng.integers(1, 6, size=n) for n in (0, 1, 5, 17, 63, 64)]
     ref_list = [rng.integers(1, 6, size=n) for n in (70, 30, 8, 3, 1, 0)]  # longest first
@@ -57,7 +57,11 @@ def test_bit_parallel_lcs_matches_dp_including_64_words():
     want = [[rouge.lcs_length(list(r), list(q)) for q in queries] for r in ref_list]
     np.testing.assert_array_equal(got, want)
     for i, q in enumerate(queries):
-        np.testing.assert_array_equal(rouge.dp_lcs(q, refs), got[:, i])
+        np.testing.assert_array_equal(rouge.wide_lcs(q, refs, lengths), got[:, i])
+    for n in (65, 130, 500):
+        query = rng.integers(1, 7, size=n)  # 6 is in no reference
+        np.testing.assert_array_equal(rouge.wide_lcs(query, refs, lengths),
+                                      [rouge.lcs_length(list(r), list(query)) for r in ref_list])
 
 
 def test_scorer_matches_reference_rouge_l():
@@ -71,10 +75,45 @@ def test_scorer_matches_reference_rouge_l():
               for j in range(3)]
     want = [[rouge.rouge_l(q, refs) for refs in groups] for q in queries]
     np.testing.assert_allclose(got, want, rtol=1e-6)
-    assert scorer.long_queries == 2  # the 80- and 70-word queries took the DP path
+    assert scorer.long_queries == 2  # the 80- and 70-word queries took wide_lcs
     assert got.dtype == np.float32 and got.shape == (len(queries), 3)
 
 
 def test_scorer_rejects_image_without_reference():
     with pytest.raises(ValueError, match="at least one reference caption"):
         rouge.RelevanceScorer(["a b", "c d"], [0, 2])
+
+
+def test_a_20000_character_caption_costs_at_most_max_tokens_squared_bit_steps_per_pair(
+        monkeypatch):
+    """The LCS work of every (query, reference) pair is bounded, whatever a caption's length.
+
+    The work is counted, not timed: for each pair, both LCS paths step once per reference word
+    on a bit-vector as wide as the query (one uint64 for at most 64 words).
+    """
+    long_caption = " ".join(f"w{i % 50:02d}" for i in range(5000))
+    assert len(long_caption) == 19_999
+    references = [long_caption, "w01 w02 w03", "w04 w05 w03 w01 w07"]
+    per_pair = []
+    real_wide, real_bits = rouge.wide_lcs, rouge.bit_parallel_lcs
+
+    def counted_wide(query, refs, ref_lengths):
+        per_pair.extend(len(query) * int(n) for n in ref_lengths)
+        return real_wide(query, refs, ref_lengths)
+
+    def counted_bits(query_ids, refs, ref_lengths, num_ids):
+        per_pair.extend(rouge.WORD_BITS * int(n) for n in ref_lengths for _ in query_ids)
+        return real_bits(query_ids, refs, ref_lengths, num_ids)
+
+    monkeypatch.setattr(rouge, "wide_lcs", counted_wide)
+    monkeypatch.setattr(rouge, "bit_parallel_lcs", counted_bits)
+    scorer = rouge.RelevanceScorer(references, [0, 1, 1])
+    queries = [long_caption, "w01 w03", long_caption + " w09"]
+    got = scorer.score(queries)
+    assert len(per_pair) == 3 * len(references)
+    assert max(per_pair) == rouge.MAX_TOKENS ** 2  # a cut query against the cut reference
+    assert scorer.cut_queries == 2 and scorer.long_queries == 2
+    assert rouge.rouge_tokens(long_caption) == long_caption.split()[:rouge.MAX_TOKENS]
+    want = [[rouge.rouge_l(q, references[:1]), rouge.rouge_l(q, references[1:])] for q in queries]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert got[0, 0] == got[2, 0] == 1.0  # both are cut to the same first 500 words

@@ -25,10 +25,10 @@ def _example(image_id, caption_id, caption):
     return example.SerializeToString()
 
 
-def _reference_matrix():
-    rows = sorted(ROWS, key=lambda r: r[1])
-    gallery = sorted({r[0] for r in ROWS})
-    refs = {g: [r[2] for r in ROWS if r[0] == g] for g in gallery}
+def _reference_matrix(triples=tuple(ROWS)):
+    rows = sorted(triples, key=lambda r: r[1])
+    gallery = sorted({r[0] for r in triples})
+    refs = {g: [r[2] for r in triples if r[0] == g] for g in gallery}
     return np.array([[rouge.rouge_l(r[2], refs[g]) for g in gallery] for r in rows])
 
 
@@ -71,10 +71,12 @@ def test_executor_writes_matrix_artifact_and_cache(tmp_path):
 
     from components.relevance import component, executor
 
+    long_row = ("d.jpg", "d.jpg#0", " ".join(["a dog"] * (rouge.MAX_TOKENS // 2 + 50)))
+    rows = [*ROWS, long_row]
     split_dir = tmp_path / "examples" / "Split-eval"
     split_dir.mkdir(parents=True)
     with tf.io.TFRecordWriter(str(split_dir / "part.gz"), options="GZIP") as writer:
-        for row in ROWS:
+        for row in rows:
             writer.write(_example(*row))
     examples = standard_artifacts.Examples()
     examples.uri = str(tmp_path / "examples")
@@ -84,11 +86,13 @@ def test_executor_writes_matrix_artifact_and_cache(tmp_path):
     cache = tmp_path / "cache"
     executor.Executor().Do({"examples": [examples]}, {"relevance": [output]},
                            {"split": "eval", "cache_dir": str(cache), "queries_per_task": 2})
-    eval_set = store.EvalSet.from_triples(*zip(*ROWS, strict=True))
+    eval_set = store.EvalSet.from_triples(*zip(*rows, strict=True))
     for folder in (output.uri, str(cache)):
-        np.testing.assert_allclose(store.load(folder, eval_set), _reference_matrix(), rtol=1e-6)
+        np.testing.assert_allclose(store.load(folder, eval_set), _reference_matrix(rows),
+                                   rtol=1e-6)
     assert output.get_string_custom_property("content_key") == eval_set.key
-    assert output.get_int_custom_property("num_images") == 3
+    assert output.get_int_custom_property("num_images") == 4
+    assert output.get_int_custom_property("captions_cut_to_max_words") == 1
     assert not (tmp_path / "relevance" / executor.SHARDS_DIR).exists()
     with pytest.raises(ValueError, match="has no split 'test'"):
         executor.Executor().Do({"examples": [examples]}, {"relevance": [output]},
