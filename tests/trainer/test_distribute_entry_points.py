@@ -31,6 +31,7 @@ DOC = REPO / "docs" / "distributed.md"
 TRAIN_IMAGES, DEV_IMAGES = 150, 60
 TABLE_ROW = re.compile(r"^\| [\d. |]+\|$", re.MULTILINE)  # train_quality's metrics row
 EPOCH_EVAL = re.compile(r"^epoch (\d+) \(.*\) eval: (.*)$", re.MULTILINE)  # each epoch's eval
+EPOCH_LOSS = re.compile(r"^\d+/\d+ - .* - loss: ([\d.]+) - ", re.MULTILINE)  # Keras, verbose=2
 
 STRATEGY_FIRST = """
 import sys, types
@@ -113,7 +114,11 @@ def run_bounded(command: list[str], env: dict[str, str], timeout: float) -> str:
         out, _ = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.send_signal(signal.SIGINT)
-        out, _ = process.communicate(timeout=60)
+        try:
+            out, _ = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, _ = process.communicate()
         pytest.fail(f"{command[:4]} ran past {timeout} s:\n{out[-3000:]}")
     assert process.returncode == 0, out[-4000:]
     return out
@@ -133,6 +138,18 @@ def one_process(flickr8k_dir, tmp_path_factory) -> dict:
     out = run_bounded(as_test_command(commands[0], data, root / "work"), _env(root / "tmp"),
                       timeout=420)
     return {"root": root, "data": data, "commands": commands, "out": out}
+
+
+def assert_trains_as_one_process(log: str, one_process_out: str) -> None:
+    """The epoch losses of ``log`` are those of the one process (printed to 1e-4).
+
+    Workers that step on their slices of the one process's global batches reach its towers up
+    to float rounding (``test_distribute``); the evaluations that rank their embeddings can
+    differ by an item whose scores tie within that rounding, so they are not compared.
+    """
+    expected = [float(loss) for loss in EPOCH_LOSS.findall(one_process_out)]
+    assert len(expected) == 2, one_process_out[-3000:]
+    assert [float(loss) for loss in EPOCH_LOSS.findall(log)] == pytest.approx(expected, abs=1e-4)
 
 
 def _exports(folder: pathlib.Path) -> list[pathlib.Path]:
@@ -158,8 +175,7 @@ def test_documented_two_worker_command_trains_to_the_end_and_the_chief_exports_o
     assert [epoch for epoch, _ in evals[0]] == ["1", "2"]
     assert rows[0] == rows[1] and evals[0] == evals[1]  # the same synchronized towers
     if not stream:  # from memory the workers step on the one process's global batches
-        assert rows[0] == TABLE_ROW.findall(one_process["out"])
-        assert evals[0] == EPOCH_EVAL.findall(one_process["out"])
+        assert_trains_as_one_process(logs[0], one_process["out"])
     assert _exports(work) == [work / "last" / "export"]
     assert (work / "last" / "export" / "saved_model.pb").stat().st_mtime > start
     assert not list((root / "tmp").glob("xmodal_worker_*"))  # non-chief copies removed
@@ -178,12 +194,12 @@ def test_run_fn_of_the_tfx_trainer_trains_on_two_workers_and_the_chief_exports_o
     distribute_run.run_workers(command, 2, tmp_path / "logs", timeout=540,
                                env=_env(tmp_path / "tmp"))
     logs = [(tmp_path / "logs" / f"worker_{i}.log").read_text() for i in (0, 1)]
-    # run_fn trains as train_quality's one process did: the same function, Transform and data
-    expected = EPOCH_EVAL.findall(one_process["out"])
-    assert [epoch for epoch, _ in expected] == ["1", "2"]
     for log in logs:
         assert "host: " in log and "text tower 'mean' as configured" in log
-        assert EPOCH_EVAL.findall(log) == expected, log[-3000:]
+    evals = [EPOCH_EVAL.findall(log) for log in logs]
+    assert [epoch for epoch, _ in evals[0]] == ["1", "2"] and evals[0] == evals[1]
+    # run_fn trains as train_quality's one process did: the same function, Transform and data
+    assert_trains_as_one_process(logs[0], one_process["out"])
     serving = tmp_path / "out" / "model" / "Format-Serving"
     assert _exports(tmp_path / "out") == [serving]
     assert list((tmp_path / "out" / "model_run").glob("logs/*"))
