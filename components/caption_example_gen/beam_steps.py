@@ -16,6 +16,7 @@ import tensorflow as tf
 from components.caption_example_gen import readers
 from components.caption_example_gen.feature_table import FeatureTable
 from components.caption_example_gen.records import CaptionRecord, IngestError, ListEntry
+from components.caption_example_gen.validation import MAX_CAPTION_CHARS
 from trainer.features import (
     CAPTION_FEATURES_KEY,
     CAPTION_ID_KEY,
@@ -28,6 +29,7 @@ from trainer.features import (
 SKIPPED_UNLISTED = "skipped_captions_of_unlisted_images"
 SKIPPED_BY_SPLIT_POLICY = "skipped_captions_by_split_policy"
 SKIPPED_UNCAPTIONED = "skipped_listed_images_without_captions"
+SKIPPED_TOO_LONG = "skipped_captions_over_max_length"
 
 
 def _read_captions(
@@ -108,6 +110,14 @@ def skip_example(record: CaptionRecord) -> str:
     return f"{record.caption_id!r} ({record.source})"
 
 
+def within_max_length(record: CaptionRecord) -> Iterator[CaptionRecord | beam.pvalue.TaggedOutput]:
+    """Yields the record, or a tagged skip when its caption exceeds ``MAX_CAPTION_CHARS``."""
+    if len(record.caption) > MAX_CAPTION_CHARS:
+        yield beam.pvalue.TaggedOutput(SKIPPED_TOO_LONG, skip_example(record))
+    else:
+        yield record
+
+
 class AssignSplits(beam.DoFn):
     """Gives each record its output split: its own, else its split list's (side input)."""
 
@@ -149,7 +159,8 @@ def uncaptioned_listed(
         if policy == "error":
             raise IngestError(
                 f"{entries[0].source}: split list names image {key!r}, which has no captions "
-                "(policy uncaptioned_listed_images='error')"
+                f"(none, or only captions over {MAX_CAPTION_CHARS} characters; policy "
+                "uncaptioned_listed_images='error')"
             )
         yield key
 

@@ -122,11 +122,18 @@ def _feature_paths(spec: DatasetSpec, resolve: Resolver,
 def _assign_and_check(
     records: beam.PCollection, listed: beam.PCollection, spec: DatasetSpec
 ) -> tuple[beam.PCollection, dict[str, beam.PCollection]]:
-    """Assigns splits and checks ids: returns the kept records and each policy's skips."""
-    assigned = records | "AssignSplits" >> beam.ParDo(
+    """Assigns splits and checks ids: returns the kept records and each policy's skips.
+
+    A caption over the length limit is skipped first, so an image left with no caption falls
+    under the policy for listed images without captions.
+    """
+    bounded = records | "CaptionLength" >> beam.FlatMap(
+        beam_steps.within_max_length
+    ).with_outputs(beam_steps.SKIPPED_TOO_LONG, main="kept")
+    assigned = bounded.kept | "AssignSplits" >> beam.ParDo(
         beam_steps.AssignSplits(spec.unlisted_images), beam.pvalue.AsDict(listed)
     ).with_outputs(beam_steps.SKIPPED_UNLISTED, beam_steps.SKIPPED_BY_SPLIT_POLICY, main="kept")
-    list_keys = records | "ListKeys" >> beam.Map(lambda r: (r.list_key, 1))
+    list_keys = bounded.kept | "ListKeys" >> beam.Map(lambda r: (r.list_key, 1))
     uncaptioned = (
         {"listed": listed, "captioned": list_keys}
         | "ListedVsCaptioned" >> beam.CoGroupByKey()
@@ -143,6 +150,7 @@ def _assign_and_check(
         beam_steps.SKIPPED_UNLISTED: assigned[beam_steps.SKIPPED_UNLISTED],
         beam_steps.SKIPPED_BY_SPLIT_POLICY: assigned[beam_steps.SKIPPED_BY_SPLIT_POLICY],
         beam_steps.SKIPPED_UNCAPTIONED: uncaptioned,
+        beam_steps.SKIPPED_TOO_LONG: bounded[beam_steps.SKIPPED_TOO_LONG],
     }
     return assigned.kept, skipped
 

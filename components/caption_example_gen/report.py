@@ -14,7 +14,11 @@ from typing import Any
 import apache_beam as beam
 
 from components.caption_example_gen.records import IngestError
-from components.caption_example_gen.validation import read_text_file, split_lines
+from components.caption_example_gen.validation import (
+    MAX_CAPTION_CHARS,
+    read_text_file,
+    split_lines,
+)
 
 REPORT_FILE = "ingest_report.json"
 FEATURE_ROWS = "image_feature_rows"
@@ -30,6 +34,8 @@ EXAMPLE_PROPERTY_PREFIX = "ingest_example_"
 SKIP_MEANINGS = {
     "skipped_captions_of_unlisted_images": "caption(s) skipped: their image is in no split list",
     "skipped_captions_by_split_policy": "caption(s) skipped by the split policy",
+    "skipped_captions_over_max_length":
+        f"caption(s) skipped: longer than {MAX_CAPTION_CHARS} characters",
     "skipped_listed_images_without_captions": "listed image(s) skipped: they have no captions",
     UNUSED_FEATURE_ROWS: "feature row(s) unused: their image has no kept caption",
 }

@@ -5,6 +5,12 @@ from __future__ import annotations
 from components.caption_example_gen.records import IngestError
 
 UTF8_BOM = b"\xef\xbb\xbf"
+# The longest caption ingestion keeps, in characters (after stripping surrounding whitespace). A
+# longer one is a counted skip (``skipped_captions_over_max_length``), not an error: a pasted
+# paragraph among many thousand captions should not stop a scheduled retraining. 1,000 is five
+# times the longest Flickr8k caption (199) and holds at most 500 words, what ROUGE-L reads
+# (``trainer.rouge.MAX_TOKENS``).
+MAX_CAPTION_CHARS = 1000
 
 
 def decode_utf8(raw: bytes, source: str) -> str:

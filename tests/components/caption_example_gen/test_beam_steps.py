@@ -1,5 +1,6 @@
 """The caption ExampleGen's whole-dataset rules as plain functions (fast, no Beam pipeline)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -28,6 +29,17 @@ def test_assign_splits_from_record_then_list_then_policy():
     assert unlisted.value == "'b.jpg#3' (cap.txt:1)"  # shown to the user as the example
     (policy,) = assign.process(_record(split=SKIP_SPLIT), LISTED)
     assert policy.tag == beam_steps.SKIPPED_BY_SPLIT_POLICY
+
+
+def test_a_caption_over_the_length_limit_is_tagged_as_a_skip():
+    limit = beam_steps.MAX_CAPTION_CHARS
+    longest = dataclasses.replace(_record(), caption="x" * limit)
+    assert list(beam_steps.within_max_length(longest)) == [longest]
+    (skip,) = beam_steps.within_max_length(dataclasses.replace(longest, caption="x" * (limit + 1)))
+    assert skip.tag == beam_steps.SKIPPED_TOO_LONG == "skipped_captions_over_max_length"
+    assert skip.value == "'a.jpg#0' (cap.txt:1)"
+    assert report.skip_lines({skip.tag: 3}, {skip.tag: skip.value}) == [
+        f"ingest: 3 caption(s) skipped: longer than {limit} characters, e.g. 'a.jpg#0' (cap.txt:1)"]
 
 
 def test_assign_splits_error_policy_names_the_caption_line():

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from components.caption_example_gen import DatasetSpec, IngestError, local
+from components.caption_example_gen.validation import MAX_CAPTION_CHARS
 from trainer.features import (
     CAPTION_FEATURES_KEY,
     CAPTION_ID_KEY,
@@ -24,6 +25,9 @@ IMAGE_ROWS = {  # float16 image features; "d.jpg" has no captions (a counted ski
     "d.jpg": [1.0, 1.0, 1.0],
     "e.jpg": [2.0, 2.0, 2.0],
 }
+# Captions at and just over the length limit (after stripping surrounding whitespace).
+LONGEST = "A " + "dog " * ((MAX_CAPTION_CHARS - 2) // 4) + "x" * ((MAX_CAPTION_CHARS - 2) % 4)
+TOO_LONG = LONGEST + "s"
 FLICKR_CAPTIONS = [
     "a.jpg#0\tA dog runs .",
     "a.jpg#1\tThe dog jumps",
@@ -117,6 +121,7 @@ def test_flickr_round_trip_values_counts_and_report(tmp_path):
         "skipped_feature_rows_without_captions": 2,  # d.jpg and e.jpg (whose caption was skipped)
         "skipped_listed_images_without_captions": 0,
         "skipped_captions_by_split_policy": 0,
+        "skipped_captions_over_max_length": 0,
     }
     assert report["dataset"] == spec.to_custom_config()
     assert artifact.get_int_custom_property("ingest_skipped_captions_of_unlisted_images") == 1
@@ -126,6 +131,22 @@ def test_flickr_round_trip_values_counts_and_report(tmp_path):
         "ingest_example_skipped_captions_of_unlisted_images") == example
     assert artifact.get_int_custom_property("ingest_examples_train") == 3
     assert artifact.split_names == '["train", "eval"]'
+
+
+def test_a_caption_over_the_length_limit_is_a_counted_named_skip(tmp_path):
+    assert len(LONGEST) == MAX_CAPTION_CHARS
+    captions = [*FLICKR_CAPTIONS, f"a.jpg#2\t {LONGEST} ", f"b.jpg#1\t{TOO_LONG}"]
+    spec = flickr_fixture(tmp_path / "data", captions=captions)
+    artifact, splits, report = run_executor(tmp_path / "data", spec, tmp_path / "out")
+    train = by_caption(splits["train"])
+    assert sorted(train) == ["a.jpg#0", "a.jpg#1", "a.jpg#2", "b.jpg#0"]
+    assert train["a.jpg#2"][CAPTION_KEY] == LONGEST
+    assert report["counts"]["skipped_captions_over_max_length"] == 1
+    example = f"'b.jpg#1' ({tmp_path / 'data' / 'cap.token.txt'}:8)"
+    assert report["skip_examples"]["skipped_captions_over_max_length"] == example
+    assert artifact.get_int_custom_property("ingest_skipped_captions_over_max_length") == 1
+    assert artifact.get_string_custom_property(
+        "ingest_example_skipped_captions_over_max_length") == example
 
 
 def test_bom_and_crlf_files_lose_no_caption(tmp_path):
@@ -232,6 +253,12 @@ BAD_INPUTS = {
     "listed_image_without_captions": (
         {"lists": {"train": ["a.jpg", "b.jpg", "z.jpg"], "eval": ["c.jpg"]}},
         r"train\.txt:3: split list names image 'z\.jpg', which has no captions",
+    ),
+    "listed_image_with_only_overlong_captions": (
+        {"captions": [*FLICKR_CAPTIONS, f"d.jpg#0\t{TOO_LONG}"],
+         "lists": {"train": ["a.jpg", "b.jpg"], "eval": ["c.jpg", "d.jpg"]}},
+        rf"eval\.txt:2: split list names image 'd\.jpg', which has no captions \(none, or only "
+        rf"captions over {MAX_CAPTION_CHARS} characters",
     ),
     "image_in_two_split_lists": (
         {"lists": {"train": ["a.jpg", "b.jpg"], "eval": ["c.jpg", "a.jpg"]}},
