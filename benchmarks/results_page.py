@@ -5,15 +5,19 @@ and re-renders ``docs/results.md``; ``python -m benchmarks.results_page`` re-ren
 alone. The page is generated, so it holds the current figures only: each benchmark keeps the
 command, machine, date and commit of its latest run, and history lives in git.
 
+Figures that were copied into the JSON by hand rather than written by a run of the runner carry
+``transcribed`` (where they came from); the page marks those tables and counts them. The mark
+belongs to one run's figures, so a new run of the benchmark drops it (``merge``).
+
 JSON layout::
 
-    {"source": "where these figures came from",
-     "benchmarks": {"<module>": {
+    {"benchmarks": {"<module>": {
          "title": str, "setting": str (optional), "command": str,
          "machine": {"cpu": str, "cores": int, "matmul_gflops": float or null,
                      "load": float or str (optional)},
          "date": "YYYY-MM-DD", "commit": str,
-         "columns": [str, ...], "rows": [[cell, ...], ...], "notes": [str, ...] (optional)}}}
+         "columns": [str, ...], "rows": [[cell, ...], ...], "notes": [str, ...] (optional),
+         "transcribed": str (optional)}}}
 """
 
 from __future__ import annotations
@@ -94,6 +98,9 @@ def render_benchmark(name: str, entry: Mapping[str, object]) -> list[str]:
         lines += [str(entry["setting"]), ""]
     lines += [f"Command: `{entry['command']}`. Machine: {machine_text(entry['machine'])}. "
               f"Date: {entry['date']}. Commit: `{entry['commit']}`.", ""]
+    if entry.get("transcribed"):
+        lines += [f"Copied into the JSON by hand, not written by `make bench`: "
+                  f"{entry['transcribed']}", ""]
     lines += render_table(list(entry["columns"]), list(entry["rows"])) + [""]
     for note in entry.get("notes", []):
         lines += [str(note), ""]
@@ -107,9 +114,13 @@ def render_page(results: Mapping[str, object]) -> str:
              "`make bench` re-runs the benchmarks and regenerates both, so edit neither by hand. "
              "Each table holds one benchmark's latest figures with the command, machine, date "
              "and commit of that run. `docs/perf.md` explains the training-step figures.", ""]
-    if results.get("source"):
-        lines += [f"Source of these figures: {results['source']}", ""]
-    for name, entry in results["benchmarks"].items():
+    benchmarks = results["benchmarks"]
+    transcribed = sum(1 for entry in benchmarks.values() if entry.get("transcribed"))
+    if transcribed:
+        lines += [f"{transcribed} of the {len(benchmarks)} tables hold figures transcribed into "
+                  "the JSON by hand, not written by `make bench`; each says where they came "
+                  "from. The next `make bench` replaces them with measured ones.", ""]
+    for name, entry in benchmarks.items():
         lines += render_benchmark(name, entry)
     return "\n".join(lines).rstrip("\n") + "\n"
 
@@ -135,8 +146,8 @@ def summary_entry(name: str, closing_lines: Iterable[str], command: str,
 def merge(results: Mapping[str, object], entries: Mapping[str, dict]) -> dict:
     """``results`` with ``entries`` replacing their benchmarks' figures (a new dict).
 
-    A replaced benchmark keeps its place and its ``DESCRIPTIVE`` fields; its notes go, since they
-    described the old figures. New benchmarks are appended.
+    A replaced benchmark keeps its place and its ``DESCRIPTIVE`` fields; its notes and its
+    ``transcribed`` mark go, since they described the old figures. New benchmarks are appended.
     """
     benchmarks = dict(results.get("benchmarks", {}))
     for name, entry in entries.items():

@@ -13,9 +13,12 @@ ENTRY = {"title": "Mining", "setting": "B = 128.", "command": "python -m benchma
 
 
 def test_render_page_is_the_hand_written_markdown():
-    page = results_page.render_page({"source": "a test.", "benchmarks": {"bench_x": ENTRY}})
-    assert page.splitlines()[4:] == [
-        "Source of these figures: a test.",
+    copied = {**ENTRY, "transcribed": "from a test."}
+    page = results_page.render_page({"benchmarks": {"bench_x": copied, "bench_y": ENTRY}})
+    assert page.splitlines()[4:22] == [
+        "1 of the 2 tables hold figures transcribed into the JSON by hand, not written by "
+        "`make bench`; each says where they came from. The next `make bench` replaces them "
+        "with measured ones.",
         "",
         "## Mining (`bench_x`)",
         "",
@@ -24,14 +27,19 @@ def test_render_page_is_the_hand_written_markdown():
         "Command: `python -m benchmarks.bench_x`. Machine: Test CPU @ 1GHz, 2 cores; float32 "
         "4096² matmul 308 GFLOP/s; load average 1.2. Date: 2026-12-02. Commit: `abc1234`.",
         "",
+        "Copied into the JSON by hand, not written by `make bench`: from a test.",
+        "",
         "| bank | s / step | note |",
         "| ---: | ---: | --- |",
         "| 10,000 | 0.018 | small |",
         "| 100,000 | **0.147** | a\\|b |",
         "",
         "Linear in the bank.",
+        "",
+        "## Mining (`bench_y`)",
     ]
     assert page.startswith("# Results\n") and page.endswith("Linear in the bank.\n")
+    assert page.count("Copied into the JSON by hand") == 1
 
 
 def test_machine_text_without_a_recorded_rate_and_with_a_load_remark():
@@ -61,13 +69,23 @@ def test_summary_entry_turns_labelled_lines_into_rows():
 
 
 def test_merge_replaces_figures_keeps_description_and_order():
-    results = {"source": "s", "benchmarks": {"bench_x": ENTRY, "bench_y": {"title": "Y"}}}
+    results = {"benchmarks": {"bench_x": {**ENTRY, "transcribed": "by hand"},
+                              "bench_y": {"title": "Y"}}}
     new = {"title": "bench_x", "rows": [["a", "1"]], "commit": "new"}
     merged = results_page.merge(results, {"bench_x": new, "bench_z": {"title": "Z"}})
     assert list(merged["benchmarks"]) == ["bench_x", "bench_y", "bench_z"]
     assert merged["benchmarks"]["bench_x"] == {"title": "Mining", "setting": "B = 128.",
                                                "rows": [["a", "1"]], "commit": "new"}
-    assert results["benchmarks"]["bench_x"] is ENTRY and merged["source"] == "s"
+    assert results["benchmarks"]["bench_x"]["transcribed"] == "by hand"
+
+
+def test_a_make_bench_of_every_benchmark_leaves_no_transcribed_figures_on_the_page():
+    committed = results_page.load(results_page.RESULTS_JSON)
+    assert "transcribed" in results_page.render_page(committed)
+    fresh = {name: results_page.summary_entry(name, ["a: 1"], "cmd", MACHINE, "2026-12-07",
+                                              "c0ffee") for name in committed["benchmarks"]}
+    page = results_page.render_page(results_page.merge(committed, fresh))
+    assert "transcribed" not in page.lower() and "copied into the json" not in page.lower()
 
 
 def test_record_results_writes_the_json_and_its_page(tmp_path, monkeypatch):
