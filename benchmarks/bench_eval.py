@@ -25,7 +25,8 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from trainer import metrics, rouge  # noqa: E402
+from serving import rouge
+from trainer import metrics  # noqa: E402
 
 FLICKR8K = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"
 GIB = 2.0**30

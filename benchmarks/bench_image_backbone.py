@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from benchmarks import machine
 from trainer import features
-from trainer.image_backbone import DEFAULT_TFLITE_PATH, ImageBackbone
+from trainer.model.image_backbone import DEFAULT_TFLITE_PATH, ImageBackbone
 
 DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"
 

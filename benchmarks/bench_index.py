@@ -236,7 +236,7 @@ def main() -> None:
             shutil.copytree(args.encoder, encoder)
         else:
             from serving.toy_model import write_toy_bytes_encoder
-            from trainer.image_backbone import DEFAULT_TFLITE_PATH
+            from trainer.model.image_backbone import DEFAULT_TFLITE_PATH
 
             write_toy_bytes_encoder(encoder, DEFAULT_TFLITE_PATH, embedding_dim=DIM)
         figures = job_figures(serving, str(encoder), pathlib.Path(args.data) / "images")

@@ -2,7 +2,8 @@
 
 Both run raw captions end to end inside one ``tf.function``, as the served ``embed_text``
 signature does: ``minilm`` = in-graph WordPiece + the 6-layer MiniLM encoder + projection;
-``gru`` = the Transform word tokenizer (``trainer.text.tokenize``) + a vocabulary lookup + the
+``gru`` = the Transform word tokenizer (``trainer.tokens.text.tokenize``) + a vocabulary lookup +
+the
 Trainer's bidirectional-GRU ``TokenTextTower`` (``TrainerConfig`` default sizes). Figures: latency
 p50/p99 for one caption and throughput (captions/s) at batch 256, and the minilm/gru ratios.
 
@@ -28,9 +29,11 @@ from collections.abc import Callable  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from trainer import features, metrics, minilm, text, wordpiece  # noqa: E402
+from trainer import features, metrics
 from trainer.config import TrainerConfig  # noqa: E402
-from trainer.towers import TokenTextTower  # noqa: E402
+from trainer.model import minilm
+from trainer.model.towers import TokenTextTower  # noqa: E402
+from trainer.tokens import text, wordpiece
 
 DEFAULT_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"
 BATCH = 256

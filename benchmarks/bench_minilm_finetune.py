@@ -5,7 +5,7 @@ under the same ``--work-dir``), builds a ``text_tower="minilm"`` Trainer with th
 ``--layers`` layers fine-tuned and measures, side by side:
 
 - the one-off pass of the frozen bottom over the 30,000 train and 5,000 eval captions, and the
-  memory its token states take (``trainer.frozen_prefix``);
+  memory its token states take (``trainer.inputs.frozen_prefix``);
 - seconds per train step (``--steps`` steps after one traced step) through the cache and with
   the cache off (``TrainingRows`` without a ``text_prefix``: the whole tower every step), and the
   resulting seconds per epoch;
@@ -39,9 +39,11 @@ import tensorflow_transform as tft  # noqa: E402
 
 from benchmarks.minilm_served_quality import transformed_flickr8k  # noqa: E402
 from benchmarks.train_quality import DEFAULT_DATA  # noqa: E402
-from trainer import data, evaluation, frozen_prefix, host_speed, towers, training  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
-from trainer.training_rows import TrainingRows  # noqa: E402
+from trainer.inputs import data, frozen_prefix
+from trainer.inputs.training_rows import TrainingRows  # noqa: E402
+from trainer.model import towers
+from trainer.train import evaluation, host_speed, training
 
 
 def _seconds(fn) -> tuple[object, float]:

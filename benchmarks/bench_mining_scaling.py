@@ -24,7 +24,8 @@ import psutil  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks import harness  # noqa: E402
-from trainer import embedding_bank, mining  # noqa: E402
+from trainer import mining
+from trainer.negatives import embedding_bank
 
 MIB = 2.0**20
 CAPTIONS_PER_IMAGE = 5

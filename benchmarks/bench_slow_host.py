@@ -2,7 +2,8 @@
 
 Some development hosts multiply float32 matrices at about 44 GFLOP/s (AVX2 only, 2 cores) where
 others reach 300-430 (AVX-512/AMX). There the Trainer falls back to the frozen MiniLM encoder
-(``trainer.host_speed``) and the whole run must still finish within 25 minutes. To time that on
+(``trainer.train.host_speed``) and the whole run must still finish within 25 minutes. To time that
+on
 a fast host, this runs ``benchmarks.bench_pipeline`` in a child whose oneDNN is capped at an
 older instruction set (``ONEDNN_MAX_CPU_ISA``: TensorFlow's CPU matmuls, Eigen's contraction
 kernel included, run through oneDNN) and whose CPU affinity is cut to ``--cores`` cores. With

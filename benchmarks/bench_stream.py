@@ -128,7 +128,9 @@ def _peak_rss_gib() -> float:
 
 
 def _towers(config, output):
-    from trainer import preprocessing, towers, training
+    from trainer import preprocessing
+    from trainer.model import towers
+    from trainer.train import training
 
     training.set_seeds(config.seed)
     return towers.build_towers(config, preprocessing.token_vocab_size(output), IMAGE_DIM)
@@ -138,8 +140,10 @@ def _stream_rss(transformed: str, pattern: str, overrides: dict, steps: int) -> 
     """Runs in a child process: the ``auto`` choice, s/step and peak RSS of stream steps."""
     import tensorflow_transform as tft
 
-    from trainer import stream_input, towers, training
     from trainer.config import TrainerConfig
+    from trainer.inputs import stream_input
+    from trainer.model import towers
+    from trainer.train import training
 
     config = TrainerConfig.from_dict(overrides)
     output = tft.TFTransformOutput(f"{transformed}/transform")
@@ -167,9 +171,11 @@ def _step_times(transformed: str, overrides: dict, rounds: int, steps: int) -> d
     import tensorflow_transform as tft
 
     from benchmarks import harness, machine
-    from trainer import data, stream_input, towers, training
     from trainer.config import TrainerConfig
-    from trainer.training_rows import TrainingRows
+    from trainer.inputs import data, stream_input
+    from trainer.inputs.training_rows import TrainingRows
+    from trainer.model import towers
+    from trainer.train import training
 
     config = TrainerConfig.from_dict(overrides)
     output = tft.TFTransformOutput(f"{transformed}/transform")

@@ -7,7 +7,7 @@ features. Side by side in one run, interleaved round by round so that every vari
 same load of a shared host:
 
 - today's step, the trained layer on captions padded to the batch's longest, in float32;
-- the step on the batch's real tokens only (``trainer.unpadded``), in float32 and in bfloat16
+- the step on the batch's real tokens only (``trainer.model.unpadded``), in float32 and in bfloat16
   (``trainer.precision``: the trained layer's and the text projection's matmuls);
 - the trained layer alone (forward and gradients), padded and flat;
 - plain square ``tf.matmul`` s (1024², 2048², 4096²) in float32 and in bfloat16: the roof
@@ -39,7 +39,7 @@ from benchmarks import harness  # noqa: E402
 from benchmarks.machine import cpu_model  # noqa: E402
 from benchmarks.train_step_flops import layer_flops, padding_share, step_flops  # noqa: E402
 from benchmarks.train_step_setup import Setup, build_setup  # noqa: E402
-from trainer import precision  # noqa: E402
+from trainer.model import precision
 
 ROOF_SIZES = (1024, 2048, 4096)
 

@@ -30,9 +30,12 @@ def _measure(transformed: str, overrides: dict, steps: int) -> dict:
     """Runs in a child process: seconds per step and per epoch, peak RSS (MiB)."""
     import tensorflow_transform as tft
 
-    from trainer import data, preprocessing, towers, training
+    from trainer import preprocessing
     from trainer.config import TrainerConfig
-    from trainer.training_rows import TrainingRows
+    from trainer.inputs import data
+    from trainer.inputs.training_rows import TrainingRows
+    from trainer.model import towers
+    from trainer.train import training
 
     config = TrainerConfig.from_dict(overrides)
     output = tft.TFTransformOutput(os.path.join(transformed, "transform"))

@@ -11,7 +11,7 @@ Measured side by side in one run (``python -m benchmarks.bench_vs_paper [--quick
 - the achieved FLOP/s of one exact global-mining step (bank refresh + mining) against a plain
   4096^2 ``tf.matmul`` in float32 and in bfloat16;
 - eval rsum of exact vs fast mode after the same number of epochs, both trained with
-  ``trainer.training.train`` (the function ``run_fn`` uses).
+  ``trainer.train.training.train`` (the function ``run_fn`` uses).
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ import tf_keras as keras  # noqa: E402
 
 from benchmarks import harness  # noqa: E402
 from benchmarks.paper_loop import Negatives, PaperLoop, PhaseSeconds, pick_negatives  # noqa: E402
-from trainer import towers, training  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
-from trainer.data import SplitTables  # noqa: E402
-from trainer.training_rows import TrainingRows  # noqa: E402
+from trainer.inputs.data import SplitTables  # noqa: E402
+from trainer.inputs.training_rows import TrainingRows  # noqa: E402
+from trainer.model import towers
+from trainer.train import training
 
 BATCH = 512
 DIM = 1024
@@ -96,7 +97,7 @@ def mining_label(config: TrainerConfig) -> str:
 
 def make_trainer(config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Model,
                  train: SplitTables, steps_per_epoch: int) -> training.PairTrainer:
-    """The Trainer's own step over ``train``, as ``trainer.training.train`` builds it."""
+    """The Trainer's own step over ``train``, as ``trainer.train.training.train`` builds it."""
     rows = TrainingRows.for_training(config, image_tower, text_tower, train)
     return training.PairTrainer(config, rows, steps_per_epoch)
 
@@ -187,7 +188,7 @@ def mining_gflops(trainer: training.PairTrainer, caption_index: np.ndarray, flop
 
 def train_modes(configs: dict[str, TrainerConfig], train: SplitTables, eval_split: SplitTables,
                 max_steps: int | None) -> dict[str, training.TrainResult]:
-    """Trains each mode from the same initial towers with ``trainer.training.train``."""
+    """Trains each mode from the same initial towers with ``trainer.train.training.train``."""
     results = {}
     for name, config in configs.items():
         image_tower, text_tower = build_towers(config, train)

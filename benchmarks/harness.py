@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from trainer import features, preprocessing  # noqa: E402
-from trainer.data import SplitTables  # noqa: E402
+from trainer.inputs.data import SplitTables  # noqa: E402
 
 DEFAULT_FLICKR8K = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"
 GIB = 2.0**30

@@ -12,9 +12,9 @@ fine-tuned:
    ``run_fn`` calls) trains and exports ``features_model`` (``embed_text`` reads caption
    features).
 3. Frozen ``minilm`` model: the towers of the exported features model are read back into a
-   ``text_tower="minilm"`` build (``trainer.towers.build_towers``): the image tower as is, the
+   ``text_tower="minilm"`` build (``trainer.model.towers.build_towers``): the image tower as is, the
    linear text projection (bias-free ``[384, d]`` kernel) copied into the MiniLM tower's
-   ``projection`` Dense kernel with its bias set to 0; exported with ``trainer.export`` as
+   ``projection`` Dense kernel with its bias set to 0; exported with ``trainer.model.export`` as
    ``minilm_model`` (``embed_text`` reads raw captions; WordPiece runs in the Transform graph).
 4. Fine-tuned ``minilm`` model: ``trainer.task.train_and_export`` with ``text_tower="minilm"``,
    the top ``--finetune-layers`` MiniLM layers trained at ``learning_rate *
@@ -52,8 +52,9 @@ from benchmarks.train_quality import (  # noqa: E402
     flickr8k_rows,
     transform_flickr8k,
 )
-from trainer import export, features, metrics, task, towers  # noqa: E402
+from trainer import features, metrics, task
 from trainer.config import TrainerConfig  # noqa: E402
+from trainer.model import export, towers
 
 WORDPIECE_MAX_TOKENS = 64
 SENTENCE_FILE = "minilm_l6_v2"
@@ -150,7 +151,8 @@ def score_saved_model(model_dir: pathlib.Path, eval_rows: list[dict], text_key: 
         (``retrieval_metrics`` dict, text embeddings [N_c, d], seconds spent in ``embed_text``).
 
     """
-    loaded = tf.saved_model.load(str(model_dir))  # TF-Text ops: registered by trainer.wordpiece
+    # TF-Text ops: registered by trainer.tokens.wordpiece
+    loaded = tf.saved_model.load(str(model_dir))
     image_ids = list(dict.fromkeys(row[features.IMAGE_ID_KEY] for row in eval_rows))
     first_row = {row[features.IMAGE_ID_KEY]: row for row in reversed(eval_rows)}
     images = np.stack([first_row[i][features.IMAGE_FEATURES_KEY] for i in image_ids])

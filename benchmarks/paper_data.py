@@ -19,7 +19,9 @@ import numpy as np
 import tensorflow_transform as tft
 
 from benchmarks import harness, train_quality
-from trainer import data, features, preprocessing, rouge
+from serving import rouge
+from trainer import features, preprocessing
+from trainer.inputs import data
 
 TRAIN_LIST = "Flickr_8k.trainImages.txt"
 DEV_LIST = "Flickr_8k.devImages.txt"

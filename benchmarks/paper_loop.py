@@ -30,8 +30,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from trainer import losses, primitive_matmul  # noqa: E402
-from trainer.data import SplitTables  # noqa: E402
+from trainer import losses
+from trainer.inputs.data import SplitTables  # noqa: E402
+from trainer.negatives import primitive_matmul
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,7 +174,8 @@ class PaperLoop(tf.Module):
         all_images = self.image_tower(self.images, training=False)
         all_text = self.text_tower(self.text, training=False)
         image_index = tf.gather(self.text_image_index, caption_index)
-        # The same matmul kernel as our mining scores (``trainer.primitive_matmul``, faster
+        # The same matmul kernel as our mining scores (``trainer.negatives.primitive_matmul``,
+        # faster
         # than tf.matmul for these [B, N] shapes): the speed-up credits no kernel choice.
         caption_to_images = primitive_matmul.matmul(tf.gather(all_text, caption_index),
                                                     all_images, transpose_b=True)

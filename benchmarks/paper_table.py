@@ -1,9 +1,9 @@
 """The paper's comparison: SH / HN / M-HN / F-HN × mining × seeds, chosen on dev, scored on test.
 
-Every run trains with ``trainer.training.train`` (the function ``run_fn`` trains with), which
+Every run trains with ``trainer.train.training.train`` (the function ``run_fn`` trains with), which
 keeps the towers of the best rsum on DATA's dev split; those towers are then scored once on the
 test split (``--test-data``; default DATA's dev split): the six recalls, rsum, median ranks and
-the four nDCG@25 with ROUGE-L relevance (``trainer.metrics``, ``trainer.rouge``), plus nDCG@25
+the four nDCG@25 with ROUGE-L relevance (``trainer.metrics``, ``serving.rouge``), plus nDCG@25
 and R@K against human judgments where the test directory has Flickr8k's judgment files
 (``benchmarks.annotations``). Nothing of the test split takes part in training or selection.
 Prints mean ± std over seeds and F-HN − HN (per-seed paired differences, ``benchmarks.seed_stats``)
@@ -32,8 +32,10 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from benchmarks import annotations, harness, paper_data, seed_stats  # noqa: E402
-from trainer import evaluation, features, metrics, towers, training  # noqa: E402
+from trainer import features, metrics
 from trainer.config import MINING_KINDS, TrainerConfig  # noqa: E402
+from trainer.model import towers
+from trainer.train import evaluation, training
 
 LOSSES = ("sh", "hn", "mhn", "fhn")
 TEXT_TOWERS = {"features": "linear", "tokens": "mean"}  # --text-input -> TrainerConfig.text_tower

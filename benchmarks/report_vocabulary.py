@@ -8,7 +8,7 @@ resulting transform, and prints side by side, in one run:
 - the vocabulary size, the eval OOV rate over all tokens (vocabulary file) and over the tokens
   kept after truncation (the transformed ids, OOV = ids after the vocabulary), eval captions
   with at least one OOV token, caption lengths and the share truncated by ``max_tokens``;
-- the same vocabulary size and OOV rate counted in pure Python (``trainer.text.tokenize_py``)
+- the same vocabulary size and OOV rate counted in pure Python (``trainer.tokens.text.tokenize_py``)
   for several frequency thresholds, and whether it equals the Transform's vocabulary;
 - tokenization throughput of the TF graph vs its Python twin.
 
@@ -38,7 +38,8 @@ from tensorflow_transform.coders import example_proto_coder  # noqa: E402
 from tfx_bsl.tfxio import tf_example_record  # noqa: E402
 
 from benchmarks import harness  # noqa: E402
-from trainer import features, preprocessing, text  # noqa: E402
+from trainer import features, preprocessing
+from trainer.tokens import text
 
 THRESHOLDS = (1, 2, 3, 5)
 QUICK_CAPTIONS = (2000, 500)  # train, eval captions with --quick

@@ -35,8 +35,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 
-from trainer import features, preprocessing, text  # noqa: E402
+from trainer import features, preprocessing
 from trainer.config import TrainerConfig  # noqa: E402
+from trainer.tokens import text
 
 DEFAULT_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"
 SPLIT_FILES = {"train": "Flickr_8k.trainImages.txt", "eval": "Flickr_8k.devImages.txt"}
@@ -269,7 +270,7 @@ def _transform(args: argparse.Namespace, transform_config: dict) -> tuple[pathli
 
 
 def main(argv=None) -> None:
-    from trainer import distribute, host_speed
+    from trainer.train import distribute, host_speed
 
     args = _parse_args(argv)
     overrides = _overrides(args.set)

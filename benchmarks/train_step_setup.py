@@ -3,7 +3,7 @@
 ``build_setup`` makes the pipeline's default towers, WordPiece ids of the train captions (as
 the Transform makes them), the cached frozen bottom (computed once), and one ``PairTrainer``
 per variant: today's padded top layer in float32, and the flat top layer
-(``trainer.unpadded``) in float32 and bfloat16. They share the towers, which they train in
+(``trainer.model.unpadded``) in float32 and bfloat16. They share the towers, which they train in
 place.
 """
 
@@ -18,10 +18,13 @@ import tensorflow as tf
 
 from benchmarks import harness
 from pipeline.defaults import DEFAULT_TRAINER, DEFAULT_WORDPIECE_TOKENS
-from trainer import data, frozen_prefix, towers, training, unpadded, wordpiece
 from trainer.config import TrainerConfig
-from trainer.precision import FLOAT32, Policy
-from trainer.training_rows import TrainingRows
+from trainer.inputs import data, frozen_prefix
+from trainer.inputs.training_rows import TrainingRows
+from trainer.model import towers, unpadded
+from trainer.model.precision import FLOAT32, Policy
+from trainer.tokens import wordpiece
+from trainer.train import training
 
 BF16 = Policy("bfloat16", "benchmark: bfloat16 matmuls")
 

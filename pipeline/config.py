@@ -2,7 +2,8 @@
 
 The sections ``transform`` and ``trainer`` are passed through unchanged as the ``custom_config`` of
 the Transform and Trainer components; they are validated here, by the same dataclasses that the
-components use (``trainer.transform_config.TransformConfig``, ``trainer.config.TrainerConfig``),
+components use (``trainer.tokens.transform_config.TransformConfig``,
+``trainer.config.TrainerConfig``),
 when the configuration is built. Nothing here imports TensorFlow or TFX, so a bad value is
 reported (file and dotted key, as a ``ConfigError``) before any slow import or any write.
 """
@@ -230,7 +231,7 @@ def _validate_sections(values: Mapping[str, Any], source: str) -> None:
     """Builds the component config classes from ``transform`` and ``trainer``; checks coupling."""
     from pipeline.defaults import component_configs
     from trainer.config import TrainerConfig
-    from trainer.transform_config import TransformConfig
+    from trainer.tokens.transform_config import TransformConfig
 
     for section, cls in (("transform", TransformConfig), ("trainer", TrainerConfig)):
         reject_unknown(values[section], cls, source, section)

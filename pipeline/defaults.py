@@ -59,7 +59,7 @@ def component_configs(
       ConfigError: ``trainer.text_tower`` is ``minilm`` and its files are missing.
 
     """
-    from trainer import pretrained
+    from trainer.model import pretrained
 
     merged = {**DEFAULT_TRAINER, **trainer}
     transform = dict(transform)

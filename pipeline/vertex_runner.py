@@ -13,7 +13,7 @@ configuration's ``dataset`` section.
 With ``trainer.machine_type`` (and optionally ``trainer.workers``, ``trainer.accelerator``) the
 Trainer runs as a Vertex AI Training job through TFX's Vertex Trainer extension: a chief pool of
 one machine and a worker pool of ``workers - 1``, all running the pipeline's image; Vertex gives
-each its ``TF_CONFIG`` and ``trainer.distribute`` trains them as one cluster.
+each its ``TF_CONFIG`` and ``trainer.train.distribute`` trains them as one cluster.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ from serving.validation import (
     validate_images,
 )
 from trainer import features
-from trainer.image_backbone import error_detail
+from trainer.model.image_backbone import error_detail
 
 _CAPTION_INPUT = features.CAPTION_KEY
 _IMAGE_INPUT = features.IMAGE_FEATURES_KEY

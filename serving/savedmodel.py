@@ -1,6 +1,7 @@
 """Loading exported SavedModels in-process, and the one place that registers their custom ops.
 
-A WordPiece text tower (``trainer.wordpiece``) puts TF Text ops in the graph; they are registered
+A WordPiece text tower (``trainer.tokens.wordpiece``) puts TF Text ops in the graph; they are
+registered
 only once ``tensorflow_text`` is imported. Importing this module registers them: every in-process
 loader goes through ``load_saved_model`` (or imports this module before a library loads the
 model, as the TFMA metric module does), and distributed Beam workers import

@@ -57,8 +57,8 @@ from serving.search_model import (
 )
 from serving.search_photos import Row, search_photos
 from trainer import features
-from trainer.text import tokenize_py
-from trainer.transform_config import VOCAB_NAME
+from trainer.tokens.text import tokenize_py
+from trainer.tokens.transform_config import VOCAB_NAME
 
 DEFAULT_SERVING_DIR = "runs/serving"
 DEFAULT_MODEL_NAME = "xmodal"

@@ -19,7 +19,7 @@ from serving.savedmodel import load_saved_model
 from serving.search_model import result_rows
 from serving.validation import DEFAULT_MAX_IMAGE_BYTES, check_image_bytes
 from trainer import features
-from trainer.image_backbone import error_detail
+from trainer.model.image_backbone import error_detail
 
 Row = tuple[str, float, str]
 

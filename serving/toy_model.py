@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from trainer import features
-from trainer.transform_config import VOCAB_NAME
+from trainer.tokens.transform_config import VOCAB_NAME
 
 DEFAULT_VOCABULARY = (
     "a", "the", "dog", "dogs", "runs", "running", "on", "in", "beach", "grass", "man", "woman",
@@ -161,12 +161,14 @@ def write_toy_bytes_encoder(export_dir: str | os.PathLike, tflite_path: str,
 
     Args:
         export_dir: destination directory.
-        tflite_path: the quantized TFLite CNN (``trainer.image_backbone.ImageBackbone``).
+        tflite_path: the quantized TFLite CNN (``trainer.model.image_backbone.ImageBackbone``).
         embedding_dim: embedding width d.
         seed: seed of the fixed random weights.
 
     """
-    from trainer.image_backbone import ImageBackbone  # TFLite reader: only this writer needs it
+    from trainer.model.image_backbone import (
+        ImageBackbone,  # TFLite reader: only this writer needs it
+    )
 
     backbone = ImageBackbone(tflite_path)
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 
 from components.caption_example_gen.validation import check_caption
-from trainer.image_backbone import (
+from trainer.model.image_backbone import (
     DEFAULT_MAX_PIXELS,
     JPEG_END,
     JPEG_MAGIC,
@@ -123,7 +123,8 @@ def check_image_bytes(data: bytes, name: str, max_bytes: int = DEFAULT_MAX_IMAGE
                       max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     """Refuses, before anything is sent, what the served graph would refuse without decoding.
 
-    That is every bad input of the served graph's own checks (``trainer.image_backbone``), plus
+    That is every bad input of the served graph's own checks (``trainer.model.image_backbone``),
+    plus
     files over ``max_bytes``. Only data that is corrupt past a readable header and before its
     end marker reaches the server and fails there (INVALID_ARGUMENT).
 

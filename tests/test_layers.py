@@ -100,7 +100,7 @@ def _plant(root: pathlib.Path, relative: str, source: str) -> None:
 
 @pytest.mark.parametrize(("relative", "source", "imported"), [
     ("trainer/losses.py", "import numpy\nimport serving.client\n", "serving.client"),
-    ("trainer/towers.py", "def build():\n    from pipeline import config\n", "pipeline"),
+    ("trainer/model/towers.py", "def build():\n    from pipeline import config\n", "pipeline"),
     ("serving/wire.py", "from pipeline.config import PipelineConfig\n", "pipeline.config"),
     ("components/relevance/store.py", "from ...pipeline import run\n", "pipeline"),
     ("components/evaluator.py",

@@ -9,11 +9,15 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from trainer.loss_kinds import LOSS_KINDS
-from trainer.precision import PRECISIONS
+from trainer.model.precision import PRECISIONS
+
+# The triplet loss kinds of ``trainer.losses``, named here so that configuration checks need
+# no TensorFlow.
+LOSS_KINDS = ("sh", "hn", "fhn", "mhn")
 
 # The quantized MobileNetV2 1.0/224 that produced flickr8k/features/mobilenet_v2.npy: the image
-# backbone's default weights (``trainer.image_backbone``), named here so that the configuration is
+# backbone's default weights (``trainer.model.image_backbone``), named here so that the
+# configuration is
 # validated without importing TensorFlow.
 DEFAULT_TFLITE_PATH = os.path.normpath(os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..",
@@ -25,7 +29,7 @@ TEXT_TOWERS = ("gru", "mean", "linear", "minilm")  # "linear" reads caption_feat
 INPUT_MODES = ("auto", "memory", "stream")  # TrainerConfig.input (docs/input.md)
 # Mining modes that score every training row, so they need the whole split in memory.
 MEMORY_MINING_MODES = ("exact", "bank")
-STRATEGIES = ("auto", "mirrored")  # TrainerConfig.strategy (trainer.distribute)
+STRATEGIES = ("auto", "mirrored")  # TrainerConfig.strategy (trainer.train.distribute)
 _CHOICES = {
     "input": INPUT_MODES,
     "loss": LOSS_KINDS,
@@ -65,13 +69,13 @@ class TrainerConfig:
         image_tower: ``linear`` (bias-free Dense, the paper's best) or ``mlp``.
         text_tower: ``gru`` (bidirectional GRU over tokens), ``mean`` (masked mean of token
             embeddings), ``linear`` (over precomputed ``caption_features``) or ``minilm``
-            (pretrained MiniLM-L6 over in-graph WordPiece; ``trainer/minilm.py``).
+            (pretrained MiniLM-L6 over in-graph WordPiece; ``trainer/model/minilm.py``).
         minilm_trainable_layers: top MiniLM layers fine-tuned by the ``minilm`` tower (0 =
             frozen encoder, at most 6).
         minilm_lr_multiplier: the fine-tuned MiniLM layers train at ``learning_rate`` times
             this (same schedule shape, own Adam); every other variable at ``learning_rate``.
         slow_host_fallback: on a host whose matmul is slower than
-            ``trainer.host_speed.SLOW_HOST_GFLOPS``, train a fine-tuned ``minilm`` tower with
+            ``trainer.train.host_speed.SLOW_HOST_GFLOPS``, train a fine-tuned ``minilm`` tower with
             the frozen encoder instead, so that the run stays within its time budget.
         precision: the dtype of the matmuls of a ``minilm`` tower's fine-tuned layers and
             projection in the training step (``trainer.precision``): ``auto`` (bfloat16 where
@@ -107,7 +111,7 @@ class TrainerConfig:
         shuffle_buffer: examples in the ``stream`` input's shuffle buffer.
         strategy: ``auto``: ``MultiWorkerMirroredStrategy`` when ``TF_CONFIG`` names a
             cluster, else one process without a strategy; ``mirrored``: ``MirroredStrategy``
-            over this machine's devices (``trainer.distribute``). ``batch_size`` stays the
+            over this machine's devices (``trainer.train.distribute``). ``batch_size`` stays the
             global batch either way.
         workers: machines of a Vertex AI Training job (1 chief + ``workers - 1`` workers;
             ``pipeline/vertex_runner.py``); locally ``TF_CONFIG`` decides.
@@ -191,7 +195,7 @@ class TrainerConfig:
 
     @property
     def mining_mode(self) -> str:
-        """How the Trainer finds hard negatives (``trainer.negatives`` has one strategy each).
+        """How the Trainer finds hard negatives (one strategy each in ``trainer.negatives``).
 
         ``none`` for the ``sh`` loss (it sums over every in-batch negative); else ``in_batch``
         (the benchmarks' "fast mode"), ``exact`` (``global`` with ``refresh_steps`` 1: all

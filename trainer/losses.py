@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from trainer.loss_kinds import LOSS_KINDS
+from trainer.config import LOSS_KINDS
 
 # Names of the loss terms (TensorBoard scalars use them).
 I2T = "i2t_hinge"  # image anchor, negative caption c'

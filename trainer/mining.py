@@ -4,7 +4,7 @@
 argmax, inside a ``tf.function``. In-batch mining is ``hardest_negatives`` with the batch as the
 bank, computed from one [B, B] score matrix (``in_batch_negatives``); global mining passes the
 whole training set: exact mode scores it as the current towers embed it at every step
-(``trainer.global_mining``), bank mode keeps an ``embedding_bank.EmbeddingBank`` on device
+(``trainer.negatives.global_mining``), bank mode keeps an ``embedding_bank.EmbeddingBank`` on device
 between refreshes.
 
 Memory bound. Scores are never materialized for the whole bank: each step of the chunk loop
@@ -20,14 +20,14 @@ argmax, so exact global mining on Flickr8k (B = 512) steps faster than with 8192
 mining of B = 128 no slower, with a quarter of the memory (docs/perf.md).
 
 Linear heads: a bank of a linear head's inputs is scored through the head
-(``trainer.head_norms``).
+(``trainer.negatives.head_norms``).
 """
 
 from __future__ import annotations
 
 import tensorflow as tf
 
-from trainer import head_norms, primitive_matmul
+from trainer.negatives import head_norms, primitive_matmul
 
 DEFAULT_CHUNK_SIZE = 2048
 NO_NEGATIVE = -1  # index returned when no bank row has a different image id

@@ -15,7 +15,8 @@ Outputs (names from ``trainer/features.py``), for a batch of N raw examples:
   ``CAPTION_FEATURES_XF`` float32 [N, Dc]: scaled by the configured full-pass scaling.
 - ``IMAGE_ID_KEY``, ``CAPTION_ID_KEY``: string [N], unchanged.
 - only when ``wordpiece_max_tokens`` is set (the ``minilm`` text tower):
-  ``trainer.wordpiece.WORDPIECE_IDS_XF`` / ``WORDPIECE_MASK_XF`` int64 [N, wordpiece_max_tokens].
+  ``trainer.tokens.wordpiece.WORDPIECE_IDS_XF`` / ``WORDPIECE_MASK_XF`` int64 [N,
+  wordpiece_max_tokens].
 
 Full-pass statistics (vocabulary, z-score moments, column norms) come from the analyzed split,
 one row per caption: an image with k captions counts k times. With Flickr8k's 5 captions per
@@ -35,8 +36,9 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tensorflow_transform import schema_inference
 
-from trainer import features, text, wordpiece
-from trainer.transform_config import (  # noqa: F401  (re-exported: TransformConfig's home)
+from trainer import features
+from trainer.tokens import text, wordpiece
+from trainer.tokens.transform_config import (  # noqa: F401  (re-exported: TransformConfig's home)
     L2_COLUMN,
     L2_ROW,
     NO_SCALING,

@@ -9,19 +9,12 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from trainer import (
-    data,
-    distribute,
-    export,
-    features,
-    host_speed,
-    preprocessing,
-    stream_input,
-    towers,
-    training,
-)
-from trainer import warm_start as warm_start_lib
+from trainer import features, preprocessing
 from trainer.config import TrainerConfig
+from trainer.inputs import data, stream_input
+from trainer.model import export, towers
+from trainer.train import distribute, host_speed, training
+from trainer.train import warm_start as warm_start_lib
 
 VERTEX_EXTENSION_PREFIX = "ai_platform_"
 
@@ -98,7 +91,7 @@ def train_and_export(config: TrainerConfig, tf_transform_output: tft.TFTransform
                      verbose: int = 1) -> training.TrainResult:
     """Reads the transformed splits, trains (optionally warm-started) and exports.
 
-    Under ``TF_CONFIG`` every worker trains (``trainer.distribute``); only the chief keeps its
+    Under ``TF_CONFIG`` every worker trains (``trainer.train.distribute``); only the chief keeps its
     logs, checkpoints and SavedModel, the others write theirs to temporary folders. A caller that
     runs TensorFlow ops before it calls ``distribute.strategy_for`` first.
 

@@ -4,7 +4,7 @@ It states what the ExampleGen guarantees, so that ExampleValidator stops anythin
 through before Transform: every feature present in every example, one value for each id and the
 caption, fixed widths for the feature vectors, and no NaN/Inf (``float_domain`` with
 ``disallow_nan``/``disallow_inf``). TFDV has no rule for "non-empty string"; the ExampleGen itself
-rejects empty captions (``trainer.text.tokenize_py``), naming file and line.
+rejects empty captions (``trainer.tokens.text.tokenize_py``), naming file and line.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ UTF8_BOM = b"\xef\xbb\xbf"
 # longer one is a counted skip (``skipped_captions_over_max_length``), not an error: a pasted
 # paragraph among many thousand captions should not stop a scheduled retraining. 1,000 is five
 # times the longest Flickr8k caption (199) and holds at most 500 words, what ROUGE-L reads
-# (``trainer.rouge.MAX_TOKENS``).
+# (``serving.rouge.MAX_TOKENS``).
 MAX_CAPTION_CHARS = 1000
 
 
@@ -36,14 +36,14 @@ def decode_utf8(raw: bytes, source: str) -> str:
 def check_caption(caption: str, source: str) -> str:
     """Returns the caption stripped of surrounding whitespace after checking it has tokens.
 
-    Uses ``trainer.text.tokenize_py``, the Python twin of the Transform tokenizer, so that a
+    Uses ``trainer.tokens.text.tokenize_py``, the Python twin of the Transform tokenizer, so that a
     caption that Transform would turn into zero tokens is rejected here, with its location.
 
     Raises:
       IngestError: for an empty/whitespace-only caption or one empty after normalization.
 
     """
-    from trainer.text import tokenize_py  # lazy: keeps the reader import light
+    from trainer.tokens.text import tokenize_py  # lazy: keeps the reader import light
 
     stripped = caption.strip()
     if not stripped:
@@ -51,7 +51,7 @@ def check_caption(caption: str, source: str) -> str:
     if not tokenize_py(stripped):
         raise IngestError(
             f"{source}: caption {stripped!r} has no tokens after normalization "
-            "(trainer.text.tokenize_py); every caption needs at least one token"
+            "(trainer.tokens.text.tokenize_py); every caption needs at least one token"
         )
     return stripped
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 TFLITE = "tflite"
-# The TFLite flatbuffer's network rebuilt in TensorFlow (trainer.image_backbone), as served by
+# The TFLite flatbuffer's network rebuilt in TensorFlow (trainer.model.image_backbone), as served by
 # the encoder's embed_image_bytes signature: decoding included, so training and serving agree.
 TF = "tf"
 KERAS = "keras"

@@ -2,7 +2,8 @@
 
 ``TFLiteFeatureHandler`` runs a TFLite flatbuffer and reads any tensor (inner ones too, through
 ``experimental_preserve_all_tensors``), dequantizing uint8/int8 outputs. ``TFBackboneHandler``
-runs the same flatbuffer's network as a TensorFlow graph (``trainer.image_backbone``, the one the
+runs the same flatbuffer's network as a TensorFlow graph (``trainer.model.image_backbone``, the one
+the
 encoder serves) on images that ``decode_with_tf`` decoded as that graph does. ``TFFeatureHandler``
 runs a tf_keras model (file, SavedModel or ``tf_keras.applications`` architecture + local
 weights) or a plain SavedModel signature. Models are read from paths only; nothing is downloaded.
@@ -147,7 +148,7 @@ class TFBackboneHandler(_FeatureHandler):
         """Builds the graph from the TFLite flatbuffer's weights (no download)."""
         import tensorflow as tf
 
-        from trainer.image_backbone import ImageBackbone
+        from trainer.model.image_backbone import ImageBackbone
 
         backbone = ImageBackbone(self._config.model_path)
         features = tf.function(backbone.features, input_signature=[
@@ -155,7 +156,7 @@ class TFBackboneHandler(_FeatureHandler):
         return lambda images: features(images.astype(np.float32)).numpy()
 
 
-# Messages of trainer.image_backbone.decode_image's checks -> the featurizer's skip reasons.
+# Messages of trainer.model.image_backbone.decode_image's checks -> the featurizer's skip reasons.
 _TF_SKIP_REASONS = (("is empty", decoding.NOT_AN_IMAGE),
                     ("is not a JPEG or PNG", decoding.NOT_AN_IMAGE),
                     ("is too large", decoding.TOO_LARGE))
@@ -176,7 +177,7 @@ def decode_with_tf(data: bytes, name: str, size: tuple[int, int],
         anything else, e.g. truncated data: ``corrupt``).
 
     """
-    from trainer.image_backbone import error_detail
+    from trainer.model.image_backbone import error_detail
 
     try:
         pixels = _tf_decoder(tuple(size), max_pixels)(data).numpy()
@@ -204,7 +205,7 @@ def _tf_decoder(size: tuple[int, int], max_pixels: int) -> Callable[[bytes], Any
     if (size, max_pixels) not in _DECODERS:
         import tensorflow as tf
 
-        from trainer.image_backbone import decode_image
+        from trainer.model.image_backbone import decode_image
 
         _DECODERS[size, max_pixels] = tf.function(
             lambda data: decode_image(data, tf.constant(0, tf.int64), size, max_pixels),

@@ -1,6 +1,6 @@
 """Relevance executor: the ROUGE-L relevance matrix of one Examples split, scored with Beam.
 
-ROUGE-L compares at most ``trainer.rouge.MAX_TOKENS`` words of a caption; the captions cut to
+ROUGE-L compares at most ``serving.rouge.MAX_TOKENS`` words of a caption; the captions cut to
 that many are counted in the artifact's ``captions_cut_to_max_words`` property and logged.
 """
 
@@ -18,7 +18,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
 from components.relevance import beam_steps, store
-from trainer.rouge import MAX_TOKENS, tokenize
+from serving.rouge import MAX_TOKENS, tokenize
 
 EXAMPLES_KEY = "examples"
 RELEVANCE_KEY = "relevance"

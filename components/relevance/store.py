@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from trainer.rouge import RelevanceScorer
+from serving.rouge import RelevanceScorer
 
 MATRIX_SUFFIX = ".npy"
 IDS_SUFFIX = ".json"

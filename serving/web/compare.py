@@ -3,7 +3,7 @@
 The paper's qualitative layout: a gallery image as the query with its top-k images (the query
 itself left out, as in the i2i evaluation), then each of its captions as a query with its top-k
 images. S is the result's cosine similarity to the query under that model. R is its relevance
-from the project's relevance code (``trainer.rouge``): ROUGE-L of the query caption against the
+from the project's relevance code (``serving.rouge``): ROUGE-L of the query caption against the
 result's captions; for the image query, the mean of that over the query's captions (the
 definition of ``trainer.metrics.image_relevance``). A text query is one caption panel. R is None
 when the searched images do not all have captions.

@@ -22,10 +22,10 @@ from serving.client import EmbeddingClient, LocalBackend, RestBackend
 from serving.gallery import GalleryIndex, check_model_version, load_index
 from serving.publish import list_versions
 from serving.retry import ServingError, ServingNotFoundError
+from serving.rouge import RelevanceScorer
 from serving.search import GallerySearcher, Hit
 from serving.search_model import INDEX_SUBDIR, WARMUP_QUERY, search_model_name
 from serving.web.photos import PhotoStore
-from trainer.rouge import RelevanceScorer
 
 
 class Searcher(Protocol):

@@ -5,8 +5,10 @@ import pytest
 import tensorflow as tf
 
 from benchmarks.minilm_served_quality import copy_projection
-from trainer import features, minilm, wordpiece
-from trainer.towers import FeatureTextTower
+from trainer import features
+from trainer.model import minilm
+from trainer.model.towers import FeatureTextTower
+from trainer.tokens import wordpiece
 
 
 def _feature_tower(d: int) -> FeatureTextTower:

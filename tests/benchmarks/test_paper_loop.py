@@ -6,9 +6,10 @@ import tensorflow as tf
 
 from benchmarks import bench_vs_paper
 from benchmarks.paper_loop import IdLists, PaperLoop, pick_negatives
-from trainer import features, towers
+from trainer import features
 from trainer.config import TrainerConfig
-from trainer.data import SplitTables
+from trainer.inputs.data import SplitTables
+from trainer.model import towers
 
 NUM_IMAGES, CAPTIONS_PER_IMAGE, IMAGE_DIM, CAPTION_DIM = 10, 5, 8, 6
 

@@ -3,7 +3,8 @@
 import numpy as np
 
 from benchmarks import report_vocabulary
-from trainer import features, preprocessing, text
+from trainer import features, preprocessing
+from trainer.tokens import text
 
 TRAIN = ["A dog runs.", "A dog sits", "two dogs run", "a cat sits", "A bird"]
 EVAL = ["a dog flies", "zebra"]

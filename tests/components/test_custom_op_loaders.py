@@ -1,7 +1,7 @@
 """Loaders of exported models register the TF-Text ops of a WordPiece graph by themselves.
 
 Each case runs in a fresh interpreter (``tests/components/fresh_load.py``) that imports one
-module, loads a tiny exported model whose text tower tokenizes with ``trainer.wordpiece``
+module, loads a tiny exported model whose text tower tokenizes with ``trainer.tokens.wordpiece``
 (``BertTokenizer`` ops) and embeds the tiny eval examples; installed libraries are not allowed to
 import ``tensorflow_text`` there (TFMA and TFT would, as a side effect), so only our own import
 can register the ops.

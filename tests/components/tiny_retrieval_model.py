@@ -40,10 +40,10 @@ class TinyModel(tf.Module):
 
 
 class TinyWordPieceModel(TinyModel):
-    """TinyModel embedding BERT WordPiece ids (``trainer.wordpiece``): TF-Text ops in the graph."""
+    """TinyModel of WordPiece ids (``trainer.tokens.wordpiece``): TF-Text ops in the graph."""
 
     def __init__(self, seed: int):
-        from trainer import wordpiece
+        from trainer.tokens import wordpiece
 
         super().__init__(seed, rows=len(WORDPIECE_VOCAB))
         self.wordpiece = wordpiece.WordPieceEncoder(WORDPIECE_VOCAB, max_tokens=16)

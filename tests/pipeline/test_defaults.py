@@ -2,7 +2,7 @@ import pytest
 
 from pipeline import config as config_lib
 from pipeline import defaults
-from trainer import pretrained
+from trainer.model import pretrained
 
 
 def test_the_default_run_trains_the_fine_tuned_minilm_tower_on_wordpiece_ids():

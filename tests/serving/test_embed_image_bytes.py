@@ -10,7 +10,7 @@ from PIL import Image
 
 from tests import images
 from trainer import features
-from trainer.image_backbone import error_detail
+from trainer.model.image_backbone import error_detail
 
 MESSAGES = {
     "empty.jpg": "image 1 is empty (0 bytes)",

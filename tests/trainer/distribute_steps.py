@@ -21,17 +21,14 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-from trainer import (  # noqa: E402
-    distribute,
-    features,
-    negatives,
-    stream_input,
-    towers,
-    training,
-)
+from trainer import features
 from trainer.config import TrainerConfig  # noqa: E402
-from trainer.data import SplitTables  # noqa: E402
-from trainer.training_rows import TrainingRows  # noqa: E402
+from trainer.inputs import stream_input
+from trainer.inputs.data import SplitTables  # noqa: E402
+from trainer.inputs.training_rows import TrainingRows  # noqa: E402
+from trainer.model import towers
+from trainer.negatives import strategies as negatives
+from trainer.train import distribute, training
 
 NUM_IMAGES, CAPTIONS_PER_IMAGE, IMAGE_DIM, CAPTION_DIM = 32, 2, 24, 6
 GLOBAL_BATCH, STEPS = 16, 10

@@ -15,8 +15,9 @@ import time
 import numpy as np
 import pytest
 
-from trainer import distribute, distribute_run
+from trainer import distribute_run
 from trainer.config import TrainerConfig
+from trainer.train import distribute
 
 CLUSTER = {"worker": ["127.0.0.1:2222", "127.0.0.1:2223"]}
 

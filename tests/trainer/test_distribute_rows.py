@@ -17,7 +17,8 @@ from trainer.config import TrainerConfig
 def _batch_rows(image_ids: list[bytes], caption_ids: list[bytes]):
     import tensorflow as tf
 
-    from trainer import features, stream_input
+    from trainer import features
+    from trainer.inputs import stream_input
 
     size = len(image_ids)
     return stream_input.BatchRows(None, None, {
@@ -39,7 +40,7 @@ def test_streamed_batches_key_their_images_and_captions_alike_on_every_worker():
 
 
 def test_in_memory_rows_are_their_own_keys():
-    from trainer.training_rows import TrainingRows
+    from trainer.inputs.training_rows import TrainingRows
 
     index = np.array([4, 0, 4])
     np.testing.assert_array_equal(TrainingRows.image_keys(None, index), index)
@@ -47,7 +48,8 @@ def test_in_memory_rows_are_their_own_keys():
 
 
 def test_step_sizes_give_each_stream_worker_its_share_of_the_global_batch():
-    from trainer import data, stream_input, training
+    from trainer.inputs import data, stream_input
+    from trainer.train import training
 
     config = TrainerConfig(batch_size=16)
     stream = stream_input.StreamSplit(("f",), {}, 70, 1, num_workers=2, worker_index=1)
@@ -68,7 +70,8 @@ def test_train_inside_a_strategy_gives_the_history_of_train_without_one(tmp_path
     import tensorflow as tf
 
     from tests.trainer import distribute_steps as steps
-    from trainer import towers, training
+    from trainer.model import towers
+    from trainer.train import training
 
     config = dataclasses.replace(steps.config_of("fhn", "in_batch"), log_every_steps=1)
     split, histories = steps.generated_split(), []
@@ -88,7 +91,8 @@ def test_train_inside_a_strategy_gives_the_history_of_train_without_one(tmp_path
 def test_stream_workers_shuffle_their_shards_each_in_its_own_order(tmp_path):
     import tensorflow as tf
 
-    from trainer import features, stream_input
+    from trainer import features
+    from trainer.inputs import stream_input
 
     path = str(tmp_path / "part-0.gz")
     with tf.io.TFRecordWriter(path, options="GZIP") as writer:

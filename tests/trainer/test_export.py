@@ -6,9 +6,10 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from tests.trainer.tiny_tflite import tiny_tflite_path
-from trainer import export, features, preprocessing, towers
+from trainer import features, preprocessing
 from trainer.config import TrainerConfig
-from trainer.image_backbone import ImageBackbone
+from trainer.model import export, towers
+from trainer.model.image_backbone import ImageBackbone
 
 
 def _example(row: dict) -> bytes:

@@ -5,9 +5,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import data, frozen_prefix, minilm, towers, training, wordpiece
 from trainer.config import TrainerConfig
-from trainer.training_rows import TrainingRows
+from trainer.inputs import data, frozen_prefix
+from trainer.inputs.training_rows import TrainingRows
+from trainer.model import minilm, towers
+from trainer.tokens import wordpiece
+from trainer.train import training
 
 CAPTIONS = ["A dog runs on the beach .", "Two children in red coats play in the deep snow .",
             "A man", "A brown dog is jumping over a log in the woods near a small river .",

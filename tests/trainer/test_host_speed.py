@@ -1,7 +1,7 @@
 import pytest
 
-from trainer import host_speed
 from trainer.config import TrainerConfig
+from trainer.train import host_speed
 
 FINE_TUNED = TrainerConfig(text_tower="minilm", minilm_trainable_layers=1)
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from tests import images
 from tests.trainer.tiny_tflite import FEATURE_DIM, IMAGE_SIZE, tiny_tflite_path
-from trainer import image_backbone, tflite_graph
+from trainer.model import image_backbone, tflite_graph
 
 
 def _photo(size=(IMAGE_SIZE, IMAGE_SIZE), seed=0) -> Image.Image:

@@ -9,7 +9,8 @@ import tensorflow as tf
 from safetensors.numpy import save_file
 
 from tests.trainer.test_wordpiece import parity_captions
-from trainer import minilm, wordpiece
+from trainer.model import minilm
+from trainer.tokens import wordpiece
 
 TINY = minilm.MiniLMConfig(
     vocab_size=20, hidden_size=8, num_hidden_layers=2, num_attention_heads=2,

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import embedding_bank, head_norms, mining
+from trainer import mining
+from trainer.negatives import embedding_bank, head_norms
 
 
 def _brute_force(queries, query_ids, bank, bank_ids):

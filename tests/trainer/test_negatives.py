@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import features, losses, negatives, towers
+from trainer import features, losses
 from trainer.config import TrainerConfig
-from trainer.data import SplitTables
-from trainer.training_rows import TrainingRows
+from trainer.inputs.data import SplitTables
+from trainer.inputs.training_rows import TrainingRows
+from trainer.model import towers
+from trainer.negatives import strategies as negatives
 
 IMAGES = np.array([[1, 0], [0, 1], [0.6, 0.8]], np.float32)
 CAPTIONS = np.array([[1, 0], [0.8, 0.6], [0, 1], [0.96, 0.28], [0.8, 0.6], [0.28, 0.96]],

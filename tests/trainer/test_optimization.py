@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import optimization
 from trainer.config import TrainerConfig
+from trainer.train import optimization
 
 # decay after epochs // 2 = 1 epoch = 2 steps
 CONFIG = TrainerConfig(learning_rate=1e-2, epochs=2, lr_decay_factor=0.5, clip_norm=1.0,

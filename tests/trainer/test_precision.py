@@ -1,4 +1,4 @@
-"""trainer.precision: native bfloat16 is read from the CPU flags, and a policy's matmuls."""
+"""trainer.model.precision: native bfloat16 is read from the CPU flags, and a policy's matmuls."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from pipeline import config as config_lib
-from trainer import precision
 from trainer.config import TrainerConfig
+from trainer.model import precision
 
 AVX512 = "fpu vme avx512f avx512bw avx512_bf16 avx512_vnni"
 SAPPHIRE_RAPIDS = "fpu avx512f avx512_bf16 amx_bf16 amx_tile amx_int8"

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from trainer import primitive_matmul
+from trainer.negatives import primitive_matmul
 
 
 @pytest.mark.parametrize("transpose_a", [False, True])

@@ -8,9 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import data, features, preprocessing, stream_input, towers, training
+from trainer import features, preprocessing
 from trainer.config import TrainerConfig
-from trainer.training_rows import TrainingRows
+from trainer.inputs import data, stream_input
+from trainer.inputs.training_rows import TrainingRows
+from trainer.model import towers
+from trainer.train import training
 
 TEXT_KEYS = (features.CAPTION_TOKENS_XF, features.CAPTION_LENGTH_XF)
 SPEC = {

@@ -8,8 +8,9 @@ import pytest
 import tensorflow as tf
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from trainer import features, preprocessing, task, towers
+from trainer import features, preprocessing, task
 from trainer.config import TrainerConfig
+from trainer.model import towers
 
 TINY = {"text_tower": "mean", "embedding_dim": 8, "word_dim": 4, "batch_size": 8, "epochs": 1}
 

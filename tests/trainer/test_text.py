@@ -3,7 +3,7 @@ import unicodedata
 import pytest
 import tensorflow as tf
 
-from trainer import text
+from trainer.tokens import text
 
 TRICKY = [
     ("A dog runs.", ["a", "dog", "runs"]),

@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 from trainer import config as config_lib
-from trainer import features, towers
+from trainer import features
+from trainer.model import towers
 
 TOKENS, LENGTH = features.CAPTION_TOKENS_XF, features.CAPTION_LENGTH_XF
 

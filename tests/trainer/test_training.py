@@ -4,10 +4,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import data, features, global_mining, preprocessing, towers, training
-from trainer import evaluation as trainer_evaluation
+from trainer import features, preprocessing
 from trainer.config import TrainerConfig
-from trainer.training_rows import TrainingRows
+from trainer.inputs import data
+from trainer.inputs.training_rows import TrainingRows
+from trainer.model import towers
+from trainer.negatives import global_mining
+from trainer.train import evaluation as trainer_evaluation
+from trainer.train import training
 
 TEXT_KEYS = (features.CAPTION_TOKENS_XF, features.CAPTION_LENGTH_XF)
 

@@ -7,20 +7,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import (
-    data,
-    features,
-    frozen_prefix,
-    losses,
-    minilm,
-    towers,
-    training,
-    unpadded,
-    wordpiece,
-)
+from trainer import features, losses
 from trainer.config import TrainerConfig
-from trainer.precision import FLOAT32, Policy
-from trainer.training_rows import TrainingRows
+from trainer.inputs import data, frozen_prefix
+from trainer.inputs.training_rows import TrainingRows
+from trainer.model import minilm, towers, unpadded
+from trainer.model.precision import FLOAT32, Policy
+from trainer.tokens import wordpiece
+from trainer.train import training
 
 # Very unequal lengths: 4, 5, 49 and 16 WordPiece tokens ([CLS] and [SEP] included).
 CAPTIONS = ["A man", "Two dogs .",

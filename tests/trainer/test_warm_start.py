@@ -1,6 +1,6 @@
 import numpy as np
 
-from trainer import warm_start
+from trainer.train import warm_start
 
 
 def test_remap_embedding_matches_rows_by_token():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import wordpiece
+from trainer.tokens import wordpiece
 
 TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "dog", "run", "##ning", "'", "s", ".",
               "cafe", "un", "##known"]  # fmt: skip

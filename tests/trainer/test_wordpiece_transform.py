@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from trainer import features, preprocessing, wordpiece
+from trainer import features, preprocessing
+from trainer.tokens import wordpiece
 
 CAPTIONS = [b"A dog runs .", b"Two men, smiling!", b"A dog ."]
 EXPECTED_IDS = [

@@ -146,7 +146,7 @@ def test_all_300_own_reference_row_is_nearest_for_both_backends(all_300, all_300
 def test_tf_backend_on_ten_images_is_the_served_backbone(flickr8k_dir, tmp_path):
     import tensorflow as tf
 
-    from trainer.image_backbone import ImageBackbone
+    from trainer.model.image_backbone import ImageBackbone
 
     _, images = _ten_images(flickr8k_dir, tmp_path)
     names, matrix = _featurize(images, tmp_path / "out", MOBILENET_V2_TF)

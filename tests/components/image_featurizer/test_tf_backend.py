@@ -53,7 +53,7 @@ def test_conversions_are_reported_and_bad_files_skipped(featurized):
 def test_features_are_the_served_backbone_s_within_1e_4(featurized):
     import tensorflow as tf
 
-    from trainer.image_backbone import ImageBackbone
+    from trainer.model.image_backbone import ImageBackbone
 
     names, matrix, _ = featurized
     files = _files()

@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 from components.relevance import beam_steps, store
-from trainer import features, rouge
+from serving import rouge
+from trainer import features
 
 ROWS = [  # (image_id, caption_id, caption)
     ("b.jpg", "b.jpg#1", "A dog runs on the grass."),

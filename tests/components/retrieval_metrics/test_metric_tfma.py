@@ -7,8 +7,9 @@ import tensorflow as tf
 
 from components.relevance import store
 from components.retrieval_metrics import build_eval_config, metric_names
+from serving import rouge
 from tests.components import tiny_retrieval_model as tiny
-from trainer import features, metrics, rouge
+from trainer import features, metrics
 
 
 def _expected(module, rows, with_ndcg=True):

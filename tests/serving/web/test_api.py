@@ -9,13 +9,13 @@ from PIL import Image
 
 from serving.client import EmbeddingClient, LocalBackend
 from serving.gallery import load_index
+from serving.rouge import rouge_l
 from serving.search_model import INDEX_SUBDIR
 from serving.web import cli
 from serving.web.app import create_app
 from tests import images
 from tests.serving.web import gallery
 from tests.serving.web.conftest import COMPARE_MODEL, MODEL
-from trainer.rouge import rouge_l
 
 
 def serve_args(root, *extra):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from trainer import distribute
 from trainer.mining import DEFAULT_CHUNK_SIZE, hardest_negatives
+from trainer.train import distribute
 
 
 class EmbeddingBank(tf.Module):

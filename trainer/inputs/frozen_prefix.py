@@ -7,7 +7,7 @@ length (little padding computed), and keeps only the real tokens' hidden states:
 float32 table, 4 * 384 bytes per WordPiece token (Flickr8k train: 428,444 tokens for 30,000
 captions, 658 MB). Each training step and evaluation then runs only the top k layers, the mean
 pooling and the projection on rows gathered from the table: a training step on the batch's
-real tokens only (``trainer.unpadded.FlatPrefix``), evaluation (``embed_all``, batches in
+real tokens only (``trainer.model.unpadded.FlatPrefix``), evaluation (``embed_all``, batches in
 length order) padded to each batch's longest caption. The tower itself is unchanged: its
 variables are trained in place and the exported model is the full tower (raw text in).
 """
@@ -22,8 +22,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import wordpiece
 from trainer.config import TrainerConfig
+from trainer.tokens import wordpiece
 
 
 def frozen_blocks(tower: keras.Model) -> int:
@@ -54,7 +54,7 @@ class FrozenPrefix(tf.Module):
         """Runs the frozen bottom over all rows of ``text`` (the tower's input dict).
 
         Args:
-            tower: a ``minilm`` tower (``trainer.minilm.build_minilm_text_tower``).
+            tower: a ``minilm`` tower (``trainer.model.minilm.build_minilm_text_tower``).
             text: ``WORDPIECE_IDS_XF`` / ``WORDPIECE_MASK_XF`` int [N, L].
             batch_size: captions per batch of the one-off bottom pass (and of ``embed_all``).
 

@@ -1,10 +1,12 @@
 """The training split on device and the two towers that embed its rows by index.
 
-The training step, the negative strategies (``trainer.negatives``) and global mining all embed
+The training step, the negative strategies (``trainer.negatives.strategies``) and global mining all
+embed
 training rows by their index into these tables. A ``minilm`` text tower with a frozen bottom
-embeds its captions through a ``trainer.frozen_prefix.FrozenPrefix`` of the split (computed once,
+embeds its captions through a ``trainer.inputs.frozen_prefix.FrozenPrefix`` of the split (computed
+once,
 ``for_training``): only the tower's trained top runs per step, on the batch's real tokens
-(``trainer.unpadded.FlatPrefix``) in the matmul precision of ``trainer.precision``, with the
+(``trainer.model.unpadded.FlatPrefix``) in the matmul precision of ``trainer.precision``, with the
 same values and gradients (to bfloat16 rounding where the matmuls run in bfloat16).
 """
 
@@ -13,10 +15,12 @@ from __future__ import annotations
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import frozen_prefix, global_mining, unpadded
 from trainer.config import TrainerConfig
-from trainer.data import SplitTables
-from trainer.precision import FLOAT32, Policy
+from trainer.inputs import frozen_prefix
+from trainer.inputs.data import SplitTables
+from trainer.model import unpadded
+from trainer.model.precision import FLOAT32, Policy
+from trainer.negatives import global_mining
 
 
 class TrainingRows(tf.Module):
@@ -60,7 +64,7 @@ class TrainingRows(tf.Module):
         """The rows with the frozen-prefix cache wherever the config's text tower has one.
 
         Steps embed the cached rows without padding, with the trained layers' and the text
-        projection's matmuls in ``policy``'s precision (``trainer.precision.resolve``).
+        projection's matmuls in ``policy``'s precision (``trainer.model.precision.resolve``).
         """
         prefix = frozen_prefix.for_tower(config, text_tower, split.text, config.eval_batch_size)
         flat = None if prefix is None else unpadded.FlatPrefix(prefix, policy)

@@ -6,7 +6,7 @@ CPUs emulate it, slower than float32. ``trainer.precision`` picks it: ``auto`` (
 ``/proc/cpuinfo`` lists one of those flags: detected, not timed), ``float32`` or ``bfloat16``.
 
 The policy covers the fine-tuned MiniLM layers and the text projection of a step over the
-cached frozen bottom (``trainer.unpadded``): nearly all of the default step's FLOPs. The image
+cached frozen bottom (``trainer.model.unpadded``): nearly all of the default step's FLOPs. The image
 tower stays float32, so that no other configuration's results depend on the host's CPU.
 Under a bfloat16 ``Policy`` only the matmuls run in bfloat16: their operands are cast right at
 the product and the product is cast back to float32. Variables, biases, LayerNorm, softmax,

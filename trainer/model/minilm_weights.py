@@ -15,7 +15,7 @@ import tensorflow as tf
 from safetensors.numpy import load_file
 
 if TYPE_CHECKING:
-    from trainer.minilm import MiniLMEncoder
+    from trainer.model.minilm import MiniLMEncoder
 
 # Checkpoint tensors that the sentence encoder does not use (BERT's [CLS] pooler head and the
 # constant position-id buffer); every other tensor must be loaded.

@@ -1,7 +1,8 @@
 """The ``stream`` training input: tf.data straight from Transform's output TFRecords.
 
 ``TrainerConfig.input`` picks how the training split is read (docs/input.md): ``memory`` loads it
-into ``trainer.data.SplitTables`` (device-resident in ``TrainingRows``); ``stream`` reads it per
+into ``trainer.inputs.data.SplitTables`` (device-resident in ``TrainingRows``); ``stream`` reads it
+per
 epoch as interleaved GZIP files -> this worker's shard -> shuffle buffer -> batches -> parse ->
 prefetch, so that memory holds the shuffle buffer and a few batches, not the split; ``auto``
 streams when the split's estimated in-memory size exceeds ``memory_budget_gb``. A streamed batch
@@ -21,8 +22,10 @@ import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
 
-from trainer import data, distribute, features
+from trainer import features
 from trainer.config import MEMORY_MINING_MODES, TrainerConfig
+from trainer.inputs import data
+from trainer.train import distribute
 
 # Memory mode parses every example before it deduplicates the images: the parsed batches and
 # their concatenation are alive together, so its peak is about twice the parsed split.

@@ -18,7 +18,8 @@ import pathlib
 import tensorflow as tf
 import tensorflow_text as text
 
-from trainer import features, pretrained
+from trainer import features
+from trainer.model import pretrained
 
 # Proposed for trainer/features.py (the one module that names features); defined here until then.
 WORDPIECE_IDS_XF = features.CAPTION_WORDPIECE_IDS_XF  # int64 [L]

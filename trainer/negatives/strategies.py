@@ -6,7 +6,8 @@
 - ``in_batch``: the hardest negatives within the batch, from one [B, B] score matrix
   (``InBatch``); the benchmarks' "fast mode".
 - ``exact``: the hardest negatives among all training rows as the current towers embed them,
-  re-scored at every step (``ExactGlobal``, through ``trainer.global_mining.GlobalMiner``).
+  re-scored at every step (``ExactGlobal``, through
+  ``trainer.negatives.global_mining.GlobalMiner``).
 - ``bank``: the same search over an on-device bank of embeddings, re-encoded every
   ``refresh_steps`` steps, the batch's rows at every step (``Bank``).
 
@@ -16,13 +17,15 @@ and the hard negatives, all in training mode so that gradients reach the towers 
 The strategy embeds the batch's images because the exact mode can read them from the products
 it scores anyway; every speed trick of a mode stays inside its strategy.
 
-Across replicas (``trainer.distribute``), ``none`` and ``in_batch`` range over the global batch:
+Across replicas (``trainer.train.distribute``), ``none`` and ``in_batch`` range over the global
+batch:
 they gather every replica's embeddings with their gradients and return the global pairs as
 ``Negatives.pairs``, so that the loss of each replica is that of one process on the global
 batch. The gathered pairs are identified by their rows' keys (``image_keys``, ``caption_keys``:
 the rows themselves for in-memory tables, which every worker holds whole; fingerprints of the
 ids for streamed batches, whose rows are each worker's own). ``exact`` mining splits the
-training rows' scoring among the replicas (``trainer.global_mining``); ``bank`` mining keeps the
+training rows' scoring among the replicas (``trainer.negatives.global_mining``); ``bank`` mining
+keeps the
 one process's bank on every replica and splits its search the same way. With one replica the
 gathers return their inputs.
 """
@@ -33,9 +36,12 @@ from typing import NamedTuple, Protocol
 
 import tensorflow as tf
 
-from trainer import distribute, embedding_bank, global_mining, mining, towers
+from trainer import mining
 from trainer.config import TrainerConfig
-from trainer.training_rows import TrainingRows
+from trainer.inputs.training_rows import TrainingRows
+from trainer.model import towers
+from trainer.negatives import embedding_bank, global_mining
+from trainer.train import distribute
 
 
 class Batch(NamedTuple):

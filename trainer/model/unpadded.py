@@ -1,6 +1,6 @@
 """The fine-tuned MiniLM layers on the batch's real tokens only: no FLOPs on padding.
 
-The cached frozen bottom (``trainer.frozen_prefix``) holds each caption's real tokens; padded
+The cached frozen bottom (``trainer.inputs.frozen_prefix``) holds each caption's real tokens; padded
 to the batch's longest caption, about half of the trained layers' rows would be padding
 (Flickr8k captions average 14.3 WordPiece tokens, a batch's longest is often twice that).
 Here a batch's tokens stay one flat float32 [T, 384] table (the ragged rows' values, in caption
@@ -11,7 +11,7 @@ per-caption products and the context is gathered back. Mean pooling is a segment
 
 The values and gradients are those of ``MiniLMEncoder.top`` on the padded batch, to float
 rounding. Which captions share a batch is unchanged (no length bucketing). A
-``trainer.precision.Policy`` chooses the dtype of every matmul here.
+``trainer.model.precision.Policy`` chooses the dtype of every matmul here.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from typing import NamedTuple
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import frozen_prefix, minilm
-from trainer.precision import FLOAT32, Policy
+from trainer.inputs import frozen_prefix
+from trainer.model import minilm
+from trainer.model.precision import FLOAT32, Policy
 
 
 class TokenLayout(NamedTuple):

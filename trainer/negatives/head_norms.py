@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-_NORM_EPSILON = 1e-12  # the epsilon of trainer.towers.l2_normalize
+_NORM_EPSILON = 1e-12  # the epsilon of trainer.model.towers.l2_normalize
 
 
 def gram_factor(kernel: tf.Tensor) -> tf.Tensor:

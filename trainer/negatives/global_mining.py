@@ -3,7 +3,8 @@
 At every step, every training image and caption is scored as the current towers embed them,
 with no stored bank: a linear tower narrower than d is scored through its head
 (``trainer.mining``), a linear tower at least d wide through its products ``x @ W``
-(``image_products``, which ``trainer.negatives.ExactGlobal`` also reuses as its image outputs),
+(``image_products``, which ``trainer.negatives.strategies.ExactGlobal`` also reuses as its image
+outputs),
 any other tower is encoded in inference mode. ``encode_all`` also fills the ``bank`` mode's
 ``EmbeddingBank``.
 """
@@ -17,8 +18,11 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import distribute, head_norms, mining, towers
+from trainer import mining
 from trainer.config import TrainerConfig
+from trainer.model import towers
+from trainer.negatives import head_norms
+from trainer.train import distribute
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,7 @@
 2. resize to the model's input size (bilinear, antialiased) and round to uint8 values, as the
    featurizer's PIL path feeds uint8 pixels,
 3. scale with the input tensor's quantization (``real = scale * (q - zero_point)``),
-4. run the network's ops (``trainer.tflite_graph``) in float32 with dequantized weights.
+4. run the network's ops (``trainer.model.tflite_graph``) in float32 with dequantized weights.
 
 The quantized model rounds every activation to its uint8 grid (requantization between layers)
 and saturates it at that grid's ends. This float graph keeps the saturation (each op's output is
@@ -25,8 +25,8 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from trainer import tflite_graph
 from trainer.config import DEFAULT_TFLITE_PATH
+from trainer.model import tflite_graph
 
 # PIL's decompression-bomb limit, the image featurizer's default too.
 DEFAULT_MAX_PIXELS = 89_478_485

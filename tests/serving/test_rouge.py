@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from trainer import rouge
+from serving import rouge
 
 
 @pytest.mark.parametrize(

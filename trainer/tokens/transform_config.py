@@ -41,7 +41,7 @@ class TransformConfig:
             (each dimension divided by its L2 norm over the analyzed split, as the paper's code).
         caption_features_scaling: the same choice for the optional ``caption_features``.
         wordpiece_max_tokens: when set (>= 3), also emit MiniLM WordPiece ids and mask of this
-            length (``trainer.wordpiece``) for the ``minilm`` text tower; None emits none.
+            length (``trainer.tokens.wordpiece``) for the ``minilm`` text tower; None emits none.
 
     """
 

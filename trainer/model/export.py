@@ -4,7 +4,8 @@ Signatures (docs/architecture.md): ``serving_default`` (serialized tf.Examples -
 ``embed_text`` (raw caption strings -> text embeddings; with the ``linear`` text tower the input
 is the raw ``caption_features`` instead), ``embed_image`` (raw image features -> image
 embeddings) and ``embed_image_bytes`` (encoded JPEG/PNG bytes -> image embeddings, through the
-in-graph ``trainer.image_backbone``, so clients need no featurizer of their own). The last one is
+in-graph ``trainer.model.image_backbone``, so clients need no featurizer of their own). The last
+one is
 exported when the image features are the backbone's (same width D); an encoder trained on other
 features (e.g. the synthetic data set) has no image-bytes input, and export logs why.
 All outputs are L2-normalized [N, d]. The towers stay attributes ``image_tower`` and
@@ -20,7 +21,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 
 from trainer import features
-from trainer.image_backbone import ImageBackbone
+from trainer.model.image_backbone import ImageBackbone
 from trainer.preprocessing import conform_to_raw_spec
 
 

@@ -1,7 +1,8 @@
 """The training loop: Adam with the paper's step schedule, hard-negative mining, best-on-rsum.
 
 One epoch visits every training caption once (with its image) in a seeded shuffle. Each step
-embeds the batch's captions, lets the configured negative strategy (``trainer.negatives``) embed
+embeds the batch's captions, lets the configured negative strategy
+(``trainer.negatives.strategies``) embed
 its images and find their hard negatives (in the batch, or over the whole training set), and
 applies the triplet loss. After every epoch the eval split is embedded and scored with
 ``trainer.metrics.retrieval_metrics``; the towers of the best eval rsum are kept.
@@ -18,20 +19,14 @@ from collections.abc import Mapping
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import (
-    distribute,
-    evaluation,
-    frozen_prefix,
-    losses,
-    minilm,
-    negatives,
-    optimization,
-    precision,
-    stream_input,
-)
+from trainer import losses
 from trainer.config import TrainerConfig
-from trainer.data import SplitTables
-from trainer.training_rows import TrainingRows
+from trainer.inputs import frozen_prefix, stream_input
+from trainer.inputs.data import SplitTables
+from trainer.inputs.training_rows import TrainingRows
+from trainer.model import minilm, precision
+from trainer.negatives import strategies as negatives
+from trainer.train import distribute, evaluation, optimization
 
 
 @dataclasses.dataclass
@@ -55,10 +50,11 @@ class TrainResult:
 class PairTrainer(tf.Module):
     """The optimizer, the training rows and a negative strategy: one training step.
 
-    ``config.mining_mode`` picks the strategy (``trainer.negatives``) that embeds each batch's
+    ``config.mining_mode`` picks the strategy (``trainer.negatives.strategies``) that embeds each
+    batch's
     images and finds its hard negatives. A ``minilm`` text tower's fine-tuned layers get their
-    own, lower learning rate (``trainer.optimization``). Built inside a ``tf.distribute``
-    strategy's scope, it steps on every replica of that strategy (``trainer.distribute``).
+    own, lower learning rate (``trainer.train.optimization``). Built inside a ``tf.distribute``
+    strategy's scope, it steps on every replica of that strategy (``trainer.train.distribute``).
     """
 
     def __init__(self, config: TrainerConfig, rows: TrainingRows, steps_per_epoch: int):
@@ -85,7 +81,8 @@ class PairTrainer(tf.Module):
         """One optimizer step; returns the loss terms averaged over the replicas.
 
         ``element``: the global batch's training caption rows [B] (``memory`` input), each
-        replica stepping on its slice (``trainer.distribute``), or this worker's streamed batch
+        replica stepping on its slice (``trainer.train.distribute``), or this worker's streamed
+        batch
         of parsed examples [B / workers] (``stream``), which is its own table.
         """
         local = (element if isinstance(element, Mapping)
@@ -235,7 +232,7 @@ def train(config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Mod
         config: hyperparameters.
         image_tower: image tower (variables built).
         text_tower: text tower (variables built).
-        train_split: training tables, or the training stream (``trainer.stream_input``).
+        train_split: training tables, or the training stream (``trainer.inputs.stream_input``).
         eval_split: eval tables (checkpoint selection and early stopping).
         work_dir: TensorBoard logs (``logs/``) and the best checkpoint (``best/``) go here.
         max_steps: optional cap on the total number of optimizer steps.

@@ -14,8 +14,11 @@ from collections.abc import Callable
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer import features, minilm, primitive_matmul, wordpiece
+from trainer import features
 from trainer.config import TrainerConfig
+from trainer.model import minilm
+from trainer.negatives import primitive_matmul
+from trainer.tokens import wordpiece
 
 
 def l2_normalize(x: tf.Tensor) -> tf.Tensor:
