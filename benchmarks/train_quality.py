@@ -9,9 +9,10 @@ and prints eval R@1/5/10 both ways and rsum as a Markdown table row.
 (``pipeline.defaults.component_configs``: the fine-tuned ``minilm`` tower and its WordPiece
 Transform) instead of ``TrainerConfig``'s library defaults, and adds the served ``embed_text``
 speed of the exported model (raw captions in): one caption's p50 and captions/s at batch 256.
-A row of the options table in docs/minilm.md is one such run: dev rsum, the Trainer's seconds
-(``train_and_export``: tables, frozen-bottom cache, epochs, evaluations, export), the Transform's
-seconds (in-process, when it ran; cached per Transform configuration) and the serving figures.
+One such run compares an option of the default model (docs/minilm.md): dev rsum, the Trainer's
+seconds (``train_and_export``: tables, frozen-bottom cache, epochs, evaluations, export), the
+Transform's seconds (in-process, when it ran; cached per Transform configuration) and the
+serving figures.
 
     python -m benchmarks.train_quality --set loss=fhn mining=global
     python -m benchmarks.train_quality --defaults pipeline --set minilm_trainable_layers=0
