@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from components.caption_example_gen.validation import check_caption
+from serving.photo_file import DEFAULT_MAX_IMAGE_BYTES, read_photo_file
 from trainer.model.image_backbone import (
     DEFAULT_MAX_PIXELS,
     JPEG_END,
@@ -15,10 +15,8 @@ from trainer.model.image_backbone import (
     PNG_MAGIC,
     error_detail,
 )
+from trainer.tokens.text import check_caption
 
-# Per encoded image. Larger files are almost always a mistake (a RAW photo, a video frame dump)
-# and would exceed gRPC's default 4 MiB message limit in one request anyway.
-DEFAULT_MAX_IMAGE_BYTES = 4 * 1024 * 1024
 ImageSource = str | os.PathLike | bytes
 
 
@@ -86,19 +84,23 @@ def validate_image_features(image_features: np.ndarray, feature_dim: int | None)
     return values
 
 
-def _image_item(item: ImageSource, index: int) -> tuple[str, bytes]:
-    """(name for messages, bytes) of one image: a file path is read, bytes are taken as is."""
+def _image_item(item: ImageSource, index: int, max_bytes: int) -> tuple[str, bytes]:
+    """(name for messages, bytes) of one image: a file path is read, bytes are taken as is.
+
+    A path is read by ``read_photo_file``: only a regular file, and at most ``max_bytes`` + 1
+    bytes of it, so a device or a huge file is refused before it fills the memory.
+    """
     if isinstance(item, bytes | bytearray):
         return f"images[{index}]", bytes(item)
     if not isinstance(item, str | os.PathLike):
         raise ValueError(f"images[{index}] must be a file path or bytes, got "
                          f"{type(item).__name__}")
-    name = f"images[{index}] ({os.fspath(item)})"
+    path = os.fspath(item)
+    name = f"images[{index}] ({path})"
     try:
-        with open(item, "rb") as handle:
-            return name, handle.read()
-    except OSError as err:
-        raise ValueError(f"{name}: cannot read: {err.strerror or err}") from err
+        return name, read_photo_file(path, max_bytes)
+    except ValueError as err:  # its message starts with the path: name the index too
+        raise ValueError(f"{name}{str(err).removeprefix(path)}") from err
 
 
 def image_shape(data: bytes, name: str) -> tuple[int, int]:
@@ -172,7 +174,7 @@ def validate_images(images: Sequence[ImageSource],
     if not isinstance(images, Iterable):
         raise ValueError(f"images must be a sequence of paths or bytes, got "
                          f"{type(images).__name__}")
-    items = [_image_item(item, index) for index, item in enumerate(images)]
+    items = [_image_item(item, index, max_bytes) for index, item in enumerate(images)]
     if not items:
         raise ValueError("images is empty: give at least one image")
     for name, data in items:

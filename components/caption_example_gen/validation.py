@@ -36,24 +36,18 @@ def decode_utf8(raw: bytes, source: str) -> str:
 def check_caption(caption: str, source: str) -> str:
     """Returns the caption stripped of surrounding whitespace after checking it has tokens.
 
-    Uses ``trainer.tokens.text.tokenize_py``, the Python twin of the Transform tokenizer, so that a
-    caption that Transform would turn into zero tokens is rejected here, with its location.
+    The rule is ``trainer.tokens.text.check_caption``, shared with the serving client.
 
     Raises:
       IngestError: for an empty/whitespace-only caption or one empty after normalization.
 
     """
-    from trainer.tokens.text import tokenize_py  # lazy: keeps the reader import light
+    from trainer.tokens import text  # lazy: keeps the reader import light
 
-    stripped = caption.strip()
-    if not stripped:
-        raise IngestError(f"{source}: empty or whitespace-only caption; every caption needs text")
-    if not tokenize_py(stripped):
-        raise IngestError(
-            f"{source}: caption {stripped!r} has no tokens after normalization "
-            "(trainer.tokens.text.tokenize_py); every caption needs at least one token"
-        )
-    return stripped
+    try:
+        return text.check_caption(caption, source)
+    except ValueError as err:
+        raise IngestError(str(err)) from err
 
 
 def read_file_bytes(path: str, role: str) -> bytes:

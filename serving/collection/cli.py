@@ -137,7 +137,7 @@ def search_index(args: argparse.Namespace, mode: str, terminal: TextIO) -> int:
 
 
 def _photo_queries(index, paths: Sequence[str], k: int, terminal: TextIO) -> int:
-    from serving.search_photos import read_photo_file
+    from serving.photo_file import read_photo_file
 
     searched = 0
     for path in paths:

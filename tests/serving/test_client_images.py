@@ -2,6 +2,7 @@
 
 import base64
 import io
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -117,3 +118,22 @@ def test_a_cmyk_jpeg_embeds_as_its_rgb_conversion(remote, local):
     rgb_png = images.encode(Image.open(io.BytesIO(cmyk)).convert("RGB"), "PNG")
     got = EmbeddingClient(backend).embed_images([cmyk])
     np.testing.assert_allclose(got, EmbeddingClient(local).embed_images([rgb_png]), atol=1e-5)
+
+
+def test_a_device_or_a_huge_file_is_refused_by_path_without_reading_it(local, tmp_path):
+    big = tmp_path / "video.jpg"
+    with open(big, "wb") as handle:  # sparse: 2 GiB long, nothing written
+        handle.truncate(2 << 30)
+    client = EmbeddingClient(local)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"^images\[1\] \(/dev/zero\): not a regular file "
+                                             r"\(a character device\)"):
+            client.embed_images([images.jpeg(), "/dev/zero"])
+        with pytest.raises(ValueError, match=rf"^images\[0\] \(.*video.jpg\): {2 << 30} bytes is "
+                                             r"over the limit of 4194304 bytes"):
+            client.embed_images([big])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20

@@ -13,8 +13,9 @@ from serving import search_cli
 from serving.client import EmbeddingClient, LocalBackend
 from serving.gallery import build_index
 from serving.gallery_sources import GalleryRecords
+from serving.photo_file import read_photo_file
 from serving.search_model import write_search_model
-from serving.search_photos import read_image, read_photo_file
+from serving.search_photos import read_image
 from tests import images
 from tests.serving.cli_process import GIB, run_search
 

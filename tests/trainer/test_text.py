@@ -87,3 +87,11 @@ def test_twins_agree_on_every_flickr8k_caption(flickr8k_dir):
     ]
     assert mismatches == []
     assert all(tokens for tokens in tf_tokens), "every real caption has at least one token"
+
+
+def test_check_caption_strips_and_refuses_a_wordless_caption_by_source():
+    assert text.check_caption("  a dog.\n", "f.txt:3") == "a dog."
+    with pytest.raises(ValueError, match=r"^f\.txt:4: empty or whitespace-only caption"):
+        text.check_caption(" \t", "f.txt:4")
+    with pytest.raises(ValueError, match=r"^captions\[1\]: caption '\.\.\. !' has no tokens"):
+        text.check_caption("... !", "captions[1]")

@@ -101,3 +101,29 @@ def tokenize_py(caption: str) -> list[str]:
 
     """
     return normalize_py(caption).split()
+
+
+def check_caption(caption: str, source: str) -> str:
+    """Returns the caption stripped of surrounding whitespace after checking it has tokens.
+
+    The rule that ingestion applies to the training captions and the client to query captions:
+    a caption that :func:`tokenize` would turn into zero tokens is refused, with its location.
+
+    Args:
+        caption: the raw caption text.
+        source: where the caption comes from (``<file>:<line>``, ``captions[3]``), for the
+            message.
+
+    Raises:
+        ValueError: for an empty/whitespace-only caption or one empty after normalization.
+
+    """
+    stripped = caption.strip()
+    if not stripped:
+        raise ValueError(f"{source}: empty or whitespace-only caption; every caption needs text")
+    if not tokenize_py(stripped):
+        raise ValueError(
+            f"{source}: caption {stripped!r} has no tokens after normalization "
+            "(trainer.tokens.text.tokenize_py); every caption needs at least one token"
+        )
+    return stripped
