@@ -20,7 +20,8 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 # product package: they may import anything, and nothing shipped may depend on them.
 FORBIDDEN = {
     "trainer": frozenset({"pipeline", "components", "serving", "benchmarks", "tests"}),
-    "serving": frozenset({"pipeline", "benchmarks", "tests"}),
+    # serving/ is what a TF Serving client needs; components/ build on it, never the reverse.
+    "serving": frozenset({"pipeline", "components", "benchmarks", "tests"}),
     "components": frozenset({"pipeline", "benchmarks", "tests"}),
     "pipeline": frozenset({"benchmarks", "tests"}),
 }
@@ -102,6 +103,10 @@ def _plant(root: pathlib.Path, relative: str, source: str) -> None:
     ("trainer/losses.py", "import numpy\nimport serving.client\n", "serving.client"),
     ("trainer/model/towers.py", "def build():\n    from pipeline import config\n", "pipeline"),
     ("serving/wire.py", "from pipeline.config import PipelineConfig\n", "pipeline.config"),
+    ("serving/validation.py", "from components.caption_example_gen.validation import x\n",
+     "components.caption_example_gen.validation"),
+    ("serving/collection/job.py", "def run():\n    from ...components import evaluator\n",
+     "components"),
     ("components/relevance/store.py", "from ...pipeline import run\n", "pipeline"),
     ("components/evaluator.py",
      "import importlib\nimportlib.import_module('pipeline.cli')\n", "pipeline.cli"),
@@ -126,3 +131,9 @@ def test_relative_imports_resolve_against_the_module_path(tmp_path):
     _plant(tmp_path, "components/relevance/store.py", "from ..evaluator import Evaluator\n")
     assert imported_modules(tmp_path / "components/relevance/store.py", tmp_path) == [
         (1, "components.evaluator")]
+
+
+def test_a_planted_serving_to_components_import_is_reported_with_file_and_line(tmp_path):
+    _plant(tmp_path, "serving/client.py", "import json\n\nfrom components.relevance import store\n")
+    assert [str(v) for v in layer_violations(tmp_path)] == [
+        "serving/client.py:3: imports components.relevance"]
