@@ -25,6 +25,9 @@ Linear heads: a bank of a linear head's inputs is scored through the head
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any, NamedTuple
+
 import tensorflow as tf
 
 from trainer.negatives import head_norms, primitive_matmul
@@ -84,11 +87,43 @@ def _chunk_best(scores: tf.Tensor, query_ids: tf.Tensor, ids: tf.Tensor, start: 
     return index, tf.tensor_scatter_nd_update(best, again, tf.reduce_max(masked, axis=1))
 
 
+class _Search(NamedTuple):
+    """``BankScoring`` as tensors or None, which a ``tf.function`` traces (``tf.nest``)."""
+
+    chunk_size: int
+    factor: tuple[tf.Tensor, tf.Tensor] | None  # head_norms.factor_blocks: <q, x> / |x F|
+    tail: tf.Tensor | None  # with factor: head_tail(bank) [N, p - p // 2]
+    exclude: tf.Tensor | None  # [B, P] int64 rows of each query's id, -1 padded; None: ids
+    normalize: bool  # without factor: scores divided by the rows' norms
+    first: tf.Tensor | None  # int64 first bank row searched (None: 0)
+    stop: tf.Tensor | None  # int64 end of the searched rows (None: N), in bank numbering
+
+
+class Found(NamedTuple):
+    """What a bank search found for each query."""
+
+    rows: tf.Tensor  # [B] int64 (ties to the lowest row; NO_NEGATIVE when none)
+    scores: tf.Tensor  # [B] float32, as the search computed them (-inf when none)
+
+
+def _chunk_scores(queries: tf.Tensor, bank, search: _Search, start: tf.Tensor,
+                  size: tf.Tensor) -> tf.Tensor:
+    """Scores [B, size] of the queries against bank rows [start, start + size)."""
+    rows = _chunk_rows(bank, start, size)
+    if search.factor is None:
+        scores = primitive_matmul.matmul(queries, rows, transpose_b=True)  # [B, chunk]
+        if search.normalize:  # d-wide rows: scale the (usually smaller) scores
+            scores *= head_norms.inverse_norms(rows)[None, :]
+        return scores
+    # Narrow head inputs: scale the [chunk, p] rows.
+    rows *= head_norms.inverse_norms(rows, search.factor,
+                                     _chunk_rows(search.tail, start, size))[:, None]
+    # At this inner dimension (p = 384) sgemm is faster than the matmul primitive.
+    return tf.matmul(queries, rows, transpose_b=True)
+
+
 def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.Tensor,
-                   chunk_size: int, factor: tuple[tf.Tensor, tf.Tensor] | None = None,
-                   tail: tf.Tensor | None = None, exclude: tf.Tensor | None = None,
-                   normalize: bool = False, first: tf.Tensor | None = None,
-                   stop: tf.Tensor | None = None) -> tf.Tensor:
+                   search: _Search) -> Found:
     """For each query, the bank row of highest score whose id differs from the query's.
 
     Args:
@@ -96,51 +131,33 @@ def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.
         query_ids: [B] ids (any comparable dtype).
         bank: [N, p] float32 tensor or ``tf.Variable``.
         bank_ids: [N] ids, same dtype as ``query_ids``.
-        chunk_size: bank rows scored per matmul (bounds the [B, chunk_size] score matrix).
-        factor: optional ``head_norms.factor_blocks`` of a ``gram_factor`` F; row n then scores
-            ``<q, x_n> / |x_n F|``.
-        tail: with ``factor``, ``head_tail(bank)`` [N, p - p // 2].
-        exclude: optional [B, P] int64: every bank row with query b's id, -1 padded (used
-            instead of comparing ids).
-        normalize: whether to score bank rows as if L2-normalized (without ``factor``): the
-            [B, chunk] scores are divided by the rows' norms.
-        first: int64 first bank row searched (None: 0).
-        stop: int64 end of the searched rows (None: N); rows keep their bank numbering.
+        search: how the bank is scored and which rows are searched.
 
     Returns:
-        ([B] int64 bank indices (ties go to the lowest index; ``NO_NEGATIVE`` when none),
-        [B] float32 their scores (-inf when none)).
+        The ``Found`` rows (ties go to the lowest index) and their scores.
 
     """
-    n = _num_rows(bank) if stop is None else tf.cast(stop, tf.int64)
+    n = _num_rows(bank) if search.stop is None else tf.cast(search.stop, tf.int64)
     batch = tf.shape(queries)[0]
     best_score = tf.fill([batch], tf.constant(-float("inf"), tf.float32))
     best_index = tf.fill([batch], tf.constant(NO_NEGATIVE, tf.int64))
 
     def body(start, best_score, best_index):
-        size = tf.minimum(tf.constant(chunk_size, tf.int64), n - start)
-        rows = _chunk_rows(bank, start, size)
-        if factor is None:
-            scores = primitive_matmul.matmul(queries, rows, transpose_b=True)  # [B, chunk]
-            if normalize:  # d-wide rows: scale the (usually smaller) scores
-                scores *= head_norms.inverse_norms(rows)[None, :]
-        else:  # narrow head inputs: scale the [chunk, p] rows
-            rows *= head_norms.inverse_norms(rows, factor, _chunk_rows(tail, start, size))[:, None]
-            # At this inner dimension (p = 384) sgemm is faster than the matmul primitive.
-            scores = tf.matmul(queries, rows, transpose_b=True)
+        size = tf.minimum(tf.constant(search.chunk_size, tf.int64), n - start)
+        scores = _chunk_scores(queries, bank, search, start, size)
         chunk_index, chunk_best = _chunk_best(scores, query_ids,
-                                              tf.slice(bank_ids, [start], [size]), start, exclude)
+                                              tf.slice(bank_ids, [start], [size]), start,
+                                              search.exclude)
         better = chunk_best > best_score
         return (start + size, tf.where(better, chunk_best, best_score),
                 tf.where(better, chunk_index + start, best_index))
 
+    first = tf.constant(0, tf.int64) if search.first is None else tf.cast(search.first, tf.int64)
     _, best_score, best_index = tf.while_loop(
-        lambda start, *_: start < n, body,
-        (tf.constant(0, tf.int64) if first is None else tf.cast(first, tf.int64), best_score,
-         best_index),
+        lambda start, *_: start < n, body, (first, best_score, best_index),
         parallel_iterations=2,  # at most two chunks in flight: the memory bound holds
     )
-    return best_index, best_score
+    return Found(best_index, best_score)
 
 
 # Tensor banks run in one shared graph. A variable bank must not be a tf.function argument: a
@@ -161,56 +178,83 @@ def _as_float(x):
     return tf.cast(tf.convert_to_tensor(x), tf.float32)
 
 
-def hardest_rows(queries, query_ids, bank, bank_ids, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 head_kernel=None, exclude_rows=None, normalize_bank: bool = False,
-                 bank_tail=None, with_scores: bool = False, row_range=None):
+@dataclasses.dataclass(frozen=True)
+class BankScoring:
+    """How ``best_rows`` scores a bank and which of its rows it searches.
+
+    Attributes:
+        chunk_size: bank rows scored per matmul (memory bound, see the module docstring).
+        head_kernel: optional [p, d] kernel W; the bank then holds a linear head's [N, p]
+            inputs and row n is scored as ``normalize(bank[n] @ W)``.
+        bank_tail: with ``head_kernel``, optionally ``head_tail(bank)``, kept by a caller that
+            mines the same inputs at every step (else sliced at each search, a copy).
+        normalize: the bank rows are unnormalized embeddings (e.g. ``x @ W`` of a linear
+            head), scored as if L2-normalized (scores divided by the row norms).
+        exclude_rows: optional [B, P] int: all bank rows whose id is query b's, padded with -1.
+            The caller's guarantee replaces the [B, chunk] id comparison by P writes per query.
+        row_range: optional ``(first, stop)`` int64: search bank rows [first, stop) only (a
+            replica's shard, read in place), returned as rows of the whole bank.
+
+    """
+
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    head_kernel: Any = None
+    bank_tail: Any = None
+    normalize: bool = False
+    exclude_rows: Any = None
+    row_range: tuple[Any, Any] | None = None
+
+    def __post_init__(self):
+        """Raises ValueError: ``chunk_size`` < 1."""
+        if self.chunk_size < 1:
+            raise ValueError(f"BankScoring.chunk_size must be >= 1, got {self.chunk_size}")
+
+    def prepare(self, queries: tf.Tensor, bank) -> tuple[tf.Tensor, _Search]:
+        """The queries as scored against ``bank`` (through the head, if any) and the search."""
+        factor, tail = None, None
+        if self.head_kernel is not None:
+            kernel = tf.stop_gradient(_as_float(tf.convert_to_tensor(self.head_kernel)))
+            queries = tf.matmul(queries, kernel, transpose_b=True)  # [B, p]
+            tail = head_norms.head_tail(bank) if self.bank_tail is None else _as_float(
+                self.bank_tail)
+            factor = head_norms.factor_blocks(head_norms.gram_factor(kernel), tail.shape[1])
+        exclude = None if self.exclude_rows is None else tf.cast(self.exclude_rows, tf.int64)
+        first, stop = (None, None) if self.row_range is None else self.row_range
+        return queries, _Search(self.chunk_size, factor, tail, exclude, self.normalize, first,
+                                stop)
+
+
+def best_rows(queries, query_ids, bank, bank_ids,
+              scoring: BankScoring = BankScoring()) -> Found:
     """For each query, the bank row of highest score whose id differs from the query's id.
 
     Args:
         queries: [B, d] L2-normalized query embeddings.
         query_ids: [B] ids (string or integer).
         bank: [N, d] candidate embeddings (tensor, array or ``tf.Variable``), or with
-            ``head_kernel`` the [N, p] inputs of a linear head (module docstring).
+            ``scoring.head_kernel`` the [N, p] inputs of a linear head (module docstring).
         bank_ids: [N] their ids.
-        chunk_size: bank rows scored per matmul (memory bound, see the module docstring).
-        head_kernel: optional [p, d] kernel W; row n is then scored as ``normalize(bank[n] @ W)``.
-        exclude_rows: optional [B, P] int: all bank rows whose id is query b's, padded with -1.
-            The caller's guarantee replaces the [B, chunk] id comparison by P writes per query.
-        normalize_bank: the bank rows are unnormalized embeddings (e.g. ``x @ W`` of a linear
-            head), scored as if L2-normalized (scores divided by the row norms).
-        bank_tail: with ``head_kernel``, optionally ``head_tail(bank)``, kept by a caller that
-            mines the same inputs at every step (else sliced here, a copy).
-        with_scores: also return each found row's score [B] float32 (-inf where none), as the
-            search computed it; replicas that search shards of a bank compare these.
-        row_range: optional ``(first, stop)`` int64: search bank rows [first, stop) only (a
-            replica's shard, read in place), returned as rows of the whole bank.
+        scoring: how the bank is scored and which rows are searched.
 
     Returns:
-        [B] int64 bank rows (ties to the lowest row; ``NO_NEGATIVE`` where every row shares the
-        query's id); with ``with_scores``, ``(rows, scores)``.
-
-    Raises:
-        ValueError: ``chunk_size`` < 1.
+        ``Found``: [B] int64 bank rows (ties to the lowest row; ``NO_NEGATIVE`` where every row
+        shares the query's id) and their scores, as the search computed them (replicas that
+        search shards of a bank compare these).
 
     """
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    queries, factor, tail = _as_float(queries), None, None
     bank = _as_float(bank)
-    if head_kernel is not None:
-        kernel = tf.stop_gradient(_as_float(tf.convert_to_tensor(head_kernel)))
-        queries = tf.matmul(queries, kernel, transpose_b=True)  # [B, p]
-        tail = head_norms.head_tail(bank) if bank_tail is None else _as_float(bank_tail)
-        factor = head_norms.factor_blocks(head_norms.gram_factor(kernel), tail.shape[1])
+    queries, search = scoring.prepare(_as_float(queries), bank)
     argmax = _masked_argmax if isinstance(bank, tf.Variable) else _masked_argmax_graph
-    exclude = None if exclude_rows is None else tf.cast(exclude_rows, tf.int64)
-    first, stop = (None, None) if row_range is None else row_range
-    rows, scores = argmax(tf.stop_gradient(queries), _as_ids(query_ids), bank, _as_ids(bank_ids),
-                          chunk_size, factor, tail, exclude, normalize_bank, first, stop)
-    return (rows, scores) if with_scores else rows
+    return argmax(tf.stop_gradient(queries), _as_ids(query_ids), bank, _as_ids(bank_ids), search)
 
 
-def hardest_negatives(
+def hardest_rows(queries, query_ids, bank, bank_ids,
+                 scoring: BankScoring = BankScoring()) -> tf.Tensor:
+    """The rows [B] int64 of ``best_rows`` (same arguments), without their scores."""
+    return best_rows(queries, query_ids, bank, bank_ids, scoring).rows
+
+
+def hardest_negatives(  # noqa: PLR0913 - external contract (docs/architecture.md)
     query_image,
     query_text,
     query_image_ids,
@@ -239,9 +283,10 @@ def hardest_negatives(
         bank row shares the query's image id.
 
     """
-    neg_image = hardest_rows(query_text, query_image_ids, bank_image, bank_image_ids, chunk_size)
+    scoring = BankScoring(chunk_size)
+    neg_image = hardest_rows(query_text, query_image_ids, bank_image, bank_image_ids, scoring)
     neg_text = hardest_rows(query_image, query_image_ids, bank_text, bank_text_image_ids,
-                            chunk_size)
+                            scoring)
     return neg_image, neg_text
 
 

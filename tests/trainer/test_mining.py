@@ -111,7 +111,8 @@ def test_linear_head_scores_like_the_embeddings_it_makes():
     kernel = np.array([[3, 4], [0, 1]], np.float32)
     inputs = np.array([[1, 0], [0, 1], [1, 1]], np.float32)
     query = np.array([[1, 0], [1, 0]], np.float32)
-    rows = mining.hardest_rows(query, [9, 5], inputs, [5, 6, 7], head_kernel=kernel)
+    rows = mining.hardest_rows(query, [9, 5], inputs, [5, 6, 7],
+                               mining.BankScoring(head_kernel=kernel))
     assert rows.numpy().tolist() == [0, 2]
 
 
@@ -124,7 +125,8 @@ def test_linear_head_matches_brute_force_on_embeddings(chunk_size):
     queries = _unit(rng.normal(size=(9, 16)))
     query_ids = rng.integers(0, 8, size=9)
     embeddings = _unit(inputs @ kernel)
-    rows = mining.hardest_rows(queries, query_ids, inputs, ids, chunk_size, head_kernel=kernel)
+    rows = mining.hardest_rows(queries, query_ids, inputs, ids,
+                               mining.BankScoring(chunk_size, head_kernel=kernel))
     np.testing.assert_array_equal(rows.numpy(),
                                   _brute_force(queries, query_ids, embeddings, ids))
 
@@ -165,9 +167,10 @@ def test_kept_head_tail_gives_the_same_rows_as_slicing_it():
     kernel = rng.normal(size=(7, 16)).astype(np.float32)
     ids = np.repeat(np.arange(8), 5)
     queries, query_ids = _unit(rng.normal(size=(9, 16))), rng.integers(0, 8, size=9)
-    sliced = mining.hardest_rows(queries, query_ids, inputs, ids, 6, head_kernel=kernel)
-    kept = mining.hardest_rows(queries, query_ids, inputs, ids, 6, head_kernel=kernel,
-                               bank_tail=head_norms.head_tail(inputs))
+    sliced = mining.hardest_rows(queries, query_ids, inputs, ids,
+                                 mining.BankScoring(6, head_kernel=kernel))
+    kept = mining.hardest_rows(queries, query_ids, inputs, ids, mining.BankScoring(
+        6, head_kernel=kernel, bank_tail=head_norms.head_tail(inputs)))
     np.testing.assert_array_equal(kept.numpy(), sliced.numpy())
     np.testing.assert_array_equal(sliced.numpy(),
                                   _brute_force(queries, query_ids, _unit(inputs @ kernel), ids))
@@ -180,7 +183,8 @@ def test_rank_deficient_linear_head_matches_brute_force():
     ids = np.repeat(np.arange(6), 5)
     queries = _unit(rng.normal(size=(7, 16)))
     query_ids = rng.integers(0, 6, size=7)
-    rows = mining.hardest_rows(queries, query_ids, inputs, ids, 8, head_kernel=kernel)
+    rows = mining.hardest_rows(queries, query_ids, inputs, ids,
+                               mining.BankScoring(8, head_kernel=kernel))
     np.testing.assert_array_equal(rows.numpy(),
                                   _brute_force(queries, query_ids, _unit(inputs @ kernel), ids))
 
@@ -192,7 +196,8 @@ def test_variable_bank_is_read_by_chunks_with_the_same_result():
     queries, query_ids = _unit(rng.normal(size=(6, 4))), np.array([0, 1, 2, 3, 4, 9])
     variable = tf.Variable(bank)
     variable.scatter_nd_update([[0]], bank[:1])  # a sparse write, as EmbeddingBank.update does
-    from_variable = mining.hardest_rows(queries, query_ids, variable, ids, chunk_size=7)
+    from_variable = mining.hardest_rows(queries, query_ids, variable, ids,
+                                        mining.BankScoring(chunk_size=7))
     np.testing.assert_array_equal(from_variable.numpy(),
                                   _brute_force(queries, query_ids, bank, ids))
 
@@ -225,7 +230,8 @@ def test_excluded_rows_replace_the_id_comparison(chunk_size):
     exclude = np.full((7, max(len(r) for r in rows_of)), -1)
     for b, rows in enumerate(rows_of):
         exclude[b, :len(rows)] = rows
-    by_rows = mining.hardest_rows(queries, query_ids, bank, ids, chunk_size, exclude_rows=exclude)
+    by_rows = mining.hardest_rows(queries, query_ids, bank, ids,
+                                  mining.BankScoring(chunk_size, exclude_rows=exclude))
     np.testing.assert_array_equal(by_rows.numpy(), _brute_force(queries, query_ids, bank, ids))
 
 
@@ -257,7 +263,8 @@ def test_excluded_rows_that_score_highest_are_searched_again(chunk_size):
     exclude = np.full((len(query_rows), 3), -1)
     for b, rows in enumerate(rows_of):
         exclude[b, :len(rows)] = rows
-    by_rows = mining.hardest_rows(queries, query_ids, bank, ids, chunk_size, exclude_rows=exclude)
+    by_rows = mining.hardest_rows(queries, query_ids, bank, ids,
+                                  mining.BankScoring(chunk_size, exclude_rows=exclude))
     expected = _brute_force(queries, query_ids, bank, ids)
     np.testing.assert_array_equal(by_rows.numpy(), expected)
     assert (ids[(queries @ bank.T).argmax(axis=1)] == query_ids).all()  # unmasked: own rows
@@ -266,8 +273,8 @@ def test_excluded_rows_that_score_highest_are_searched_again(chunk_size):
 
 def test_excluded_rows_leave_no_negative_when_every_row_is_excluded():
     bank = _unit(np.random.default_rng(8).normal(size=(4, 3)))
-    rows = mining.hardest_rows(bank[:2], [7, 7], bank, [7, 7, 7, 7], chunk_size=3,
-                               exclude_rows=np.tile(np.arange(4), (2, 1)))
+    rows = mining.hardest_rows(bank[:2], [7, 7], bank, [7, 7, 7, 7], mining.BankScoring(
+        chunk_size=3, exclude_rows=np.tile(np.arange(4), (2, 1))))
     np.testing.assert_array_equal(rows.numpy(), [mining.NO_NEGATIVE] * 2)
 
 
@@ -285,7 +292,7 @@ def test_normalize_bank_matches_brute_force_on_normalized_rows(num_queries):
     queries = _unit(rng.normal(size=(num_queries, 16)))
     query_ids = rng.integers(0, 10, size=num_queries)
     rows = mining.hardest_rows(queries, query_ids, products.astype(np.float32), ids,
-                               chunk_size=7, normalize_bank=True)
+                               mining.BankScoring(chunk_size=7, normalize=True))
     np.testing.assert_array_equal(rows.numpy(),
                                   _brute_force(queries, query_ids, _unit(products), ids))
 
@@ -295,12 +302,13 @@ def test_a_row_range_is_searched_alone_and_its_rows_keep_their_bank_numbers(as_v
     bank = np.array([[1, 0], [0.8, 0.6], [0.6, 0.8], [0, 1], [-1, 0]], np.float32)
     bank = tf.Variable(bank) if as_variable else bank
     queries, ids = np.array([[1, 0], [0, 1]], np.float32), np.arange(5)
-    rows, scores = mining.hardest_rows(queries, [9, 9], bank, ids, chunk_size=2,
-                                       row_range=(2, 5), with_scores=True)
+    rows, scores = mining.best_rows(queries, [9, 9], bank, ids,
+                                    mining.BankScoring(chunk_size=2, row_range=(2, 5)))
     np.testing.assert_array_equal(rows, [2, 3])  # rows 0 and 1 score higher, but are outside
     np.testing.assert_allclose(scores, [0.6, 1.0], rtol=1e-6)
-    by_id = mining.hardest_rows(queries, [2, 3], bank, ids, 2, row_range=(2, 5))
-    by_rows = mining.hardest_rows(queries, [9, 9], bank, ids, 2, row_range=(2, 5),
-                                  exclude_rows=[[2], [3]])
+    by_id = mining.hardest_rows(queries, [2, 3], bank, ids,
+                                mining.BankScoring(2, row_range=(2, 5)))
+    by_rows = mining.hardest_rows(queries, [9, 9], bank, ids, mining.BankScoring(
+        2, row_range=(2, 5), exclude_rows=[[2], [3]]))
     np.testing.assert_array_equal(by_id, [3, 2])
     np.testing.assert_array_equal(by_rows, [3, 2])

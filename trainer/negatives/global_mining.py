@@ -101,31 +101,32 @@ class GlobalMiner(tf.Module):
         ``products``: the side's ``x @ W`` when the caller computed them already.
         """
         products = _products(side) if products is None else products
+        scoring = mining.BankScoring(self.config.mining_chunk_size, exclude_rows=exclude)
         if products is not None:
-            return self._search(queries, query_image_index, products, side, exclude,
-                                normalize_bank=True)
+            return self._search(queries, query_image_index, products, side.image_index,
+                                dataclasses.replace(scoring, normalize=True))
         head = towers.linear_head(side.tower, side.inputs)
         if head is not None:  # narrower inputs: score in the input space
-            return self._search(queries, query_image_index, head[0], side, exclude,
-                                head_kernel=head[1], bank_tail=side.head_tail)
+            return self._search(queries, query_image_index, head[0], side.image_index,
+                                dataclasses.replace(scoring, head_kernel=head[1],
+                                                    bank_tail=side.head_tail))
         bank = encode_all(side.encode, side.size, max(self.config.mining_chunk_size, 1024))
-        return self._search(queries, query_image_index, tf.stop_gradient(bank), side, exclude)
+        return self._search(queries, query_image_index, tf.stop_gradient(bank), side.image_index,
+                            scoring)
 
-    def _search(self, queries: tf.Tensor, query_image_index: tf.Tensor, bank: tf.Tensor,
-                side: Modality, exclude: tf.Tensor, **options) -> tf.Tensor:
+    @staticmethod
+    def _search(queries: tf.Tensor, query_image_index: tf.Tensor, bank: tf.Tensor,
+                bank_ids: tf.Tensor, scoring: mining.BankScoring) -> tf.Tensor:
         """``mining.hardest_rows`` of ``bank``, its rows split among the replicas.
 
         With N replicas, every replica searches its shard of the rows for every replica's
         queries, and each query keeps the best (score, row) over the shards, ties to the lowest
         row: the rows one process finds, at 1/N of the scoring per replica.
         """
-        chunk = self.config.mining_chunk_size
         context = tf.distribute.get_replica_context()
         if context is None or context.num_replicas_in_sync == 1:
-            return mining.hardest_rows(queries, query_image_index, bank, side.image_index,
-                                       chunk, exclude_rows=exclude, **options)
-        return sharded_hardest_rows(context, queries, query_image_index, bank, side.image_index,
-                                    chunk, exclude, **options)
+            return mining.hardest_rows(queries, query_image_index, bank, bank_ids, scoring)
+        return sharded_hardest_rows(context, queries, query_image_index, bank, bank_ids, scoring)
 
     def negative_index(self, image: tf.Tensor, text: tf.Tensor, image_index: tf.Tensor,
                        caption_index: tf.Tensor, image_products: tf.Tensor | None = None
@@ -179,8 +180,8 @@ def _shard(context: tf.distribute.ReplicaContext, size: int) -> tuple[tf.Tensor,
 
 
 def sharded_hardest_rows(context: tf.distribute.ReplicaContext, queries: tf.Tensor,
-                         query_ids: tf.Tensor, bank, bank_ids: tf.Tensor, chunk_size: int,
-                         exclude: tf.Tensor | None = None, **options) -> tf.Tensor:
+                         query_ids: tf.Tensor, bank, bank_ids: tf.Tensor,
+                         scoring: mining.BankScoring) -> tf.Tensor:
     """``mining.hardest_rows`` over all replicas' queries, each replica scoring its bank shard.
 
     Args:
@@ -189,10 +190,9 @@ def sharded_hardest_rows(context: tf.distribute.ReplicaContext, queries: tf.Tens
         query_ids: [b] their ids.
         bank: [N, p] every row, tensor or variable (each replica reads its shard in place).
         bank_ids: [N] the rows' ids.
-        chunk_size: rows scored per matmul.
-        exclude: [b, P] int64 rows excluded for each query (-1 padded); None: rows whose id
-            is the query's are excluded by comparing ids.
-        **options: more ``mining.hardest_rows`` options (same on every replica).
+        scoring: how every replica scores the bank (the same on every replica), its
+            ``exclude_rows`` [b, P] for this replica's queries; its ``row_range`` is replaced
+            by this replica's shard.
 
     Returns:
         [b] int64 rows of ``bank`` for this replica's queries.
@@ -201,12 +201,13 @@ def sharded_hardest_rows(context: tf.distribute.ReplicaContext, queries: tf.Tens
     sizes = distribute.all_gather(context, tf.shape(queries, out_type=tf.int64)[:1])  # [N]
     replica = tf.cast(context.replica_id_in_sync_group, tf.int64)
     first = tf.reduce_sum(sizes[:replica])
-    if exclude is not None:
-        options["exclude_rows"] = distribute.all_gather(context, exclude)
-    rows, scores = mining.hardest_rows(
+    exclude = scoring.exclude_rows
+    scoring = dataclasses.replace(
+        scoring, row_range=_shard(context, int(bank_ids.shape[0])),
+        exclude_rows=None if exclude is None else distribute.all_gather(context, exclude))
+    rows, scores = mining.best_rows(
         distribute.all_gather(context, tf.stop_gradient(queries)),
-        distribute.all_gather(context, query_ids), bank, bank_ids, chunk_size,
-        with_scores=True, row_range=_shard(context, int(bank_ids.shape[0])), **options)
+        distribute.all_gather(context, query_ids), bank, bank_ids, scoring)
     all_rows = distribute.all_gather(context, rows[None])  # [replicas, total queries]
     best = tf.argmax(distribute.all_gather(context, scores[None]), axis=0, output_type=tf.int64)
     found = tf.gather(tf.transpose(all_rows), best, batch_dims=1)

@@ -255,10 +255,11 @@ class Bank(tf.Module):
         context, bank = tf.distribute.get_replica_context(), self.bank
         if context is None or context.num_replicas_in_sync == 1:
             return bank.mine(queries, text, image_index)
+        scoring = mining.BankScoring(bank.chunk_size)
         image_row = global_mining.sharded_hardest_rows(context, text, image_index, bank.image,
-                                                       bank.image_ids, bank.chunk_size)
+                                                       bank.image_ids, scoring)
         caption_row = global_mining.sharded_hardest_rows(context, queries, image_index, bank.text,
-                                                         bank.text_image_ids, bank.chunk_size)
+                                                         bank.text_image_ids, scoring)
         return image_row, caption_row
 
 
