@@ -74,9 +74,6 @@ class TrainerConfig:
             frozen encoder, at most 6).
         minilm_lr_multiplier: the fine-tuned MiniLM layers train at ``learning_rate`` times
             this (same schedule shape, own Adam); every other variable at ``learning_rate``.
-        slow_host_fallback: on a host whose matmul is slower than
-            ``trainer.train.host_speed.SLOW_HOST_GFLOPS``, train a fine-tuned ``minilm`` tower with
-            the frozen encoder instead, so that the run stays within its time budget.
         precision: the dtype of the matmuls of a ``minilm`` tower's fine-tuned layers and
             projection in the training step (``trainer.precision``): ``auto`` (bfloat16 where
             the CPU multiplies it natively, AMX or AVX512_BF16, else float32), ``float32`` or
@@ -134,7 +131,6 @@ class TrainerConfig:
     gru_units: int = 512
     minilm_trainable_layers: int = 0
     minilm_lr_multiplier: float = 0.1
-    slow_host_fallback: bool = True
     precision: str = "auto"
     mlp_hidden: int = 2048
     dropout: float = 0.0

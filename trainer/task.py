@@ -135,8 +135,9 @@ def _train_and_export(config: TrainerConfig, tf_transform_output: tft.TFTransfor
     if config.warm_start and base_model:
         _warm_start_across_spans(config, tf_transform_output, eval_split, image_tower,
                                  text_tower, base_model)
-    result = training.train(config, image_tower, text_tower, train_split, eval_split,
-                            work_dir, max_steps=max_steps, verbose=verbose)
+    result = training.train(config, (image_tower, text_tower),
+                            training.Splits(train_split, eval_split), work_dir,
+                            max_steps=max_steps, verbose=verbose)
     logging.info("best eval (epoch %d): %s", result.best_epoch, result.best_metrics)
     text_raw_key = (features.CAPTION_FEATURES_KEY if config.text_tower == "linear"
                     else features.CAPTION_KEY)
@@ -167,12 +168,12 @@ def run_fn(fn_args) -> None:
 
     """
     assert_legacy_keras()
-    requested = TrainerConfig.from_dict(trainer_settings(fn_args.custom_config))
+    config = TrainerConfig.from_dict(trainer_settings(fn_args.custom_config))
     # Strategy first: the host probe runs TensorFlow ops, after which a cluster's strategy
     # can no longer be built; train_and_export gets the same strategy back.
-    distribute.strategy_for(requested)
+    distribute.strategy_for(config)
     rate = host_speed.matmul_rate()
-    config, setting = host_speed.setting_for_host(requested, rate.cores)
+    setting = host_speed.describe_setting(config, rate.cores)
     print(f"{setting}\n  {rate.describe()}", flush=True)
     logging.info("%s; %s", setting, rate.describe())
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)

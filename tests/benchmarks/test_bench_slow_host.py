@@ -1,5 +1,7 @@
 """The slow-host benchmark caps oneDNN and the cores of its child and judges the budget."""
 
+import sys
+
 import pytest
 
 from benchmarks import bench_slow_host
@@ -10,7 +12,7 @@ CHILD_OUTPUT = """\
 host: Intel(R) Xeon(R) Processor, 2 cores, float32 4096² matmul 38.3 GFLOP/s (wall, median)
 wall: 836 s, peak RSS 4.41 GiB
 Trainer: 441.0 s
-Trainer setting: 38 GFLOP/s (< 150): frozen MiniLM encoder instead of MiniLM fine-tuned
+Trainer setting: 38 GFLOP/s; text tower MiniLM with the top 1 layer(s) fine-tuned, as configured
 """
 
 
@@ -46,3 +48,14 @@ def test_summary_relabels_the_child_summary_and_judges_the_budget():
 def test_a_child_without_a_summary_is_an_error_showing_its_last_lines():
     with pytest.raises(ValueError, match="no summary with a wall time:\n.bench. starting"):
         bench_slow_host.summary("[bench] starting\n", "SSE41", 1)
+
+
+def test_the_child_runs_the_default_as_configured_unless_told_otherwise():
+    args = bench_slow_host.parse_args(["--quick", "--data", "/d"])
+    assert bench_slow_host.child_command(args) == [
+        sys.executable, "-m", "benchmarks.bench_pipeline", "--quick", "--data=/d"]
+    frozen = bench_slow_host.parse_args(["--set", "trainer.minilm_trainable_layers=0"])
+    assert bench_slow_host.child_command(frozen)[-2:] == [
+        "--set", "trainer.minilm_trainable_layers=0"]
+    title = bench_slow_host.summary(CHILD_OUTPUT, "SSE41", 1, frozen.set)[0]
+    assert title.startswith("== summary: bench_slow_host (--set trainer.minilm_trainable_layers=0,")

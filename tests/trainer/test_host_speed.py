@@ -6,37 +6,24 @@ from trainer.train import host_speed
 FINE_TUNED = TrainerConfig(text_tower="minilm", minilm_trainable_layers=1)
 
 
-def test_a_fast_host_keeps_the_fine_tuned_tower():
-    config, message = host_speed.setting_for_host(FINE_TUNED, 320.0)
-    assert config == FINE_TUNED
-    assert "320 GFLOP/s (>= 150)" in message and "fine-tuned, as configured" in message
+@pytest.mark.parametrize("gflops", [33.0, 149.9, 150.0, 320.0])
+def test_the_setting_line_names_the_configured_tower_whatever_the_rate(gflops):
+    assert host_speed.describe_setting(FINE_TUNED, gflops) == (
+        f"host: {gflops:.0f} GFLOP/s; text tower MiniLM with the top 1 layer(s) fine-tuned, "
+        "as configured")
 
 
-@pytest.mark.parametrize("gflops", [44.0, 149.9])
-def test_a_slow_host_trains_the_frozen_encoder_and_says_why(gflops):
-    config, message = host_speed.setting_for_host(FINE_TUNED, gflops)
-    assert config.minilm_trainable_layers == 0
-    assert config == TrainerConfig(text_tower="minilm", minilm_trainable_layers=0)
-    assert f"{gflops:.0f} GFLOP/s (< 150): frozen MiniLM encoder" in message
-    assert "slow_host_fallback=false" in message
+def test_the_setting_line_names_frozen_and_token_towers():
+    frozen = TrainerConfig(text_tower="minilm", minilm_trainable_layers=0)
+    assert host_speed.describe_setting(frozen, 44.0) == (
+        "host: 44 GFLOP/s; text tower MiniLM, frozen encoder, as configured")
+    assert host_speed.describe_setting(TrainerConfig(text_tower="mean"), 44.0) == (
+        "host: 44 GFLOP/s; text tower 'mean', as configured")
 
 
-def test_the_threshold_itself_counts_as_fast():
-    config, _ = host_speed.setting_for_host(FINE_TUNED, host_speed.SLOW_HOST_GFLOPS)
-    assert config.minilm_trainable_layers == 1
-
-
-def test_the_fallback_can_be_turned_off():
-    keep = TrainerConfig(text_tower="minilm", minilm_trainable_layers=2, slow_host_fallback=False)
-    config, message = host_speed.setting_for_host(keep, 44.0)
-    assert config == keep
-    assert "slow_host_fallback is off" in message
-
-
-@pytest.mark.parametrize("config", [TrainerConfig(text_tower="mean"),
-                                    TrainerConfig(text_tower="minilm")])
-def test_towers_without_fine_tuning_are_left_alone_on_a_slow_host(config):
-    assert host_speed.setting_for_host(config, 10.0)[0] == config
+def test_no_configuration_field_hands_the_tower_to_the_host():
+    with pytest.raises(ValueError, match=r"unknown TrainerConfig keys \['slow_host_fallback'\]"):
+        TrainerConfig.from_dict({"slow_host_fallback": True})
 
 
 def test_the_probe_measures_positive_rates_and_names_them():

@@ -11,6 +11,7 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from trainer import features, preprocessing, task
 from trainer.config import TrainerConfig
 from trainer.model import towers
+from trainer.train import host_speed
 
 TINY = {"text_tower": "mean", "embedding_dim": 8, "word_dim": 4, "batch_size": 8, "epochs": 1}
 
@@ -85,3 +86,21 @@ def test_run_fn_rejects_bad_config(transformed, tmp_path):  # noqa: F811
     with pytest.raises(ValueError, match="unknown TrainerConfig keys"):
         task.run_fn(_fn_args(transformed, tmp_path, "bad", nonsense=1))
     assert not os.path.exists(tmp_path / "bad" / "serving")
+
+
+@pytest.mark.parametrize("gflops", [33.0, 320.0])
+def test_one_configuration_trains_the_same_tower_on_slow_and_fast_hosts(gflops, monkeypatch,
+                                                                        capsys):
+    trained = []
+    monkeypatch.setattr(task.host_speed, "matmul_rate",
+                        lambda: host_speed.MatmulRate(cores=gflops, wall=gflops))
+    monkeypatch.setattr(task.tft, "TFTransformOutput", lambda path: path)
+    monkeypatch.setattr(task, "train_and_export",
+                        lambda config, *args, **kwargs: trained.append(config))
+    custom = {"text_tower": "minilm", "minilm_trainable_layers": 1}
+    task.run_fn(FnArgs(custom_config=custom, transform_output="xf", train_files=["t"],
+                       eval_files=["e"], model_run_dir="run", serving_model_dir="serving"))
+    assert trained == [TrainerConfig(text_tower="minilm", minilm_trainable_layers=1)]
+    assert capsys.readouterr().out.startswith(
+        f"host: {gflops:.0f} GFLOP/s; text tower MiniLM with the top 1 layer(s) fine-tuned, "
+        "as configured\n")

@@ -1,11 +1,11 @@
-"""How fast this host multiplies matrices, and the cheaper training setting for a slow one.
+"""How fast this host multiplies matrices: information for the run's output, never a setting.
 
-Fine-tuning the top MiniLM layer costs a matmul-bound step: on a host whose float32 matmul
-runs at 44 GFLOP/s (AVX2 only) a step takes about five times as long as at 300 GFLOP/s
-(AVX-512/AMX), and six epochs no longer fit the pipeline's time budget. The frozen encoder
-(``minilm_trainable_layers=0``) computes the encoder once per caption and then trains only the
-projection, so its cost is one encoder pass over the data. The Trainer measures the rate at
-its start and picks the frozen encoder below ``SLOW_HOST_GFLOPS``, saying so in its output.
+Fine-tuning the top MiniLM layer costs a matmul-bound step: on a host whose float32 matmul runs
+at 44 GFLOP/s (AVX2 only) a step takes about five times as long as at 300 GFLOP/s (AVX-512/AMX).
+The Trainer prints the rate at its start next to the setting it trains, so that a slow run can
+be told apart from a slow host; the configuration alone decides what is trained. On a slow host
+``trainer.minilm_trainable_layers=0`` (the frozen encoder) is the faster option a user picks
+(docs/minilm.md).
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ import time
 
 from trainer.config import TrainerConfig
 
-# Below this 4096² float32 matmul rate a fine-tuned MiniLM default would overrun the budget.
-SLOW_HOST_GFLOPS = 150.0
 PROBE_SIZE = 4096
 
 
@@ -27,7 +25,7 @@ class MatmulRate:
 
     Attributes:
         cores: FLOP per second of the process's CPU time, times the cores it may use: what the
-            hardware delivers, whatever else runs on a shared host (the setting's criterion).
+            hardware delivers, whatever else runs on a shared host.
         wall: FLOP per wall-clock second: what this process got while the probe ran.
 
     """
@@ -44,7 +42,7 @@ class MatmulRate:
 def matmul_rate(size: int = PROBE_SIZE, repeats: int = 3) -> MatmulRate:
     """The best of ``repeats`` timed float32 ``size``² matmuls, after one untimed run.
 
-    The CPU-time rate is the criterion because on a shared host other processes stretch the
+    The CPU-time rate is reported because on a shared host other processes stretch the
     wall time of the probe but not the CPU time it needs; the best run, because the question is
     what the hardware can do, not how busy it was for two seconds. Its ops are TensorFlow's
     first in a fresh process: under a cluster ``TF_CONFIG``, call ``distribute.strategy_for``
@@ -67,30 +65,16 @@ def matmul_rate(size: int = PROBE_SIZE, repeats: int = 3) -> MatmulRate:
     return MatmulRate(cores=flops / max(best_cpu, 1e-9) * cores, wall=flops / best_wall)
 
 
-def setting_for_host(config: TrainerConfig, gflops: float) -> tuple[TrainerConfig, str]:
-    """The configuration to train on a host whose matmul runs at ``gflops``, and why.
-
-    Only a fine-tuned ``minilm`` tower with ``slow_host_fallback`` on is changed, and only
-    below ``SLOW_HOST_GFLOPS``: it then trains with the frozen encoder.
+def describe_setting(config: TrainerConfig, gflops: float) -> str:
+    """One line naming the host's rate and the text tower that this configuration trains.
 
     Args:
-        config: the configured hyperparameters.
+        config: the configured hyperparameters, trained as they are whatever ``gflops`` says.
         gflops: the host's float32 matmul rate (``MatmulRate.cores``).
 
-    Returns:
-        (the configuration to use, a one-line message naming the setting and the reason).
-
     """
-    fine_tuned = config.text_tower == "minilm" and config.minilm_trainable_layers > 0
-    rate = f"{gflops:.0f} GFLOP/s"
-    if not fine_tuned:
-        return config, f"host: {rate}; text tower {config.text_tower!r} as configured"
-    tuned = f"MiniLM with the top {config.minilm_trainable_layers} layer(s) fine-tuned"
-    if gflops >= SLOW_HOST_GFLOPS:
-        return config, f"host: {rate} (>= {SLOW_HOST_GFLOPS:.0f}): {tuned}, as configured"
-    if not config.slow_host_fallback:
-        return config, (f"host: {rate} (< {SLOW_HOST_GFLOPS:.0f}): {tuned} although slow, "
-                        "since slow_host_fallback is off")
-    return dataclasses.replace(config, minilm_trainable_layers=0), (
-        f"host: {rate} (< {SLOW_HOST_GFLOPS:.0f}): frozen MiniLM encoder instead of {tuned}, "
-        "to stay within the time budget (set trainer.slow_host_fallback=false to fine-tune)")
+    tower = repr(config.text_tower)
+    if config.text_tower == "minilm":
+        tower = (f"MiniLM with the top {config.minilm_trainable_layers} layer(s) fine-tuned"
+                 if config.minilm_trainable_layers else "MiniLM, frozen encoder")
+    return f"host: {gflops:.0f} GFLOP/s; text tower {tower}, as configured"
