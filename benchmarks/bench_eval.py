@@ -46,7 +46,7 @@ def _metrics_case(n_images: int, per_image: int, chunk: int) -> tuple[float, flo
     relevance = rng.random((len(text_ids), n_images), dtype=np.float32)
     started = time.perf_counter()
     metrics.retrieval_metrics(image, ids, text, text_ids, chunk=chunk)
-    metrics.semantic_ndcg(image, ids, text, text_ids, relevance, chunk=chunk)
+    metrics.semantic_ndcg(image, ids, text, text_ids, relevance, metrics.NdcgOptions(chunk=chunk))
     seconds = time.perf_counter() - started
     return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
 

@@ -12,6 +12,7 @@ gallery by image id (first occurrence wins), so callers may pass the per-caption
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -278,8 +279,23 @@ def image_relevance(relevance: np.ndarray, text_image_index: np.ndarray) -> np.n
     return (sums / np.maximum(counts, 1)).astype(np.float32)
 
 
+class NdcgOptions(NamedTuple):
+    """How ``semantic_ndcg`` cuts and chunks its rankings.
+
+    Attributes:
+        k: cut-off.
+        chunk: queries scored at once.
+
+    """
+
+    k: int = DEFAULT_NDCG_K
+    chunk: int = DEFAULT_CHUNK
+
+
+DEFAULT_NDCG_OPTIONS = NdcgOptions()
+
 def semantic_ndcg(image, image_ids, text, text_image_ids, relevance,
-                  k: int = DEFAULT_NDCG_K, chunk: int = DEFAULT_CHUNK) -> dict[str, float]:
+                  options: NdcgOptions = DEFAULT_NDCG_OPTIONS) -> dict[str, float]:
     """nDCG@k of the four retrieval directions under a caption×image relevance matrix.
 
     Args:
@@ -288,8 +304,7 @@ def semantic_ndcg(image, image_ids, text, text_image_ids, relevance,
       text: [N_txt, d] caption embeddings.
       text_image_ids: [N_txt] the image id of every caption.
       relevance: [N_txt, N_img] relevance of image j (deduplicated order) to caption q.
-      k: cut-off.
-      chunk: queries scored at once.
+      options: the cut-off k and the queries scored at once.
 
     Returns:
       ``t2i_ndcg`` (captions query images), ``i2t_ndcg`` (images query captions, relevance
@@ -304,6 +319,7 @@ def semantic_ndcg(image, image_ids, text, text_image_ids, relevance,
         raise ValueError(f"relevance must be [N_txt, N_img] = {(len(text), len(gallery))}; "
                          f"got {relevance.shape}")
     image_rel = image_relevance(relevance, index)
+    k, chunk = options
     return {
         "t2i_ndcg": _chunked_ndcg(text, gallery, lambda a, b: relevance[a:b], None, k, chunk),
         "i2t_ndcg": _chunked_ndcg(gallery, text, lambda a, b: relevance[:, a:b].T, None, k, chunk),

@@ -131,7 +131,8 @@ class RetrievalCombiner(beam.CombineFn):
         if self._with_ndcg:
             relevance, _ = store.load_or_compute(self._relevance_dir or None, eval_set)
             values.update(metrics.semantic_ndcg(image, eval_set.gallery, text,
-                                                eval_set.image_ids, relevance, k=self._ndcg_k))
+                                                eval_set.image_ids, relevance,
+                                                metrics.NdcgOptions(k=self._ndcg_k)))
         return {key: values[name] for name, key in self._keys.items()}
 
 

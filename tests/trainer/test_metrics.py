@@ -143,7 +143,8 @@ def test_semantic_ndcg_matches_brute_force_with_exclusions():
     text_ids = np.array([0, 0, 1, 1, 1, 2, 3, 3, 4, 4])
     text = _unit(*(image[text_ids] + rng.normal(scale=0.7, size=(10, 4))))
     relevance = rng.uniform(size=(10, 5))
-    got = metrics.semantic_ndcg(image[text_ids], text_ids, text, text_ids, relevance, k=3, chunk=3)
+    got = metrics.semantic_ndcg(image[text_ids], text_ids, text, text_ids, relevance,
+                                metrics.NdcgOptions(k=3, chunk=3))
     want = _brute_force_semantic(image, text, text_ids, relevance, k=3)
     assert got == pytest.approx(want)
 
@@ -152,7 +153,8 @@ def test_semantic_ndcg_excludes_query_image_hand_case():
     # Two images, one caption each; i2i: the only other image has relevance (0.5+0)/1.
     image = np.eye(2)
     relevance = np.array([[1.0, 0.5], [0.0, 1.0]])
-    got = metrics.semantic_ndcg(image, [0, 1], np.eye(2), [0, 1], relevance, k=25)
+    got = metrics.semantic_ndcg(image, [0, 1], np.eye(2), [0, 1], relevance,
+                                metrics.NdcgOptions(k=25))
     assert got["i2i_ndcg"] == pytest.approx(0.5)  # image 1's only candidate has relevance 0
     assert got["t2t_ndcg"] == pytest.approx(0.5)
     assert got["t2i_ndcg"] == pytest.approx(1.0)
