@@ -181,7 +181,7 @@ def test_documented_two_worker_command_trains_to_the_end_and_the_chief_exports_o
     assert not list((root / "tmp").glob("xmodal_worker_*"))  # non-chief copies removed
 
 
-@pytest.mark.slow(minutes=5)
+@pytest.mark.slow(minutes=3)
 def test_run_fn_of_the_tfx_trainer_trains_on_two_workers_and_the_chief_exports_once(
         one_process, tmp_path):
     transformed = one_process["root"] / "work" / "transformed"
