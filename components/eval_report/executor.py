@@ -78,8 +78,8 @@ class Executor(base_executor.BaseExecutor):
         notes = [f"split {exec_properties[SPLIT_KEY]!r}: {len(candidate.caption_ids)} captions, "
                  f"{len(candidate.gallery)} images", f"evaluation: {evaluation.uri}",
                  thumbs.note()]
-        page = render.render_html("Retrieval evaluation", rows, validation_ok, failures, png,
-                                  queries, notes, thumbs.uris)
+        page = render.render_html(render.ReportPage("Retrieval evaluation", rows, validation_ok,
+                                                    failures, png, queries, notes, thumbs.uris))
         output = artifact_utils.get_single_instance(output_dict[REPORT_KEY])
         tf.io.gfile.makedirs(output.uri)
         with tf.io.gfile.GFile(os.path.join(output.uri, render.RECALL_PNG), "wb") as f:

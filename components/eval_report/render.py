@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import html
 import io
 import math
@@ -119,12 +120,11 @@ def _verdict(validation_ok: bool | None, failures: Sequence[str]) -> str:
     return f"<p class='bad'>Validation failed: not blessed.</p><ul>{items}</ul>"
 
 
-def render_html(title: str, rows: Sequence[MetricRow], validation_ok: bool | None,
-                failures: Sequence[str], png: bytes, queries: Sequence[QueryResult],
-                notes: Sequence[str] = (), thumbnails: Mapping[str, str] | None = None) -> str:
-    """The whole report page (the PNG and thumbnails are embedded, so the file stands alone).
+@dataclasses.dataclass(frozen=True)
+class ReportPage:
+    """What the report page shows.
 
-    Args:
+    Attributes:
       title: the page title.
       rows: the metric table.
       validation_ok: the Evaluator's validation outcome (None: not validated).
@@ -135,12 +135,26 @@ def render_html(title: str, rows: Sequence[MetricRow], validation_ok: bool | Non
       thumbnails: image id -> image data URI, shown above the file name in the panel.
 
     """
-    image = base64.b64encode(png).decode("ascii")
-    note_items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-            f"</title><style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
-            f"<ul>{note_items}</ul>{_verdict(validation_ok, failures)}"
-            f"<h2>Metrics (overall slice) vs. baseline</h2>{_metric_table(rows)}"
+
+    title: str
+    rows: Sequence[MetricRow]
+    validation_ok: bool | None
+    failures: Sequence[str]
+    png: bytes
+    queries: Sequence[QueryResult]
+    notes: Sequence[str] = ()
+    thumbnails: Mapping[str, str] | None = None
+
+
+def render_html(page: ReportPage) -> str:
+    """The whole report page (the PNG and thumbnails are embedded, so the file stands alone)."""
+    image = base64.b64encode(page.png).decode("ascii")
+    note_items = "".join(f"<li>{html.escape(n)}</li>" for n in page.notes)
+    title = html.escape(page.title)
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}"
+            f"</title><style>{_STYLE}</style></head><body><h1>{title}</h1>"
+            f"<ul>{note_items}</ul>{_verdict(page.validation_ok, page.failures)}"
+            f"<h2>Metrics (overall slice) vs. baseline</h2>{_metric_table(page.rows)}"
             f"<h2>Recall@K</h2><img alt='recall at K' src='data:image/png;base64,{image}'>"
-            f"<h2>Text queries: top-5 images</h2>{_query_panel(queries, thumbnails or {})}"
-            "</body></html>")
+            f"<h2>Text queries: top-5 images</h2>"
+            f"{_query_panel(page.queries, page.thumbnails or {})}</body></html>")

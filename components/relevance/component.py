@@ -39,8 +39,8 @@ class Relevance(base_beam_component.BaseBeamComponent):
             ``caption``.
           split: the split to score.
           cache_dir: also write the matrix here under its content key; pass the same folder as
-            ``build_eval_config(relevance_dir=...)`` so the Evaluator reads it instead of
-            recomputing.
+            ``build_eval_config``'s ``MetricSettings(relevance_dir=...)`` so the Evaluator reads
+            it instead of recomputing.
           queries_per_task: query captions per Beam work item.
 
         """

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import tensorflow_model_analysis as tfma
 
@@ -33,11 +34,29 @@ def _bound_threshold(name: str, bounds: Mapping[str, float]) -> tfma.GenericValu
     return threshold
 
 
+@dataclasses.dataclass(frozen=True)
+class MetricSettings:
+    """What the retrieval metrics compute (``metric.RetrievalMetrics``'s JSON config).
+
+    Attributes:
+      ks: recall cut-offs.
+      ndcg_k: nDCG cut-off.
+      with_ndcg: compute the four ROUGE-L nDCG metrics.
+      relevance_dir: folder holding the eval set's ROUGE-L relevance matrix ('' = compute it in
+        the Evaluator); the pipeline leaves it empty and the Evaluator executor fills in its
+        ``relevance`` input artifact with ``with_relevance_dir``.
+
+    """
+
+    ks: tuple[int, ...] = tuple(pure_metrics.DEFAULT_KS)
+    ndcg_k: int = pure_metrics.DEFAULT_NDCG_K
+    with_ndcg: bool = True
+    relevance_dir: str = ""
+
+
 def build_eval_config(rsum_lower_bound: float, rsum_change: float = 0.0,
                       metric_bounds: Mapping[str, Mapping[str, float]] | None = None,
-                      relevance_dir: str = "", ks: Sequence[int] = pure_metrics.DEFAULT_KS,
-                      ndcg_k: int = pure_metrics.DEFAULT_NDCG_K,
-                      with_ndcg: bool = True) -> tfma.EvalConfig:
+                      settings: MetricSettings | None = None) -> tfma.EvalConfig:
     """The EvalConfig that blesses a candidate on corpus-level retrieval quality.
 
     Args:
@@ -47,12 +66,8 @@ def build_eval_config(rsum_lower_bound: float, rsum_change: float = 0.0,
         when there is no blessed model yet.
       metric_bounds: optional ``{metric name: {"lower": x, "upper": y}}`` for any metric of
         ``metric.metric_names(ks, with_ndcg)`` (e.g. ``{"t2i_medr": {"upper": 20}}``).
-      relevance_dir: folder holding the eval set's ROUGE-L relevance matrix ('' = compute it in
-        the Evaluator); the pipeline leaves it empty and the Evaluator executor fills in its
-        ``relevance`` input artifact with ``with_relevance_dir``.
-      ks: recall cut-offs.
-      ndcg_k: nDCG cut-off.
-      with_ndcg: compute the four ROUGE-L nDCG metrics.
+      settings: the metrics' cut-offs, nDCG switch and relevance folder (default: the
+        defaults of ``MetricSettings``).
 
     Returns:
       A ``tfma.EvalConfig`` with one model spec (the TFX Evaluator adds the baseline), the
@@ -62,7 +77,8 @@ def build_eval_config(rsum_lower_bound: float, rsum_change: float = 0.0,
       ValueError: an unknown metric name or a malformed bound, naming it.
 
     """
-    names = metric.metric_names(ks, with_ndcg)
+    settings = settings or MetricSettings()
+    names = metric.metric_names(settings.ks, settings.with_ndcg)
     thresholds = {"rsum": tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": float(rsum_lower_bound)}),
         change_threshold=tfma.GenericChangeThreshold(
@@ -75,8 +91,9 @@ def build_eval_config(rsum_lower_bound: float, rsum_change: float = 0.0,
             thresholds[name].value_threshold.CopyFrom(_bound_threshold(name, bounds))
         else:
             thresholds[name] = tfma.MetricThreshold(value_threshold=_bound_threshold(name, bounds))
-    config = json.dumps({"ks": list(ks), "ndcg_k": ndcg_k, "relevance_dir": relevance_dir,
-                         "with_ndcg": with_ndcg})
+    config = json.dumps({"ks": list(settings.ks), "ndcg_k": settings.ndcg_k,
+                         "relevance_dir": settings.relevance_dir,
+                         "with_ndcg": settings.with_ndcg})
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name=features.SERVING_DEFAULT_SIGNATURE)],
         slicing_specs=[tfma.SlicingSpec()],

@@ -43,8 +43,8 @@ def test_qualitative_top_images_and_hits():
 def test_render_html_escapes_and_shows_verdict():
     rows = [data.MetricRow("rsum", 250.0, 240.0, 10.0), data.MetricRow("t2i_r1", 12.5)]
     query = data.QueryResult("x#0", "a <b> dog", "x", 3, (("y", "cat & dog", False),))
-    page = render.render_html("T", rows, False, ["rsum = 250 fails lower_bound"], b"PNG",
-                              [query])
+    page = render.render_html(render.ReportPage("T", rows, False, ["rsum = 250 fails lower_bound"],
+                                                b"PNG", [query]))
     assert "a &lt;b&gt; dog" in page and "cat &amp; dog" in page
     assert "<td>250.00</td><td>240.00</td><td>+10.00</td>" in page
     assert "<td>12.50</td><td>–</td><td>–</td>" in page
@@ -135,7 +135,8 @@ def _thumbnail_page(tmp_path):
                           ("gone.jpg", "lost", False))),
         data.QueryResult("q#1", "a blue thing", "blue.jpg", 1, (("blue.jpg", "blue", True),)),
     ]
-    return render.render_html("T", [], None, [], b"PNG", queries, [thumbs.note()], thumbs.uris)
+    return render.render_html(render.ReportPage("T", [], None, [], b"PNG", queries,
+                                                [thumbs.note()], thumbs.uris))
 
 
 def test_report_embeds_thumbnails_with_file_names_as_captions(tmp_path):
@@ -169,12 +170,12 @@ def test_thumbnails_render_in_a_real_browser(tmp_path):
 @pytest.mark.e2e
 def test_executor_writes_report_next_to_evaluation(tmp_path):
     from components.eval_report import component, executor
-    from components.retrieval_metrics import build_eval_config
+    from components.retrieval_metrics import MetricSettings, build_eval_config
     from tests.components import tiny_retrieval_model as tiny
 
     tiny.make_workspace(tmp_path)
     found = tiny.artifacts(tmp_path)
-    config = build_eval_config(rsum_lower_bound=0.0, with_ndcg=False)
+    config = build_eval_config(rsum_lower_bound=0.0, settings=MetricSettings(with_ndcg=False))
     evaluation_uri, _, _ = tiny.run_evaluator(tmp_path, "run", config, baseline="other")
     from tfx.types import standard_artifacts
 

@@ -4,7 +4,7 @@ import pytest
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.metrics import metric_specs
 
-from components.retrieval_metrics import build_eval_config, metric_names
+from components.retrieval_metrics import MetricSettings, build_eval_config, metric_names
 from components.retrieval_metrics.metric import RetrievalMetrics
 
 
@@ -19,7 +19,7 @@ def test_eval_config_thresholds():
     config = build_eval_config(rsum_lower_bound=150.0, rsum_change=-2.5,
                                metric_bounds={"t2i_medr": {"upper": 20},
                                               "rsum": {"lower": 160, "upper": 600}},
-                               relevance_dir="/cache")
+                               settings=MetricSettings(relevance_dir="/cache"))
     [spec] = config.metrics_specs
     rsum = spec.thresholds["rsum"]
     assert rsum.value_threshold.lower_bound.value == 160.0  # the explicit bound wins
@@ -50,7 +50,8 @@ def test_bad_bounds_are_rejected(bounds, message):
 
 
 def test_metric_instance_round_trips_through_metric_config():
-    config = build_eval_config(rsum_lower_bound=0.0, ks=(1, 10), ndcg_k=10, with_ndcg=False)
+    config = build_eval_config(rsum_lower_bound=0.0,
+                               settings=MetricSettings(ks=(1, 10), ndcg_k=10, with_ndcg=False))
     retrieval = next(m for m in config.metrics_specs[0].metrics
                      if m.class_name == RetrievalMetrics.__name__)
     instance = metric_specs.metric_instance(retrieval)
@@ -62,7 +63,7 @@ def test_metric_instance_round_trips_through_metric_config():
 def test_with_relevance_dir_points_only_the_retrieval_metric_at_the_folder():
     from components.retrieval_metrics.eval_config import with_relevance_dir
 
-    config = build_eval_config(rsum_lower_bound=1.0, ks=(1, 5))
+    config = build_eval_config(rsum_lower_bound=1.0, settings=MetricSettings(ks=(1, 5)))
     updated = with_relevance_dir(config, "gs://b/relevance/3")
     retrieval = next(m for m in updated.metrics_specs[0].metrics
                      if m.class_name == RetrievalMetrics.__name__)

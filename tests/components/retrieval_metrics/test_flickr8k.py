@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from components.retrieval_metrics import build_eval_config
+from components.retrieval_metrics import MetricSettings, build_eval_config
 from tests.components import tiny_retrieval_model as tiny
 from trainer import features
 
@@ -106,8 +106,8 @@ def test_good_model_blessed_and_pushed_broken_model_not(flickr8k_dir, tmp_path):
         module = _ridge(images, text, split["train"][:N_TRAIN], shuffle)
         tf.saved_model.save(module, path_utils.serving_model_dir(str(tmp_path / name)),
                             signatures={features.SERVING_DEFAULT_SIGNATURE: module.serve})
-    config = build_eval_config(rsum_lower_bound=150.0, rsum_change=0.0,
-                               relevance_dir=str(tmp_path / "relevance"))
+    config = build_eval_config(rsum_lower_bound=150.0, rsum_change=0.0, settings=MetricSettings(
+        relevance_dir=str(tmp_path / "relevance")))
     found = tiny.artifacts(tmp_path)
     uri, blessed, blessing = tiny.run_evaluator(tmp_path, "first", config, model="good")
     assert blessed

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from components.relevance import store
-from components.retrieval_metrics import build_eval_config, metric_names
+from components.retrieval_metrics import MetricSettings, build_eval_config, metric_names
 from serving import rouge
 from tests.components import tiny_retrieval_model as tiny
 from trainer import features, metrics
@@ -51,7 +51,8 @@ def _metric_values(evaluation_uri):
 def test_tfma_metrics_equal_pure_functions_and_gate(workspace):
     rel_dir = workspace["root"] / "relevance_cache"
     want = _expected(workspace["good"], workspace["rows"])
-    config = build_eval_config(rsum_lower_bound=want["rsum"] - 1.0, relevance_dir=str(rel_dir))
+    config = build_eval_config(rsum_lower_bound=want["rsum"] - 1.0,
+                               settings=MetricSettings(relevance_dir=str(rel_dir)))
     uri, blessed = _run_evaluator(workspace, "single", config)
     got = _metric_values(uri)
     for name in metric_names():
@@ -70,7 +71,8 @@ def test_baseline_diff_metrics_and_failing_change_threshold(workspace):
     assert want["rsum"] != base["rsum"]
     change = want["rsum"] - base["rsum"]
     # Passing: the candidate must be no worse than (change - 1) against the baseline.
-    config = build_eval_config(rsum_lower_bound=0.0, rsum_change=change - 1.0, with_ndcg=False)
+    config = build_eval_config(rsum_lower_bound=0.0, rsum_change=change - 1.0,
+                               settings=MetricSettings(with_ndcg=False))
     uri, blessed = _run_evaluator(workspace, "pass", config, baseline="other")
     got = _metric_values(uri)
     assert got["rsum@candidate"] == pytest.approx(want["rsum"])
@@ -79,7 +81,8 @@ def test_baseline_diff_metrics_and_failing_change_threshold(workspace):
     assert got["t2i_medr/diff@candidate"] == pytest.approx(want["t2i_medr"] - base["t2i_medr"])
     assert blessed
     # Failing: demand one more rsum point than the candidate gained, and a bound it misses.
-    config = build_eval_config(rsum_lower_bound=0.0, rsum_change=change + 1.0, with_ndcg=False,
+    config = build_eval_config(rsum_lower_bound=0.0, rsum_change=change + 1.0,
+                               settings=MetricSettings(with_ndcg=False),
                                metric_bounds={"t2i_meanr": {"upper": want["t2i_meanr"] - 0.5}})
     uri, blessed = _run_evaluator(workspace, "fail", config, baseline="other")
     assert not blessed
