@@ -42,7 +42,8 @@ class EvalReportComponent(base_component.BaseComponent):
     SPEC_CLASS = EvalReportSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
-    def __init__(self, evaluation: types.BaseChannel, model: types.BaseChannel,
+    # A TFX component's constructor takes each channel and execution property by keyword.
+    def __init__(self, evaluation: types.BaseChannel, model: types.BaseChannel,  # noqa: PLR0913
                  examples: types.BaseChannel, baseline_model: types.BaseChannel | None = None,
                  split: str = features.EVAL_SPLIT, num_queries: int = 6, max_k: int = 50,
                  images_dir: str = ""):

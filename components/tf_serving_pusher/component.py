@@ -51,7 +51,8 @@ class TFServingPusher(base_component.BaseComponent):
     SPEC_CLASS = TFServingPusherSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
 
-    def __init__(self, model: types.BaseChannel, examples: types.BaseChannel, serving_dir: str,
+    # A TFX component's constructor takes each channel and execution property by keyword.
+    def __init__(self, model: types.BaseChannel, examples: types.BaseChannel, serving_dir: str,  # noqa: PLR0913
                  model_name: str, model_blessing: types.BaseChannel | None = None,
                  serving_base_path: str = DEFAULT_SERVING_BASE_PATH, num_versions: int = 1,
                  gallery_split: str = features.EVAL_SPLIT, search_k: int = 10,
