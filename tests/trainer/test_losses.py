@@ -39,9 +39,8 @@ def test_fhn_intra_margin_is_separate_from_margin():
 
 
 def test_fhn_terms_are_reported_separately():
-    terms = losses.loss_terms("fhn", image=IMAGE, text=TEXT, neg_image=NEG_IMAGE,
-                              neg_text=NEG_TEXT, neg_is_pair=NEG_IS_PAIR, margin=0.4,
-                              intra_margin=0.4)
+    loss = losses.TripletLoss("fhn", margin=0.4, intra_margin=0.4)
+    terms = loss(losses.Triplets(IMAGE, TEXT, NEG_IMAGE, NEG_TEXT, NEG_IS_PAIR)).terms
     values = {name: float(value) for name, value in terms.items()}
     assert values == pytest.approx({losses.I2T: 0.1, losses.T2I: 0.1, losses.INTRA_IMAGE: 0.0,
                                     losses.INTRA_TEXT: 0.28, losses.INTRA_PAIR: 0.2}, abs=1e-6)
