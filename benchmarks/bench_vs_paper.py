@@ -193,8 +193,9 @@ def train_modes(configs: dict[str, TrainerConfig], train: SplitTables, eval_spli
     for name, config in configs.items():
         image_tower, text_tower = build_towers(config, train)
         with tempfile.TemporaryDirectory() as work_dir:
-            results[name] = training.train(config, image_tower, text_tower, train, eval_split,
-                                           work_dir, max_steps=max_steps, verbose=0)
+            results[name] = training.train(config, (image_tower, text_tower),
+                                           training.Splits(train, eval_split), work_dir,
+                                           max_steps=max_steps, verbose=0)
     return results
 
 

@@ -107,8 +107,9 @@ def run_one(config: TrainerConfig, test_set: TestSet) -> dict:
     image_tower, text_tower = _build(config, test_set.splits)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="paper_table_") as work_dir:
-        result = training.train(config, image_tower, text_tower, test_set.splits.train,
-                                test_set.splits.dev, work_dir, verbose=0)
+        result = training.train(config, (image_tower, text_tower),
+                                training.Splits(test_set.splits.train, test_set.splits.dev),
+                                work_dir, verbose=0)
     seconds = time.perf_counter() - start
     return {"loss": config.loss, "mining": config.mining, "seed": config.seed,
             "best_epoch": result.best_epoch, "train_seconds": seconds,

@@ -80,7 +80,8 @@ def test_train_inside_a_strategy_gives_the_history_of_train_without_one(tmp_path
             training.set_seeds(config.seed)
             image_tower, text_tower = towers.build_towers(config, 0, steps.IMAGE_DIM,
                                                           steps.CAPTION_DIM)
-            result = training.train(config, image_tower, text_tower, split, split,
+            result = training.train(config, (image_tower, text_tower),
+                                    training.Splits(split, split),
                                     str(tmp_path / str(len(histories))), verbose=0)
         histories.append(result.history)
     assert len(histories[0]) == 1 and histories[0][0]["loss"] > 0

@@ -212,7 +212,7 @@ def test_train_runs_on_a_stream(transformed, tmp_path):  # noqa: F811
     output = transformed.tf_transform_output()
     split = stream_input.training_input(cfg, transformed.train_pattern, output, TEXT_KEYS, {})
     evaluation = data.load_split(transformed.eval_pattern, output, TEXT_KEYS)
-    result = training.train(cfg, *_towers(cfg, output), split, evaluation, str(tmp_path),
-                            verbose=0)
+    result = training.train(cfg, _towers(cfg, output), training.Splits(split, evaluation),
+                            str(tmp_path), verbose=0)
     assert len(result.history) == 2
     assert result.history[-1]["loss"] < result.history[0]["loss"]

@@ -63,8 +63,8 @@ def test_train_learns_and_keeps_the_best_epoch(transformed, tmp_path, loss, mini
                                                refresh_steps):
     cfg, (image_tower, text_tower), train, evaluation = _setup(
         transformed, loss=loss, mining=mining, refresh_steps=refresh_steps, epochs=3)
-    result = training.train(cfg, image_tower, text_tower, train, evaluation, str(tmp_path),
-                            verbose=0)
+    result = training.train(cfg, (image_tower, text_tower),
+                            training.Splits(train, evaluation), str(tmp_path), verbose=0)
     rsums = [epoch["rsum"] for epoch in result.history]
     assert len(rsums) == 3 and result.best_metrics["rsum"] == max(rsums)
     assert result.best_epoch == 1 + int(np.argmax(rsums))
@@ -96,8 +96,9 @@ def test_same_seed_same_run(transformed, tmp_path):  # noqa: F811
     histories = []
     for run in range(2):
         cfg, (image_tower, text_tower), train, evaluation = _setup(transformed, epochs=1)
-        result = training.train(cfg, image_tower, text_tower, train, evaluation,
-                                str(tmp_path / str(run)), verbose=0)
+        result = training.train(cfg, (image_tower, text_tower),
+                                training.Splits(train, evaluation), str(tmp_path / str(run)),
+                                verbose=0)
         histories.append(result.history)
     assert histories[0] == histories[1]
 

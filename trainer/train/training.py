@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Mapping
+from typing import NamedTuple
 
 import tensorflow as tf
 import tf_keras as keras
@@ -27,6 +28,19 @@ from trainer.inputs.training_rows import TrainingRows
 from trainer.model import minilm, precision
 from trainer.negatives import strategies as negatives
 from trainer.train import distribute, evaluation, optimization
+
+
+class Splits(NamedTuple):
+    """What ``train`` reads.
+
+    Attributes:
+        train: training tables, or the training stream (``trainer.inputs.stream_input``).
+        eval: eval tables (checkpoint selection and early stopping).
+
+    """
+
+    train: SplitTables | stream_input.StreamSplit
+    eval: SplitTables
 
 
 @dataclasses.dataclass
@@ -74,6 +88,7 @@ class PairTrainer(tf.Module):
         self.optimizer = optimization.make_optimizer(config, self.schedule, steps_per_epoch,
                                                      encoder)
         self.strategy = negatives.for_config(config, rows)
+        self.loss = losses.TripletLoss.from_config(config)
         self.distribution = tf.distribute.get_strategy()
 
     @tf.function
@@ -107,11 +122,9 @@ class PairTrainer(tf.Module):
             batch = negatives.Batch(caption_index, image_index, text)
             mined = strategy(batch)
             pairs = batch if mined.pairs is None else mined.pairs
-            terms = losses.loss_terms(
-                config.loss, image=mined.batch_image, text=pairs.text, neg_image=mined.image,
-                neg_text=mined.text, neg_is_pair=mined.is_pair, margin=config.margin,
-                intra_margin=config.intra_margin, image_ids=pairs.image_index)
-            loss = tf.add_n(list(terms.values()))
+            loss, terms = self.loss(losses.Triplets(
+                mined.batch_image, pairs.text, neg_image=mined.image, neg_text=mined.text,
+                neg_is_pair=mined.is_pair, image_ids=pairs.image_index))
             share = loss / self.distribution.num_replicas_in_sync
         variables = rows.image_tower.trainable_variables + rows.text_tower.trainable_variables
         gradients = tape.gradient(share, variables)
@@ -222,18 +235,14 @@ def _training_rows(config: TrainerConfig, image_tower: keras.Model, text_tower: 
     return rows
 
 
-def train(config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Model,
-          train_split: SplitTables | stream_input.StreamSplit, eval_split: SplitTables,
-          work_dir: str,
-          max_steps: int | None = None, verbose: int = 1) -> TrainResult:
+def train(config: TrainerConfig, towers: tuple[keras.Model, keras.Model], splits: Splits,
+          work_dir: str, max_steps: int | None = None, verbose: int = 1) -> TrainResult:
     """Trains the towers in place and leaves them at their best eval rsum.
 
     Args:
         config: hyperparameters.
-        image_tower: image tower (variables built).
-        text_tower: text tower (variables built).
-        train_split: training tables, or the training stream (``trainer.inputs.stream_input``).
-        eval_split: eval tables (checkpoint selection and early stopping).
+        towers: ``(image_tower, text_tower)``, variables built (``towers.build_towers``).
+        splits: the training and eval splits.
         work_dir: TensorBoard logs (``logs/``) and the best checkpoint (``best/``) go here.
         max_steps: optional cap on the total number of optimizer steps.
         verbose: Keras progress-bar verbosity (0 silent, 1 bar, 2 one line per epoch).
@@ -242,6 +251,7 @@ def train(config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Mod
         The ``TrainResult``.
 
     """
+    (image_tower, text_tower), (train_split, eval_split) = towers, splits
     set_seeds(config.seed)
     batch, steps = step_sizes(config, train_split, distribute.num_replicas())
     rows = _training_rows(config, image_tower, text_tower, train_split, verbose)
