@@ -41,6 +41,7 @@ from serving.retry import (
     call_with_retries,
 )
 from serving.savedmodel import load_saved_model
+from serving.tf_errors import error_detail
 from serving.validation import (
     DEFAULT_MAX_IMAGE_BYTES,
     ImageSource,
@@ -49,7 +50,6 @@ from serving.validation import (
     validate_images,
 )
 from trainer import features
-from trainer.model.image_backbone import error_detail
 
 _CAPTION_INPUT = features.CAPTION_KEY
 _IMAGE_INPUT = features.IMAGE_FEATURES_KEY

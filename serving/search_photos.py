@@ -16,9 +16,9 @@ import tensorflow as tf
 from serving.photo_file import read_photo_file
 from serving.savedmodel import load_saved_model
 from serving.search_model import result_rows
+from serving.tf_errors import error_detail
 from serving.validation import check_image_bytes
 from trainer import features
-from trainer.model.image_backbone import error_detail
 
 Row = tuple[str, float, str]
 

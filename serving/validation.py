@@ -7,14 +7,8 @@ import numpy as np
 import tensorflow as tf
 
 from serving.photo_file import DEFAULT_MAX_IMAGE_BYTES, read_photo_file
-from trainer.model.image_backbone import (
-    DEFAULT_MAX_PIXELS,
-    JPEG_END,
-    JPEG_MAGIC,
-    PNG_END,
-    PNG_MAGIC,
-    error_detail,
-)
+from serving.tf_errors import error_detail
+from trainer.features import DEFAULT_MAX_PIXELS, JPEG_END, JPEG_MAGIC, PNG_END, PNG_MAGIC
 from trainer.tokens.text import check_caption
 
 ImageSource = str | os.PathLike | bytes

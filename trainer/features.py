@@ -48,3 +48,15 @@ IMAGE_BYTES_INPUT = "image_bytes"
 EXAMPLES_INPUT = "examples"
 IMAGE_EMBEDDING_OUTPUT = "image_embedding"
 TEXT_EMBEDDING_OUTPUT = "text_embedding"
+
+# --- embed_image_bytes' input: what a photo must be (clients check it before sending) ---
+# PIL's decompression-bomb limit, the image featurizer's default too.
+DEFAULT_MAX_PIXELS = 89_478_485
+# The leading bytes of the two formats the graph decodes.
+JPEG_MAGIC = b"\xff\xd8\xff"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# What a complete file holds after its pixel data. The decoders' own errors about cut-off data
+# cannot name the item of a batch, so their absence is checked first. In a JPEG the pair 0xFFD9
+# only occurs as a marker (entropy-coded 0xFF bytes are followed by 0x00).
+JPEG_END = b"\xff\xd9"
+PNG_END = b"IEND"

@@ -177,7 +177,7 @@ def decode_with_tf(data: bytes, name: str, size: tuple[int, int],
         anything else, e.g. truncated data: ``corrupt``).
 
     """
-    from trainer.model.image_backbone import error_detail
+    from serving.tf_errors import error_detail
 
     try:
         pixels = _tf_decoder(tuple(size), max_pixels)(data).numpy()

@@ -37,13 +37,7 @@ from apache_beam.ml.inference.base import (
 from serving.collection.sources import FEATURES, Captions, Listing, read_features
 from serving.validation import DEFAULT_MAX_IMAGE_BYTES, check_image_bytes
 from trainer import features
-from trainer.model.image_backbone import (
-    DEFAULT_MAX_PIXELS,
-    JPEG_END,
-    JPEG_MAGIC,
-    PNG_END,
-    PNG_MAGIC,
-)
+from trainer.features import DEFAULT_MAX_PIXELS, JPEG_END, JPEG_MAGIC, PNG_END, PNG_MAGIC
 
 PHOTO_SHARDS = "photos"
 CAPTION_SHARDS = "captions"
@@ -194,7 +188,7 @@ class EncoderHandler(ModelHandler[Any, PredictionResult, Any]):
         """Embeds ``batch``; an item the graph refuses gets its error text as inference."""
         import tensorflow as tf
 
-        from trainer.model.image_backbone import error_detail
+        from serving.tf_errors import error_detail
 
         try:
             return [PredictionResult(None, row) for row in self._call(model, batch)]

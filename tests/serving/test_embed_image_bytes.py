@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from serving.tf_errors import error_detail
 from tests import images
 from trainer import features
-from trainer.model.image_backbone import error_detail
 
 MESSAGES = {
     "empty.jpg": "image 1 is empty (0 bytes)",

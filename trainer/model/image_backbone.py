@@ -20,24 +20,12 @@ acceptance.py). Bad bytes raise ``InvalidArgumentError`` naming the item and the
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import tensorflow as tf
 
 from trainer.config import DEFAULT_TFLITE_PATH
+from trainer.features import DEFAULT_MAX_PIXELS, JPEG_END, JPEG_MAGIC, PNG_END, PNG_MAGIC
 from trainer.model import tflite_graph
-
-# PIL's decompression-bomb limit, the image featurizer's default too.
-DEFAULT_MAX_PIXELS = 89_478_485
-# The leading bytes of the two formats the graph decodes (clients check them before sending).
-JPEG_MAGIC = b"\xff\xd8\xff"
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-# What a complete file holds after its pixel data. The decoders' own errors about cut-off data
-# cannot name the item of a batch, so their absence is checked first. In a JPEG the pair 0xFFD9
-# only occurs as a marker (entropy-coded 0xFF bytes are followed by 0x00).
-JPEG_END = b"\xff\xd9"
-PNG_END = b"IEND"
 
 
 def read_tflite(path: str, what: str = "image backbone") -> bytes:
@@ -47,26 +35,6 @@ def read_tflite(path: str, what: str = "image backbone") -> bytes:
                                 "shipped mobilenet_v2_1.0_224_quant.tflite)")
     with tf.io.gfile.GFile(path, "rb") as handle:
         return handle.read()
-
-
-def error_detail(message: str) -> str:
-    """The words of a decoding failure in an InvalidArgumentError's message, for one-line errors.
-
-    The checks below fail as ``assertion failed: [image 1 is empty (0 bytes)]`` (or after
-    ``Summarized data:`` in a traced function); TensorFlow's own decoders as e.g. ``Invalid JPEG
-    data, size 321``. Node names and stack-trace lines around them are dropped.
-    """
-    marker = "Summarized data:"
-    if marker in message:
-        message = message.split(marker, 1)[1].strip(" b'\n")
-    lines = [line.strip() for line in message.splitlines()]
-    prefix = "assertion failed: ["
-    for line in lines:
-        if line.startswith(prefix):
-            return line[len(prefix):].rsplit("]", 1)[0]
-    noise = ("Graph execution error", "Detected at node", "<stack traces", "[[")
-    kept = [line for line in lines if line and not line.startswith(noise)] or lines
-    return re.sub(r"\s*\[\[\{\{[^}]*\}\}\]\]|\{\{[^}]*\}\}\s*", "", kept[0]).strip()
 
 
 def _check(condition: tf.Tensor, template: str, *values: tf.Tensor) -> tf.Operation:
