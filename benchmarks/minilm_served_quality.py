@@ -197,9 +197,10 @@ def _train(config: TrainerConfig, tf_output: tft.TFTransformOutput, transformed:
            work: pathlib.Path, name: str) -> None:
     """``trainer.task.train_and_export`` into ``work/name``; prints the epochs' timing."""
     start = time.perf_counter()
-    result = task.train_and_export(
-        config, tf_output, str(transformed / "train" / "*"), str(transformed / "eval" / "*"),
-        str(work / f"{name}_run"), str(work / name), verbose=2)
+    data = task.TrainingData(tf_output, str(transformed / "train" / "*"),
+                             str(transformed / "eval" / "*"))
+    result = task.train_and_export(config, data, str(work / f"{name}_run"), str(work / name),
+                                   task.RunOptions(verbose=2))
     print(f"{name}: best epoch {result.best_epoch}, in-process eval rsum "
           f"{result.best_metrics['rsum']:.2f}; train epochs "
           f"{[round(s) for s in result.epoch_seconds]} s; train + eval + export "

@@ -6,7 +6,7 @@ the real ``preprocessing_fn`` in-process with ``tensorflow_transform.beam`` (cac
 and prints eval R@1/5/10 both ways and rsum as a Markdown table row.
 
 ``--defaults pipeline`` lays ``--set`` over the pipeline's default model
-(``pipeline.defaults.component_configs``: the fine-tuned ``minilm`` tower and its WordPiece
+(``pipeline.config.from_dict``: the fine-tuned ``minilm`` tower and its WordPiece
 Transform) instead of ``TrainerConfig``'s library defaults, and adds the served ``embed_text``
 speed of the exported model (raw captions in): one caption's p50 and captions/s at batch 256.
 One such run compares an option of the default model (docs/minilm.md): dev rsum, the Trainer's
@@ -186,10 +186,10 @@ def run(config: TrainerConfig, transformed: pathlib.Path, work_dir: pathlib.Path
     from trainer import task
 
     start = time.perf_counter()
-    result = task.train_and_export(
-        config, tft.TFTransformOutput(str(transformed / "transform")),
-        str(transformed / "train" / "*"), str(transformed / "eval" / "*"),
-        str(work_dir / "run"), str(work_dir / "export"), verbose=verbose)
+    data = task.TrainingData(tft.TFTransformOutput(str(transformed / "transform")),
+                             str(transformed / "train" / "*"), str(transformed / "eval" / "*"))
+    result = task.train_and_export(config, data, str(work_dir / "run"),
+                                   str(work_dir / "export"), task.RunOptions(verbose=verbose))
     return result, time.perf_counter() - start
 
 
@@ -228,10 +228,11 @@ def sections(defaults: str, overrides: dict) -> tuple[dict, dict]:
     """
     if defaults == "trainer":
         return {}, dict(overrides)
-    from pipeline.defaults import component_configs
+    from pipeline import config as config_lib
+    from pipeline.defaults import custom_config
 
-    configs = component_configs({}, overrides, source="--set")
-    return configs.transform, configs.trainer
+    config = config_lib.from_dict({"trainer": overrides}, source="--set")
+    return custom_config(config.transform), custom_config(config.trainer)
 
 
 def cache_name(quick: bool, transform_config: dict) -> str:

@@ -8,7 +8,6 @@ code 2). A run prints progress, the summary and one line per error; the rest goe
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import shlex
 import sys
@@ -89,9 +88,7 @@ def build_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
     cfg = config_lib.set_values(cfg, flags + config_lib.parse_overrides(args.set))
     if getattr(args, "beam_args", None):
         beam_args = [*cfg.beam_args, *shlex.split(args.beam_args)]
-        cfg = config_lib.from_dict(
-            {**dataclasses.asdict(cfg), "beam_args": beam_args}, source="command line"
-        )
+        cfg = config_lib.set_values(cfg, [("beam_args", beam_args)])
     return cfg
 
 

@@ -1,11 +1,10 @@
 """Pipeline configuration: one typed place, loaded from YAML/JSON and overridable from the CLI.
 
-The sections ``transform`` and ``trainer`` are passed through unchanged as the ``custom_config`` of
-the Transform and Trainer components; they are validated here, by the same dataclasses that the
-components use (``trainer.tokens.transform_config.TransformConfig``,
-``trainer.config.TrainerConfig``),
-when the configuration is built. Nothing here imports TensorFlow or TFX, so a bad value is
-reported (file and dotted key, as a ``ConfigError``) before any slow import or any write.
+``from_dict`` parses a configuration once: the ``transform`` and ``trainer`` sections become the
+effective ``TransformConfig`` and ``TrainerConfig`` (``pipeline.defaults``, where every default
+of the model is), which the pipeline hands to the Transform and the Trainer as their
+``custom_config``. Nothing here imports TensorFlow or TFX, so a bad value is reported (file and
+dotted key, as a ``ConfigError``) before any slow import or any write.
 """
 
 from __future__ import annotations
@@ -13,27 +12,27 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import yaml
 
+from pipeline import defaults
 from pipeline.config_checks import (
     MAPPING_FIELDS,
     ConfigError,
     check_top_level,
-    dotted_key,
     eval_values,
     reject_unknown,
+    training_job_values,
 )
 from pipeline.config_file import read_values
+from pipeline.defaults import DEFAULT_BEAM_ARGS
+from trainer.config import TrainerConfig
+from trainer.tokens.transform_config import TransformConfig
 
-# Beam in-process by default: the multi-processing DirectRunner re-imports TF in every worker,
-# which is slower on data of this size; pass --beam-args to scale out.
-DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
-# Where the component config classes name a field in their messages ("TrainerConfig.margin=...").
-_FIELD_IN_MESSAGE = re.compile(r"(?:Trainer|Transform)Config\.(\w+)")
+# Fields that a configuration never sets: they are derived from the sections it sets.
+_DERIVED_FIELDS = ("note", "configured")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +70,30 @@ class IndexSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class TrainingJob:
+    """The Vertex AI Training job that runs the Trainer (``pipeline.vertex_runner``).
+
+    Attributes:
+      workers: machines of the job (1 chief + ``workers - 1`` workers); each gets its
+        ``TF_CONFIG`` from Vertex, which is all the Trainer reads of the cluster.
+      machine_type: Vertex AI machine type of each worker (empty: the Trainer runs as a plain
+        component).
+      accelerator: Vertex AI accelerator of each worker as ``TYPE:COUNT``, e.g.
+        ``NVIDIA_TESLA_T4:1`` (empty: none).
+
+    """
+
+    workers: int = 1
+    machine_type: str = ""
+    accelerator: str = ""
+
+
+def _default_section(name: str) -> Any:
+    """One of the effective settings of a configuration that sets nothing."""
+    return getattr(from_dict({}, source="defaults"), name)
+
+
+@dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """Everything a run of the pipeline needs; runners add nothing but their own plumbing.
 
@@ -90,12 +113,18 @@ class PipelineConfig:
       model_name: TF Serving model name.
       enable_cache: reuse the outputs of components whose inputs did not change.
       beam_args: Beam pipeline arguments for every Beam-based component.
-      transform: Transform ``custom_config`` (``TransformConfig`` fields); a ``minilm`` text
-        tower adds ``wordpiece_max_tokens`` when it is not set (``pipeline.defaults``).
-      trainer: Trainer ``custom_config`` (``TrainerConfig`` fields), laid over
-        ``pipeline.defaults.DEFAULT_TRAINER``.
+      transform: the Transform's effective settings: the ``transform`` section over the
+        defaults (a ``minilm`` text tower adds ``wordpiece_max_tokens``; ``pipeline.defaults``).
+      trainer: the Trainer's effective settings: the ``trainer`` section over
+        ``pipeline.defaults.DEFAULT_TRAINER`` and ``TrainerConfig``'s defaults.
+      training_job: the Vertex AI Training job of the Trainer; read by the pipeline only.
       eval: blessing thresholds.
       index: the collection re-indexed after a push (``index.collection``; none by default).
+      note: what the defaults chose in place of the configuration (missing pretrained files),
+        for the run's output; None if nothing. Derived, never configured.
+      configured: the ``transform`` and ``trainer`` sections as written (file, flags,
+        overrides), which later overrides are laid over before the defaults apply again.
+        Derived, never configured.
 
     """
 
@@ -110,10 +139,15 @@ class PipelineConfig:
     model_name: str = "xmodal"
     enable_cache: bool = True
     beam_args: tuple[str, ...] = DEFAULT_BEAM_ARGS
-    transform: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    trainer: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    transform: TransformConfig = dataclasses.field(
+        default_factory=lambda: _default_section("transform"))
+    trainer: TrainerConfig = dataclasses.field(default_factory=lambda: _default_section("trainer"))
+    training_job: TrainingJob = dataclasses.field(default_factory=TrainingJob)
     eval: EvalSettings = dataclasses.field(default_factory=EvalSettings)
     index: IndexSettings = dataclasses.field(default_factory=IndexSettings)
+    note: str | None = dataclasses.field(default_factory=lambda: _default_section("note"))
+    configured: Mapping[str, Mapping[str, Any]] = dataclasses.field(
+        default_factory=dict, repr=False, compare=False)
 
     @property
     def metadata_db(self) -> str:
@@ -130,8 +164,18 @@ class PipelineConfig:
           ConfigError: naming the dotted key of the offending value.
 
         """
-        from_dict(dataclasses.asdict(self), source="configuration")
+        from_dict(plain_values(self), source="configuration")
         return self
+
+
+def plain_values(config: PipelineConfig) -> dict[str, Any]:
+    """The plain values that ``from_dict`` builds ``config`` from (sections as configured)."""
+    values = dataclasses.asdict(config)
+    for name in _DERIVED_FIELDS:
+        del values[name]
+    for section in ("transform", "trainer"):
+        values[section] = dict(config.configured.get(section, {}))
+    return values
 
 
 def from_dict(values: Mapping[str, Any], source: str = "<dict>") -> PipelineConfig:
@@ -148,10 +192,18 @@ def from_dict(values: Mapping[str, Any], source: str = "<dict>") -> PipelineConf
     """
     values = dict(values)
     reject_unknown(values, PipelineConfig, source, "")
+    derived = [name for name in _DERIVED_FIELDS if name in values]
+    if derived:
+        raise ConfigError(source, ", ".join(derived), "derived from the transform and trainer "
+                          "sections, never configured")
     check_top_level(values, source)
     for section in MAPPING_FIELDS:
         values[section] = dict(values.get(section) or {})
-    _validate_sections(values, source)
+    values["configured"] = {"transform": values["transform"], "trainer": values["trainer"]}
+    configs = defaults.component_configs(values["transform"], values["trainer"], source)
+    values.update(transform=configs.transform, trainer=configs.trainer, note=configs.note)
+    reject_unknown(values["training_job"], TrainingJob, source, "training_job")
+    values["training_job"] = TrainingJob(**training_job_values(values["training_job"], source))
     reject_unknown(values["eval"], EvalSettings, source, "eval")
     values["eval"] = EvalSettings(**eval_values(values["eval"], source))
     values["index"] = _index_settings(values.get("index") or {}, source)
@@ -215,7 +267,7 @@ def set_values(config: PipelineConfig, items: Iterable[tuple[str, Any]],
       ConfigError: a key whose parent is not a config section, or a bad resulting value.
 
     """
-    values = dataclasses.asdict(config)
+    values = plain_values(config)
     for key, value in items:
         *parents, leaf = key.split(".")
         target = values
@@ -225,33 +277,6 @@ def set_values(config: PipelineConfig, items: Iterable[tuple[str, Any]],
             target = target[part]
         target[leaf] = value
     return from_dict(values, source=source)
-
-
-def _validate_sections(values: Mapping[str, Any], source: str) -> None:
-    """Builds the component config classes from ``transform`` and ``trainer``; checks coupling."""
-    from pipeline.defaults import component_configs
-    from trainer.config import TrainerConfig
-    from trainer.tokens.transform_config import TransformConfig
-
-    for section, cls in (("transform", TransformConfig), ("trainer", TrainerConfig)):
-        reject_unknown(values[section], cls, source, section)
-    effective = component_configs(values["transform"], values["trainer"], source)
-    parsed = {}
-    for section, cls in (("transform", TransformConfig), ("trainer", TrainerConfig)):
-        try:
-            parsed[section] = cls.from_dict(getattr(effective, section))
-        except (ValueError, TypeError) as err:
-            field = _FIELD_IN_MESSAGE.search(str(err))
-            key = dotted_key(section, field.group(1) if field else "")
-            raise ConfigError(source, key, str(err)) from err
-    trainer = parsed["trainer"]
-    if (trainer.workers > 1 or trainer.accelerator) and not trainer.machine_type:
-        raise ConfigError(source, "trainer.machine_type", "required with trainer.workers > 1 or "
-                          "trainer.accelerator, which size a Vertex AI Training job (e.g. "
-                          "n1-standard-16)")
-    if parsed["trainer"].text_tower == "minilm" and not parsed["transform"].wordpiece_max_tokens:
-        raise ConfigError(source, "trainer.text_tower", "minilm reads WordPiece ids: set "
-                          "transform.wordpiece_max_tokens (e.g. 64)")
 
 
 def _index_settings(values: Any, source: str) -> IndexSettings:

@@ -1,4 +1,4 @@
-"""Checks of single configuration values: the top-level fields, the model name, ``eval``.
+"""Checks of single configuration values: top-level fields, model name, eval, training job.
 
 ``pipeline.config`` builds a ``PipelineConfig`` with these; every failure is a ``ConfigError``
 naming the source (file or command line) and the dotted key. Nothing here imports TensorFlow.
@@ -16,7 +16,7 @@ from serving.layout import SEARCH_MODEL_SUFFIX
 
 # The keys of one ``eval.metric_bounds`` entry (as the Evaluator's EvalConfig reads them).
 BOUND_KEYS = ("lower", "upper")
-MAPPING_FIELDS = ("dataset", "transform", "trainer", "eval")
+MAPPING_FIELDS = ("dataset", "transform", "trainer", "training_job", "eval")
 # The image featurizer's backends (components/image_featurizer/config.py: TFLITE, TF), named
 # here because importing that package imports Beam, and configuration is checked before that.
 IMAGE_BACKENDS = ("tflite", "tf")
@@ -157,3 +157,30 @@ def _number(value: Any, source: str, key: str,
     if not low <= number <= high:
         raise ConfigError(source, key, f"must be within {low:g}..{high:g}, got {value!r}")
     return number
+
+
+def training_job_values(values: dict[str, Any], source: str) -> dict[str, Any]:
+    """The ``training_job`` section checked: ``workers`` >= 1, ``accelerator`` ``TYPE:COUNT``.
+
+    Raises:
+      ConfigError: a bad value, or ``workers`` > 1 or an accelerator without a machine type.
+
+    """
+    workers = values.get("workers", 1)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ConfigError(source, "training_job.workers", f"must be an integer >= 1, got "
+                          f"{workers!r}")
+    for name in ("machine_type", "accelerator"):
+        if not isinstance(values.get(name, ""), str):
+            raise ConfigError(source, f"training_job.{name}", f"must be a string, got "
+                              f"{values[name]!r}")
+    accelerator = values.get("accelerator", "")
+    kind, _, count = accelerator.partition(":")
+    if accelerator and not (kind and count.isdigit() and int(count) > 0):
+        raise ConfigError(source, "training_job.accelerator", f"{accelerator!r}: must be "
+                          "TYPE:COUNT, e.g. NVIDIA_TESLA_T4:1")
+    if (workers > 1 or accelerator) and not values.get("machine_type"):
+        raise ConfigError(source, "training_job.machine_type", "required with "
+                          "training_job.workers > 1 or training_job.accelerator, which size a "
+                          "Vertex AI Training job (e.g. n1-standard-16)")
+    return values

@@ -1,40 +1,53 @@
-"""The pipeline's default model, and what the Transform and the Trainer run with.
+"""Every default of a pipeline run, and the effective Transform and Trainer settings built once.
 
-``PipelineConfig.transform`` / ``trainer`` hold what a user configured; ``component_configs``
-lays them over the defaults. Nothing here imports TensorFlow: the check for the pretrained
-files runs before any heavy import.
+``pipeline.config.from_dict`` calls ``component_configs`` once per configuration: the configured
+``transform`` and ``trainer`` sections laid over the defaults below (then over the class
+defaults of ``TransformConfig`` and ``TrainerConfig``), parsed into those typed objects. The
+result is ``PipelineConfig.transform`` / ``trainer``; the Transform and the Trainer receive its
+fields as their ``custom_config`` and nothing recomputes them. Nothing here imports TensorFlow:
+the check for the pretrained files runs before any heavy import.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from typing import Any
 
-from pipeline.config import ConfigError
+from pipeline.config_checks import ConfigError, dotted_key, reject_unknown
+from trainer.config import TrainerConfig
+from trainer.model import pretrained
+from trainer.tokens.transform_config import TransformConfig
 
+# Beam in-process by default: the multi-processing DirectRunner re-imports TF in every worker,
+# which is slower on data of this size; pass --beam-args to scale out.
+DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 # The pipeline's default model: the best that trains within its 15-minute budget on a 2-core
-# CPU on Flickr8k (docs/minilm.md). ``trainer`` settings override these key by key.
+# CPU on Flickr8k (docs/minilm.md). ``trainer`` settings override these key by key; every other
+# Trainer setting is ``TrainerConfig``'s default.
 DEFAULT_TRAINER: Mapping[str, Any] = {"text_tower": "minilm", "minilm_trainable_layers": 1}
 # WordPiece length for a ``minilm`` tower when ``transform`` does not set it.
 DEFAULT_WORDPIECE_TOKENS = 64
 # The token tower that a default run trains when the pretrained MiniLM files are missing.
 FALLBACK_TEXT_TOWER = "mean"
+# Where the component config classes name a field in their messages ("TrainerConfig.margin=...").
+_FIELD_IN_MESSAGE = re.compile(r"(?:Trainer|Transform)Config\.(\w+)")
 
 
 @dataclasses.dataclass(frozen=True)
 class ComponentConfigs:
-    """The ``custom_config`` of the Transform and the Trainer that a configuration runs with.
+    """The effective settings of the Transform and the Trainer of one configuration.
 
     Attributes:
-      transform: ``TransformConfig`` fields.
-      trainer: ``TrainerConfig`` fields.
+      transform: the Transform's settings.
+      trainer: the Trainer's settings.
       note: what was chosen in place of the configuration, for the run's output; None if nothing.
 
     """
 
-    transform: dict[str, Any]
-    trainer: dict[str, Any]
+    transform: TransformConfig
+    trainer: TrainerConfig
     note: str | None = None
 
 
@@ -42,7 +55,7 @@ def component_configs(
     transform: Mapping[str, Any], trainer: Mapping[str, Any], source: str = "configuration",
     pretrained_dir: str | None = None,
 ) -> ComponentConfigs:
-    """The configured sections over the defaults, with the fallback for missing MiniLM files.
+    """The configured sections over the defaults, parsed and checked together.
 
     A ``minilm`` tower gets ``wordpiece_max_tokens = DEFAULT_WORDPIECE_TOKENS`` unless the
     ``transform`` section sets it. When the pretrained files are missing, the default tower
@@ -56,11 +69,12 @@ def component_configs(
       pretrained_dir: the MiniLM model directory to check; None is the installed package's.
 
     Raises:
-      ConfigError: ``trainer.text_tower`` is ``minilm`` and its files are missing.
+      ConfigError: an unknown key or a bad value (named by its dotted key), or an explicit
+        ``minilm`` tower without its files or without WordPiece ids.
 
     """
-    from trainer.model import pretrained
-
+    reject_unknown(transform, TransformConfig, source, "transform")
+    reject_unknown(trainer, TrainerConfig, source, "trainer")
     merged = {**DEFAULT_TRAINER, **trainer}
     transform = dict(transform)
     note = None
@@ -75,4 +89,31 @@ def component_configs(
                     f"{pretrained.PIP_NAME} for it)")
         else:
             transform.setdefault("wordpiece_max_tokens", DEFAULT_WORDPIECE_TOKENS)
-    return ComponentConfigs(transform, merged, note)
+    configs = ComponentConfigs(_parse(TransformConfig, transform, "transform", source),
+                               _parse(TrainerConfig, merged, "trainer", source), note)
+    if configs.trainer.text_tower == "minilm" and not configs.transform.wordpiece_max_tokens:
+        raise ConfigError(source, "trainer.text_tower", "minilm reads WordPiece ids: set "
+                          "transform.wordpiece_max_tokens (e.g. 64)")
+    return configs
+
+
+def custom_config(settings: TransformConfig | TrainerConfig) -> dict[str, Any]:
+    """A component's ``custom_config``: the fields of ``settings`` that differ from the defaults.
+
+    ``type(settings).from_dict`` of it gives ``settings`` back. A default left out is the class
+    default where the component runs: the image backbone's path is resolved in its container,
+    not on the machine that compiled the pipeline.
+    """
+    default = type(settings)()
+    return {field.name: getattr(settings, field.name) for field in dataclasses.fields(settings)
+            if getattr(settings, field.name) != getattr(default, field.name)}
+
+
+def _parse(cls: type, values: Mapping[str, Any], section: str, source: str) -> Any:
+    """``cls.from_dict(values)``; a bad value is a ConfigError naming ``section.field``."""
+    try:
+        return cls.from_dict(values)
+    except (ValueError, TypeError) as err:
+        field = _FIELD_IN_MESSAGE.search(str(err))
+        raise ConfigError(source, dotted_key(section, field.group(1) if field else ""),
+                          str(err)) from err

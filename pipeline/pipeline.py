@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -10,6 +11,8 @@ from tfx.dsl.input_resolution.canned_resolver_functions import latest_created
 
 from components.eval_report.thumbnails import find_images_dir
 from pipeline.config import PipelineConfig
+from pipeline.data import ResolvedData
+from pipeline.defaults import custom_config
 from serving.savedmodel import CUSTOM_OP_MODULES
 
 # Module paths (the project is an installed package; no module_file wheels).
@@ -17,31 +20,13 @@ PREPROCESSING_FN = "trainer.preprocessing.preprocessing_fn"
 RUN_FN = "trainer.task.run_fn"
 
 
-def create_pipeline(
-    config: PipelineConfig,
-    dataset: Any,
-    *,
-    input_base: str,
-    beam_pipeline_args: Sequence[str] | None = None,
-    images_fingerprint: str = "",
-    retraining: bool = False,
-    metadata_connection_config: Any | None = None,
-    training_job: Mapping[str, Any] | None = None,
-) -> tfx.dsl.Pipeline:
-    """Builds ExampleGen → validation → Transform → Trainer → Evaluator → Pusher.
+@dataclasses.dataclass(frozen=True)
+class Orchestration:
+    """How a runner runs the pipeline: what ``create_pipeline`` needs beyond the configuration.
 
-    Building it reads and writes nothing (no pipeline root, no metadata store), so that a
-    pipeline can be compiled for a cloud runner on a machine without cloud access.
-
-    Args:
-      config: the validated pipeline configuration.
-      dataset: the caption ExampleGen's ``DatasetSpec`` (layout, files, options); with
-        ``config.images_dir`` its image feature files stay empty (they come from the featurizer).
-      input_base: the dataset folder (local path or a cloud URI).
-      beam_pipeline_args: Beam arguments (default ``config.beam_args``); ``with_beam_plugins``
+    Attributes:
+      beam_pipeline_args: Beam arguments (None: ``config.beam_args``); ``with_beam_plugins``
         adds the custom-op modules to them.
-      images_fingerprint: of ``config.images_dir``: the featurizer's exec property, so that new
-        images bust its cache ('' computes it from the folder).
       retraining: scheduled retraining: warm-start the Trainer from the baseline model and
         give Transform the latest analyzer cache.
       metadata_connection_config: ML Metadata connection (``local_metadata_config`` for the
@@ -51,21 +36,46 @@ def create_pipeline(
         spec; ``pipeline.vertex_runner.vertex_training_job``): the Trainer then runs as a
         Vertex AI Training job; None trains in the component's own container.
 
+    """
+
+    beam_pipeline_args: Sequence[str] | None = None
+    retraining: bool = False
+    metadata_connection_config: Any | None = None
+    training_job: Mapping[str, Any] | None = None
+
+
+def create_pipeline(config: PipelineConfig, data: ResolvedData,
+                    orchestration: Orchestration | None = None) -> tfx.dsl.Pipeline:
+    """Builds ExampleGen → validation → Transform → Trainer → Evaluator → Pusher.
+
+    Building it reads and writes nothing (no pipeline root, no metadata store), so that a
+    pipeline can be compiled for a cloud runner on a machine without cloud access.
+
+    Args:
+      config: the validated pipeline configuration; its ``transform`` and ``trainer`` are the
+        components' settings as they are (``pipeline.defaults.custom_config``).
+      data: the resolved dataset (``pipeline.data.resolve``): the caption ExampleGen's
+        ``DatasetSpec`` (with ``config.images_dir`` its image feature files stay empty, they come
+        from the featurizer), the input base and the images' fingerprint (the featurizer's exec
+        property, so that new images bust its cache; '' computes it from the folder).
+      orchestration: the runner's settings (None: a plain local build with default Beam args).
+
     Returns:
       A ``tfx.dsl.Pipeline``.
 
     """
-    data = _data_nodes(config, dataset, input_base, images_fingerprint)
-    baseline = baseline_resolver(config, local=metadata_connection_config is not None)
-    model = _model_nodes(config, data, baseline, retraining,
-                         find_images_dir(config.images_dir, input_base), training_job)
+    run = orchestration or Orchestration()
+    nodes = _data_nodes(config, data.spec, data.input_base, data.images_fingerprint)
+    baseline = baseline_resolver(config, local=run.metadata_connection_config is not None)
+    model = _model_nodes(config, nodes, baseline, run,
+                         find_images_dir(config.images_dir, data.input_base))
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=list(data.values()) + list(model.values()),
+        components=list(nodes.values()) + list(model.values()),
         enable_cache=config.enable_cache,
-        metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=with_beam_plugins(beam_pipeline_args or config.beam_args),
+        metadata_connection_config=run.metadata_connection_config,
+        beam_pipeline_args=with_beam_plugins(run.beam_pipeline_args or config.beam_args),
     )
 
 
@@ -153,41 +163,42 @@ def baseline_resolver(config: PipelineConfig, *, local: bool) -> Any:
     return resolver.with_id("baseline_model")
 
 
-def _model_nodes(config: PipelineConfig, data: dict, baseline: Any, retraining: bool,
-                 images_dir: str, training_job: Mapping[str, Any] | None = None) -> dict:
+def _model_nodes(config: PipelineConfig, data: dict, baseline: Any, run: Orchestration,
+                 images_dir: str) -> dict:
     """Transform, Trainer, relevance + Evaluator + report, and the TF Serving pusher.
 
     ``baseline``: the ``baseline_resolver`` node; ``images_dir`` (or "") is where the report
-    finds the images of its qualitative panel; ``training_job``: as in ``create_pipeline``.
+    finds the images of its qualitative panel.
     """
-    from pipeline.defaults import component_configs
-
-    sections = component_configs(config.transform, config.trainer)
-    nodes = _training_nodes(data, sections, baseline, retraining, training_job)
+    nodes = _training_nodes(config, data, baseline, run)
     nodes.update(_evaluation_nodes(config, data, nodes, images_dir))
     return nodes
 
 
-def _training_nodes(data: dict, sections, baseline: Any, retraining: bool,
-                    training_job: Mapping[str, Any] | None) -> dict:
-    """Transform, the baseline model (``baseline_resolver``), and the Trainer."""
+def _training_nodes(config: PipelineConfig, data: dict, baseline: Any,
+                    run: Orchestration) -> dict:
+    """Transform, the baseline model (``baseline_resolver``), and the Trainer.
+
+    Their ``custom_config`` are ``config.transform`` and ``config.trainer`` as they are (the
+    fields that differ from the defaults), plus the Vertex training job's entries if any.
+    """
     schema = data["schema_gen"].outputs["schema"]
     transform = tfx.components.Transform(
         examples=data["example_gen"].outputs["examples"],
         schema=schema,
         preprocessing_fn=PREPROCESSING_FN,
-        custom_config=sections.transform,
+        custom_config=custom_config(config.transform),
         # Retraining re-uses the analyzer cache of earlier Transform runs, so that a span that was
         # analyzed before is not re-analyzed. A plain run leaves it out: a cache produced by the
         # previous run would be a new input and defeat TFX's own caching of the whole component.
         analyzer_cache=(
             latest_created(tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache))
-            if retraining
+            if run.retraining
             else None
         ),
     )
     transform.add_upstream_node(data["anomalies_gate"])
-    trainer = (tfx.components.Trainer if training_job is None
+    trainer = (tfx.components.Trainer if run.training_job is None
                else tfx.extensions.google_cloud_ai_platform.Trainer)
     return {
         "transform": transform,
@@ -197,8 +208,8 @@ def _training_nodes(data: dict, sections, baseline: Any, retraining: bool,
             examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
             schema=schema,
-            base_model=baseline.outputs["model"] if retraining else None,
-            custom_config={**sections.trainer, **(training_job or {})},
+            base_model=baseline.outputs["model"] if run.retraining else None,
+            custom_config={**custom_config(config.trainer), **(run.training_job or {})},
         ),
     }
 

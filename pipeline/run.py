@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pipeline import data as data_lib
 from pipeline import mlmd_summary, recovery
 from pipeline.config import PipelineConfig
-from pipeline.defaults import component_configs
 from pipeline.reindex import reindex_after_push
 from pipeline.summary import format_summary, unserved_model_error
 
@@ -69,23 +68,16 @@ def retrain(config: PipelineConfig, *, log_path: str | None = None) -> int:
 
 def _run_locked(config: PipelineConfig, *, retraining: bool, log_path: str | None) -> int:
     from pipeline import local_runner  # heavy (TFX): only once the lock is held
-    from pipeline.pipeline import create_pipeline, local_metadata_config
+    from pipeline.pipeline import Orchestration, create_pipeline, local_metadata_config
 
     config.validate()
-    note = component_configs(config.transform, config.trainer).note
-    if note:
-        print(note, flush=True)
+    if config.note:
+        print(config.note, flush=True)
     _recover(config)
     resolved = data_lib.resolve(config)
     print(resolved.description, flush=True)
-    pipeline = create_pipeline(
-        config,
-        resolved.spec,
-        input_base=resolved.input_base,
-        images_fingerprint=resolved.images_fingerprint,
-        retraining=retraining,
-        metadata_connection_config=local_metadata_config(config),
-    )
+    pipeline = create_pipeline(config, resolved, Orchestration(
+        retraining=retraining, metadata_connection_config=local_metadata_config(config)))
     run_id = local_runner.run_pipeline(pipeline, config, log_path=log_path)
     nodes = mlmd_summary.run_nodes(mlmd_summary.open_store(config.metadata_db), run_id)
     print(format_summary(nodes, config.pipeline_root), flush=True)

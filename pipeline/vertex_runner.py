@@ -10,7 +10,8 @@ and creates no metadata store (the orchestrator brings its own); the only file w
 spec. A local data folder is read to detect its layout; a remote one must be described by the
 configuration's ``dataset`` section.
 
-With ``trainer.machine_type`` (and optionally ``trainer.workers``, ``trainer.accelerator``) the
+With ``training_job.machine_type`` (and optionally ``training_job.workers``,
+``training_job.accelerator``) the
 Trainer runs as a Vertex AI Training job through TFX's Vertex Trainer extension: a chief pool of
 one machine and a worker pool of ``workers - 1``, all running the pipeline's image; Vertex gives
 each its ``TF_CONFIG`` and ``trainer.train.distribute`` trains them as one cluster.
@@ -20,16 +21,14 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tfx import v1 as tfx
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
 from pipeline import data as data_lib
-from pipeline.config import PipelineConfig
-from pipeline.pipeline import create_pipeline
-from trainer.config import TrainerConfig
+from pipeline.config import PipelineConfig, TrainingJob
+from pipeline.pipeline import Orchestration, create_pipeline
 
 DEFAULT_IMAGE = "gcr.io/YOUR_PROJECT/xmodal-retrieval:latest"
 
@@ -52,18 +51,18 @@ def dataflow_beam_args(
     return args
 
 
-def worker_pool_specs(trainer: TrainerConfig, image: str) -> list[dict[str, Any]]:
+def worker_pool_specs(job: TrainingJob, image: str) -> list[dict[str, Any]]:
     """Vertex AI CustomJob pools: the chief (1 replica), then ``workers - 1`` workers if any."""
-    machine: dict[str, Any] = {"machine_type": trainer.machine_type}
-    if trainer.accelerator:
-        kind, count = trainer.accelerator.split(":")
+    machine: dict[str, Any] = {"machine_type": job.machine_type}
+    if job.accelerator:
+        kind, count = job.accelerator.split(":")
         machine.update(accelerator_type=kind, accelerator_count=int(count))
     return [{"machine_spec": machine, "replica_count": count,
              "container_spec": {"image_uri": image}}
-            for count in (1, trainer.workers - 1) if count]
+            for count in (1, job.workers - 1) if count]
 
 
-def vertex_training_job(trainer: Mapping[str, Any], *, image: str, project: str | None,
+def vertex_training_job(job: TrainingJob, *, image: str, project: str | None,
                         region: str) -> dict[str, Any] | None:
     """The Vertex Trainer extension's ``custom_config`` entries, or None without a machine type.
 
@@ -71,11 +70,10 @@ def vertex_training_job(trainer: Mapping[str, Any], *, image: str, project: str 
         ValueError: a machine type without ``project`` (the job is created in that project).
 
     """
-    config = TrainerConfig.from_dict(trainer)
-    if not config.machine_type:
+    if not job.machine_type:
         return None
     if not project:
-        raise ValueError("trainer.machine_type runs the Trainer as a Vertex AI Training job: "
+        raise ValueError("training_job.machine_type runs the Trainer as a Vertex AI Training job: "
                          "pass --project")
     extension = tfx.extensions.google_cloud_ai_platform
     return {
@@ -83,33 +81,20 @@ def vertex_training_job(trainer: Mapping[str, Any], *, image: str, project: str 
         extension.VERTEX_REGION_KEY: region,
         extension.TRAINING_ARGS_KEY: {
             "project": project,
-            "worker_pool_specs": worker_pool_specs(config, image),
+            "worker_pool_specs": worker_pool_specs(job, image),
         },
     }
 
 
-def compile_pipeline(
-    config: PipelineConfig,
-    *,
-    target: str,
-    output: str,
-    image: str,
-    beam_args: Sequence[str],
-    retraining: bool = False,
-    training_job: Mapping[str, Any] | None = None,
-) -> str:
-    """Writes the pipeline spec JSON for ``target`` ('vertex' or 'kubeflow'); returns its path."""
+def compile_pipeline(config: PipelineConfig, orchestration: Orchestration, *, target: str,
+                     output: str, image: str) -> str:
+    """Writes the pipeline spec JSON for ``target`` ('vertex' or 'kubeflow'); returns its path.
+
+    ``orchestration`` brings the Beam arguments, the retraining flag and the Vertex training
+    job; it has no metadata connection (the orchestrator brings its own store).
+    """
     resolved = data_lib.resolve(config, for_compile=True)
-    pipeline = create_pipeline(
-        config,
-        resolved.spec,
-        input_base=resolved.input_base,
-        beam_pipeline_args=list(beam_args),
-        images_fingerprint=resolved.images_fingerprint,
-        retraining=retraining,
-        metadata_connection_config=None,
-        training_job=training_job,
-    )
+    pipeline = create_pipeline(config, resolved, orchestration)
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
         config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
             display_name=f"{config.pipeline_name} ({target})", default_image=image
@@ -133,15 +118,11 @@ def main(config: PipelineConfig, args: argparse.Namespace) -> int:
         )
     else:
         beam_args = list(config.beam_args)
-    path = compile_pipeline(
-        config,
-        target=args.target,
-        output=args.output,
-        image=image,
-        beam_args=beam_args,
-        retraining=getattr(args, "retraining", False),
-        training_job=vertex_training_job(config.trainer, image=image, project=args.project,
-                                         region=args.region),
-    )
+    orchestration = Orchestration(
+        beam_pipeline_args=beam_args, retraining=getattr(args, "retraining", False),
+        training_job=vertex_training_job(config.training_job, image=image, project=args.project,
+                                         region=args.region))
+    path = compile_pipeline(config, orchestration, target=args.target, output=args.output,
+                            image=image)
     print(f"wrote {args.target} pipeline spec: {path} (image {image})")
     return 0

@@ -41,8 +41,7 @@ _CHOICES = {
 }
 _POSITIVE = ("embedding_dim", "word_dim", "gru_units", "mlp_hidden", "epochs", "batch_size",
              "learning_rate", "minilm_lr_multiplier", "refresh_steps", "mining_chunk_size",
-             "eval_batch_size", "log_every_steps", "memory_budget_gb", "shuffle_buffer",
-             "workers")
+             "eval_batch_size", "log_every_steps", "memory_budget_gb", "shuffle_buffer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +50,7 @@ class TrainerConfig:
 
     The defaults train F-HN with in-batch mining for 6 epochs, with a masked-mean token tower
     that needs nothing but the Transform's tokens. The pipeline's own defaults
-    (``pipeline.config.DEFAULT_TRAINER``) pick the best model that trains within its 15-minute
+    (``pipeline.defaults.DEFAULT_TRAINER``) pick the best model that trains within its 15-minute
     budget on a 2-core CPU on Flickr8k: the ``minilm`` tower with its top layer fine-tuned
     (docs/minilm.md).
 
@@ -110,11 +109,6 @@ class TrainerConfig:
             cluster, else one process without a strategy; ``mirrored``: ``MirroredStrategy``
             over this machine's devices (``trainer.train.distribute``). ``batch_size`` stays the
             global batch either way.
-        workers: machines of a Vertex AI Training job (1 chief + ``workers - 1`` workers;
-            ``pipeline/vertex_runner.py``); locally ``TF_CONFIG`` decides.
-        machine_type: Vertex AI machine type of each worker (empty: one local Trainer).
-        accelerator: Vertex AI accelerator of each worker as ``TYPE:COUNT``, e.g.
-            ``NVIDIA_TESLA_T4:1`` (empty: none).
 
     """
 
@@ -150,9 +144,6 @@ class TrainerConfig:
     memory_budget_gb: float = 8.0
     shuffle_buffer: int = 16384
     strategy: str = "auto"
-    workers: int = 1
-    machine_type: str = ""
-    accelerator: str = ""
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -185,9 +176,6 @@ class TrainerConfig:
             raise ValueError(f"TrainerConfig.input='stream': mining mode {self.mining_mode!r} "
                              "scores every training row and needs input 'memory' (or "
                              "mining 'in_batch')")
-        if not _accelerator_ok(self.accelerator):
-            raise ValueError(f"TrainerConfig.accelerator={self.accelerator!r}: must be "
-                             "TYPE:COUNT, e.g. NVIDIA_TESLA_T4:1")
 
     @property
     def mining_mode(self) -> str:
@@ -229,14 +217,6 @@ class TrainerConfig:
         if unknown:
             raise ValueError(f"unknown TrainerConfig keys {unknown}; known: {sorted(hints)}")
         return cls(**{name: _coerce(name, value, hints[name]) for name, value in values.items()})
-
-
-def _accelerator_ok(accelerator: str) -> bool:
-    """Whether ``accelerator`` is empty or ``TYPE:COUNT`` with a positive integer count."""
-    if not accelerator:
-        return True
-    kind, _, count = accelerator.partition(":")
-    return bool(kind) and count.isdigit() and int(count) > 0
 
 
 def _coerce(name: str, value: Any, hint: Any) -> Any:

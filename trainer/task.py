@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+from typing import Any
 
 import tensorflow as tf
 import tensorflow_transform as tft
@@ -11,7 +13,8 @@ import tf_keras as keras
 
 from trainer import features, preprocessing
 from trainer.config import TrainerConfig
-from trainer.inputs import data, stream_input
+from trainer.inputs import data as data_lib
+from trainer.inputs import stream_input
 from trainer.model import export, towers
 from trainer.train import distribute, host_speed, training
 from trainer.train import warm_start as warm_start_lib
@@ -85,10 +88,40 @@ def _warm_start_across_spans(config: TrainerConfig, tf_transform_output, split,
                                      warm_start)
 
 
-def train_and_export(config: TrainerConfig, tf_transform_output: tft.TFTransformOutput,
-                     train_files, eval_files, work_dir: str, export_dir: str,
-                     base_model: str | None = None, max_steps: int | None = None,
-                     verbose: int = 1) -> training.TrainResult:
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    """What ``train_and_export`` reads: the Transform's output and the transformed splits.
+
+    Attributes:
+        transform_output: Transform output (feature spec, vocabulary, Transform graph).
+        train_files: glob pattern(s) of the transformed train split.
+        eval_files: glob pattern(s) of the transformed eval split.
+
+    """
+
+    transform_output: tft.TFTransformOutput
+    train_files: Any
+    eval_files: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How one training run goes, beyond its hyperparameters.
+
+    Attributes:
+        base_model: previous SavedModel to warm-start from, or None.
+        max_steps: optional cap on optimizer steps.
+        verbose: progress-bar verbosity.
+
+    """
+
+    base_model: str | None = None
+    max_steps: int | None = None
+    verbose: int = 1
+
+
+def train_and_export(config: TrainerConfig, data: TrainingData, work_dir: str, export_dir: str,
+                     options: RunOptions | None = None) -> training.TrainResult:
     """Reads the transformed splits, trains (optionally warm-started) and exports.
 
     Under ``TF_CONFIG`` every worker trains (``trainer.train.distribute``); only the chief keeps its
@@ -97,14 +130,10 @@ def train_and_export(config: TrainerConfig, tf_transform_output: tft.TFTransform
 
     Args:
         config: the trainer hyperparameters.
-        tf_transform_output: Transform output (feature spec, vocabulary, Transform graph).
-        train_files: glob pattern(s) of the transformed train split.
-        eval_files: glob pattern(s) of the transformed eval split.
+        data: the Transform output and the transformed splits.
         work_dir: logs and checkpoints (``fn_args.model_run_dir``).
         export_dir: SavedModel destination (``fn_args.serving_model_dir``).
-        base_model: previous SavedModel to warm-start from, or None.
-        max_steps: optional cap on optimizer steps.
-        verbose: progress-bar verbosity.
+        options: warm start, step cap and verbosity (None: ``RunOptions()``).
 
     Returns:
         The ``TrainResult`` (eval metrics of the exported towers).
@@ -115,29 +144,28 @@ def train_and_export(config: TrainerConfig, tf_transform_output: tft.TFTransform
     chief = distribute.is_chief(distribute.tf_config())
     with (strategy.scope(), distribute.worker_dir(work_dir, chief) as work_dir,
           distribute.worker_dir(export_dir, chief) as export_dir):
-        return _train_and_export(config, tf_transform_output, train_files, eval_files, work_dir,
-                                 export_dir, base_model, max_steps, verbose)
+        return _train_and_export(config, data, (work_dir, export_dir), options or RunOptions())
 
 
-def _train_and_export(config: TrainerConfig, tf_transform_output: tft.TFTransformOutput,
-                      train_files, eval_files, work_dir: str, export_dir: str,
-                      base_model: str | None, max_steps: int | None,
-                      verbose: int) -> training.TrainResult:
-    """``train_and_export`` inside the strategy's scope, with this worker's folders."""
+def _train_and_export(config: TrainerConfig, data: TrainingData, dirs: tuple[str, str],
+                      options: RunOptions) -> training.TrainResult:
+    """``train_and_export`` inside the strategy's scope, with this worker's (work, export) dirs."""
+    work_dir, export_dir = dirs
+    tf_transform_output = data.transform_output
     text_keys = towers.text_inputs(config)
-    train_split = stream_input.training_input(config, train_files, tf_transform_output,
+    train_split = stream_input.training_input(config, data.train_files, tf_transform_output,
                                               text_keys)
-    eval_split = data.load_split(eval_files, tf_transform_output, text_keys)
+    eval_split = data_lib.load_split(data.eval_files, tf_transform_output, text_keys)
     training.set_seeds(config.seed)
     # The towers' input sizes are read from the eval tables: they are in memory in both input
     # modes and come from the same Transform as the training split.
     image_tower, text_tower = _build(config, tf_transform_output, eval_split)
-    if config.warm_start and base_model:
+    if config.warm_start and options.base_model:
         _warm_start_across_spans(config, tf_transform_output, eval_split, image_tower,
-                                 text_tower, base_model)
+                                 text_tower, options.base_model)
     result = training.train(config, (image_tower, text_tower),
                             training.Splits(train_split, eval_split), work_dir,
-                            max_steps=max_steps, verbose=verbose)
+                            max_steps=options.max_steps, verbose=options.verbose)
     logging.info("best eval (epoch %d): %s", result.best_epoch, result.best_metrics)
     text_raw_key = (features.CAPTION_FEATURES_KEY if config.text_tower == "linear"
                     else features.CAPTION_KEY)
@@ -176,8 +204,9 @@ def run_fn(fn_args) -> None:
     setting = host_speed.describe_setting(config, rate.cores)
     print(f"{setting}\n  {rate.describe()}", flush=True)
     logging.info("%s; %s", setting, rate.describe())
-    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    train_and_export(config, tf_transform_output, fn_args.train_files, fn_args.eval_files,
-                     fn_args.model_run_dir, fn_args.serving_model_dir,
-                     base_model=getattr(fn_args, "base_model", None),
-                     max_steps=getattr(fn_args, "train_steps", None) or None, verbose=2)
+    data = TrainingData(tft.TFTransformOutput(fn_args.transform_output), fn_args.train_files,
+                        fn_args.eval_files)
+    train_and_export(config, data, fn_args.model_run_dir, fn_args.serving_model_dir,
+                     RunOptions(base_model=getattr(fn_args, "base_model", None),
+                                max_steps=getattr(fn_args, "train_steps", None) or None,
+                                verbose=2))

@@ -11,8 +11,9 @@ import pytest
 
 from benchmarks.slices import write_flickr_slice
 from pipeline import config as config_lib
-from pipeline import defaults, vertex_runner
+from pipeline import vertex_runner
 from pipeline.pipeline import with_beam_plugins
+from trainer.config import TrainerConfig
 
 pytestmark = pytest.mark.e2e
 
@@ -195,8 +196,8 @@ def test_images_backend_picks_the_featurizer_backbone(flickr8k_dir, tmp_path, no
     assert json.loads(value["constantValue"]["stringValue"])["kind"] == backend
 
 
-VERTEX_TRAINING = ["trainer.workers=4", "trainer.machine_type=n1-standard-16",
-                   "trainer.accelerator=NVIDIA_TESLA_T4:1"]
+VERTEX_TRAINING = ["training_job.workers=4", "training_job.machine_type=n1-standard-16",
+                   "training_job.accelerator=NVIDIA_TESLA_T4:1"]
 
 
 def _trainer_custom_config(spec: dict) -> dict:
@@ -227,7 +228,9 @@ def test_vertex_training_options_emit_the_worker_pools(flickr8k_dir, tmp_path, n
         {"machine_spec": machine, "replica_count": 1, "container_spec": {"image_uri": IMAGE}},
         {"machine_spec": machine, "replica_count": 3, "container_spec": {"image_uri": IMAGE}},
     ]
-    assert custom["workers"] == 4 and custom["loss"] == "fhn"  # the TrainerConfig fields too
+    trainer = {key: value for key, value in custom.items() if not key.startswith("ai_platform_")}
+    assert TrainerConfig.from_dict(trainer) == config.trainer  # the Trainer's settings as they are
+    assert "workers" not in trainer  # the job's size is the pipeline's, not the Trainer's
 
 
 def test_without_vertex_training_options_the_trainer_stays_a_plain_component(spec):
@@ -235,24 +238,29 @@ def test_without_vertex_training_options_the_trainer_stays_a_plain_component(spe
     custom = _trainer_custom_config(spec)
     assert not any(key.startswith("ai_platform_") for key in custom)
     configured = {"loss": "fhn", "mining": "global", "epochs": 7}
-    # the configured settings over the pipeline's defaults (MiniLM, or its fallback tower)
-    assert custom == defaults.component_configs({}, configured).trainer
+    # the configured settings over the pipeline's defaults (MiniLM, or its fallback tower),
+    # exactly the effective settings that the configuration was parsed into
     assert configured.items() <= custom.items()
+    assert TrainerConfig.from_dict(custom) == config_lib.from_dict({"trainer": configured}).trainer
+    assert custom == {**configured, "text_tower": "minilm", "minilm_trainable_layers": 1}
+    value = _tasks(spec)["Transform"]["inputs"]["parameters"]["custom_config"]["runtimeValue"]
+    assert json.loads(value["constantValue"]["stringValue"]) == {"wordpiece_max_tokens": 64}
 
 
-@pytest.mark.parametrize("option", ["trainer.workers=4", "trainer.accelerator=NVIDIA_TESLA_T4:1"])
+@pytest.mark.parametrize("option", ["training_job.workers=4",
+                                    "training_job.accelerator=NVIDIA_TESLA_T4:1"])
 def test_vertex_training_options_without_a_machine_type_fail_before_tfx(option, capsys):
     from pipeline import cli
 
     assert cli.main(["compile", "--set", option]) == 2
     line = capsys.readouterr().err.strip()
-    assert line.startswith("error: command line: trainer.machine_type: required with")
+    assert line.startswith("error: command line: training_job.machine_type: required with")
     assert "\n" not in line
 
 
 def test_a_malformed_accelerator_names_its_key(capsys):
     from pipeline import cli
 
-    assert cli.main(["compile", "--set", "trainer.machine_type=n1-standard-16",
-                     "trainer.accelerator=T4"]) == 2
-    assert capsys.readouterr().err.startswith("error: command line: trainer.accelerator: ")
+    assert cli.main(["compile", "--set", "training_job.machine_type=n1-standard-16",
+                     "training_job.accelerator=T4"]) == 2
+    assert capsys.readouterr().err.startswith("error: command line: training_job.accelerator: ")

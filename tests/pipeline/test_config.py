@@ -18,7 +18,8 @@ def test_load_yaml_and_json(tmp_path):
     )
     cfg = config_lib.load(tmp_path / "c.yaml")
     assert cfg.model_name == "m1"
-    assert dict(cfg.trainer) == {"loss": "fhn"}
+    assert cfg.configured["trainer"] == {"loss": "fhn"}
+    assert cfg.trainer.loss == "fhn" and cfg.trainer.text_tower == "minilm"
     assert cfg.eval.rsum_lower_bound == 55
     (tmp_path / "c.json").write_text(json.dumps({"beam_args": ["--a=1"], "enable_cache": False}))
     cfg = config_lib.load(tmp_path / "c.json")
@@ -49,7 +50,7 @@ def test_overrides_parse_yaml_scalars_into_sections():
         config_lib.PipelineConfig(),
         ["trainer.margin=0.2", "eval.rsum_change_threshold=0", "enable_cache=false"],
     )
-    assert cfg.trainer["margin"] == 0.2
+    assert cfg.trainer.margin == 0.2
     assert cfg.eval.rsum_change_threshold == 0
     assert cfg.enable_cache is False
     with pytest.raises(ValueError, match="not of the form key=value"):
@@ -77,7 +78,8 @@ def test_cli_flags_then_set_overrides_win():
     )
     cfg = cli.build_config(args)
     assert cfg.data_dir == "/d"
-    assert cfg.trainer == {"loss": "fhn", "epochs": 3}
+    assert cfg.configured["trainer"] == {"loss": "fhn", "epochs": 3}
+    assert (cfg.trainer.loss, cfg.trainer.epochs) == ("fhn", 3)
     assert cfg.enable_cache is False
     assert cfg.beam_args[-2:] == (
         "--direct_running_mode=multi_processing",
@@ -101,7 +103,7 @@ def test_help_does_not_import_tfx():
 
 
 def test_component_sections_and_their_coupling_are_checked_when_built():
-    assert config_lib.from_dict({"trainer": {"loss": "fhn"}}).validate().trainer == {"loss": "fhn"}
+    assert config_lib.from_dict({"trainer": {"loss": "fhn"}}).validate().trainer.loss == "fhn"
     with pytest.raises(config_lib.ConfigError, match=r"<dict>: trainer.loss: TrainerConfig.loss"):
         config_lib.from_dict({"trainer": {"loss": "nope"}})
     with pytest.raises(config_lib.ConfigError, match="transform.max_tokenz: unknown config key"):
@@ -207,3 +209,25 @@ def test_abbreviated_options_are_refused(capsys):
         cli.make_parser().parse_args(["run", "--epoch", "3"])
     assert exit_.value.code == 2
     assert "unrecognized arguments: --epoch" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("accelerator, ok", [("", True), ("NVIDIA_TESLA_T4:1", True),
+                                             ("NVIDIA_TESLA_T4", False), (":2", False),
+                                             ("T4:0", False)])
+def test_the_training_jobs_accelerator_is_type_and_count(accelerator, ok):
+    job = {"machine_type": "n1-standard-16", "accelerator": accelerator}
+    if ok:
+        assert config_lib.from_dict({"training_job": job}).training_job.accelerator == accelerator
+    else:
+        with pytest.raises(config_lib.ConfigError, match="training_job.accelerator: .*TYPE:COUNT"):
+            config_lib.from_dict({"training_job": job})
+
+
+def test_the_training_job_is_the_pipelines_and_not_the_trainers():
+    config = config_lib.apply_overrides(config_lib.PipelineConfig(), [
+        "training_job.workers=4", "training_job.machine_type=n1-standard-16"])
+    assert config.training_job == config_lib.TrainingJob(4, "n1-standard-16", "")
+    with pytest.raises(config_lib.ConfigError, match="trainer.workers: unknown config key"):
+        config_lib.apply_overrides(config_lib.PipelineConfig(), ["trainer.workers=4"])
+    with pytest.raises(config_lib.ConfigError, match="training_job.workers: must be an integer"):
+        config_lib.apply_overrides(config_lib.PipelineConfig(), ["training_job.workers=0"])

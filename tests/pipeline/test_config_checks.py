@@ -65,7 +65,7 @@ def test_path_and_name_flags_are_taken_verbatim_not_as_yaml():
 def test_named_flags_and_set_overrides_keep_their_order_and_types():
     cfg = _config_from_argv("--epochs", "3", "--loss", "hn", "--set", "trainer.loss=fhn",
                             "model_name=m2")
-    assert cfg.trainer == {"epochs": 3, "loss": "fhn"}
+    assert cfg.configured["trainer"] == {"epochs": 3, "loss": "fhn"}
     assert cfg.model_name == "m2"  # --set still wins over the named flag's default
 
 
@@ -142,7 +142,8 @@ def test_yaml_without_duplicates_still_loads_anchors_and_merges(tmp_path):
                     "transform: {max_tokens: 16}\n"
                     "eval:\n  metric_bounds:\n    t2i_r1: &b {lower: 1}\n    i2t_r1: *b\n")
     cfg = config_lib.load(path)
-    assert dict(cfg.trainer) == {"loss": "fhn", "margin": 0.3}
+    assert cfg.configured["trainer"] == {"loss": "fhn", "margin": 0.3}
+    assert cfg.transform.max_tokens == 16
     assert cfg.eval.metric_bounds == {"t2i_r1": {"lower": 1.0}, "i2t_r1": {"lower": 1.0}}
 
 

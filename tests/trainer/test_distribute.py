@@ -87,17 +87,6 @@ def test_without_tf_config_there_is_no_strategy(monkeypatch):
         distribute.strategy_for(TrainerConfig())
 
 
-@pytest.mark.parametrize("accelerator, ok", [("", True), ("NVIDIA_TESLA_T4:1", True),
-                                             ("NVIDIA_TESLA_T4", False), (":2", False),
-                                             ("T4:0", False)])
-def test_accelerator_is_type_and_count(accelerator, ok):
-    if ok:
-        assert TrainerConfig(accelerator=accelerator).accelerator == accelerator
-    else:
-        with pytest.raises(ValueError, match="TrainerConfig.accelerator=.*TYPE:COUNT"):
-            TrainerConfig(accelerator=accelerator)
-
-
 def test_tf_config_of_each_worker_names_the_whole_cluster():
     ports = distribute_run.free_ports(3)
     assert len(set(ports)) == 3
@@ -227,8 +216,8 @@ def test_workers_that_disagree_on_the_configuration_fail(tmp_path):
 def test_run_fn_reads_only_its_own_settings_of_a_vertex_trainers_custom_config():
     from trainer import task
 
-    custom = {"loss": "hn", "workers": 4, "ai_platform_training_args": {"project": "p"},
+    custom = {"loss": "hn", "epochs": 4, "ai_platform_training_args": {"project": "p"},
               "ai_platform_enable_vertex": True, "ai_platform_vertex_region": "europe-west4"}
-    assert task.trainer_settings(custom) == {"loss": "hn", "workers": 4}
-    assert TrainerConfig.from_dict(task.trainer_settings(custom)).workers == 4
+    assert task.trainer_settings(custom) == {"loss": "hn", "epochs": 4}
+    assert TrainerConfig.from_dict(task.trainer_settings(custom)).epochs == 4
     assert task.trainer_settings(None) == {}
