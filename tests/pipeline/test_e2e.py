@@ -260,8 +260,8 @@ def test_killed_in_trainer_then_rerun_completes_from_cache(flickr_slice, tmp_pat
         "data_dir": config.data_dir,
         "pipeline_root": config.pipeline_root,
         "serving_dir": config.serving_dir,
-        "trainer": dict(config.trainer),
-        "transform": dict(config.transform),
+        "trainer": config.configured["trainer"],
+        "transform": config.configured["transform"],
         "eval": {"rsum_lower_bound": 60.0, "rsum_change_threshold": -5.0},
     }
     config_file.write_text(json.dumps(values))
