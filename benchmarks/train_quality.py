@@ -285,7 +285,10 @@ def main(argv=None) -> None:
     distribute.strategy_for(config)
     print(host_speed.matmul_rate().describe(), flush=True)
     transformed, transform_cell = _transform(args, transform_config)
-    if (args.work_dir / "last").exists():  # an earlier run's checkpoints, logs and export
+    chief = distribute.is_chief(distribute.tf_config())
+    # an earlier run's checkpoints, logs and export; only the chief writes there, and workers
+    # that all removed it would race each other
+    if chief and (args.work_dir / "last").exists():
         shutil.rmtree(args.work_dir / "last")
     result, seconds = run(config, transformed, args.work_dir / "last")
     best = result.best_metrics
@@ -293,7 +296,7 @@ def main(argv=None) -> None:
           f"train+eval+export {seconds:.0f} s; epochs {[round(s) for s in result.epoch_seconds]}")
     print("| " + " | ".join(METRICS) + " |")
     print("| " + " | ".join(f"{best[name]:.1f}" for name in METRICS) + " |")
-    if args.defaults == "pipeline":
+    if args.defaults == "pipeline" and chief:  # the export is the chief's
         single, rate = embed_text_speed(str(args.work_dir / "last" / "export"))
         print("| option | dev rsum | Trainer s | Transform s | embed_text 1 caption p50 ms | "
               "embed_text @256 captions/s | load (1 min) |")
