@@ -26,7 +26,10 @@ import numpy as np  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 
 from components.image_featurizer import outputs  # noqa: E402
-from components.image_featurizer.beam_pipeline import build_featurizer_pipeline  # noqa: E402
+from components.image_featurizer.beam_pipeline import (  # noqa: E402
+    Limits,
+    build_featurizer_pipeline,
+)
 from components.image_featurizer.config import MOBILENET_V2_TFLITE  # noqa: E402
 from components.image_featurizer.decoding import decode_image  # noqa: E402
 from components.image_featurizer.handlers import make_model_handler  # noqa: E402
@@ -64,7 +67,8 @@ def _beam_run(images_dir: str, out_dir: str, args: list[str], batch_size: int) -
     start = time.perf_counter()
     with beam.Pipeline(options=PipelineOptions(["--runner=DirectRunner", *args])) as pipeline:
         build_featurizer_pipeline(
-            pipeline, images_dir, out_dir, "bench", MOBILENET_V2_TFLITE, batch_size=batch_size
+            pipeline, images_dir, out_dir, "bench", MOBILENET_V2_TFLITE,
+            Limits(batch_size=batch_size),
         )
     return time.perf_counter() - start
 

@@ -237,12 +237,14 @@ def _run_query(args: argparse.Namespace, mode: str, model_dir: str, index: Galle
 
 
 def _print_results(mode: str, query: str, model_dir: str, index: GalleryIndex, rows: list[Row],
-                   seconds: float, load_seconds: float) -> None:
+                   seconds: tuple[float, float]) -> None:
+    """Prints the ranked ``rows``; ``seconds``: (the search, the model's load and warm-up)."""
     print(f"{mode} query: {query}  ({model_dir}: {len(index.image_ids)} images, "
           f"encoder {index.model_name} version {index.model_version})")
     for rank, (item_id, score, caption) in enumerate(rows, start=1):
         print(f"{rank:2d}. {score:+.4f}  {item_id}  {caption}")
-    print(f"search: {seconds * 1000:.1f} ms after a {load_seconds:.1f} s load and warm-up")
+    search, load = seconds
+    print(f"search: {search * 1000:.1f} ms after a {load:.1f} s load and warm-up")
 
 
 def _photo_queries(args: argparse.Namespace, mode: str, model_dir: str, index: GalleryIndex,
@@ -261,7 +263,7 @@ def _photo_queries(args: argparse.Namespace, mode: str, model_dir: str, index: G
         else:
             shown = os.fsencode(result.path).decode("utf-8", "backslashreplace")
             _print_results(mode, f"image {shown}", model_dir, index, result.rows,
-                           result.seconds, load_seconds)
+                           (result.seconds, load_seconds))
     return 0 if any(not result.error for result in results) else 2
 
 
@@ -300,5 +302,5 @@ def main(argv: Sequence[str] | None = None, default_serving_dir: str = DEFAULT_S
         print(f"error: {err}", file=terminal)
         return 2
     load_seconds = time.perf_counter() - load_start - seconds
-    _print_results(mode, f'"{args.query}"', model_dir, index, rows, seconds, load_seconds)
+    _print_results(mode, f'"{args.query}"', model_dir, index, rows, (seconds, load_seconds))
     return 0

@@ -9,6 +9,7 @@ TensorFlow for ``tf``, exactly as the served ``embed_image_bytes`` graph decodes
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -101,14 +102,27 @@ def _write(
     outputs.write_outputs(output_dir, features_name, rows, report)
 
 
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What one featurizer run accepts and batches.
+
+    Attributes:
+      max_pixels: images with more pixels are skipped as ``too_large``.
+      batch_size: the most images per RunInference call.
+
+    """
+
+    max_pixels: int = decoding.DEFAULT_MAX_PIXELS
+    batch_size: int = 32
+
+
 def build_featurizer_pipeline(
     pipeline: beam.Pipeline,
     images_dir: str,
     output_dir: str,
     features_name: str,
     backbone: BackboneConfig,
-    max_pixels: int = decoding.DEFAULT_MAX_PIXELS,
-    batch_size: int = 32,
+    limits: Limits = Limits(),
 ) -> None:
     """Adds the featurizer to ``pipeline``; running it writes ``outputs.output_paths(...)``.
 
@@ -118,8 +132,7 @@ def build_featurizer_pipeline(
       output_dir: where the .npy, .names.txt and .report.json files go.
       features_name: their file stem.
       backbone: the frozen model.
-      max_pixels: images with more pixels are skipped as ``too_large``.
-      batch_size: the most images per RunInference call.
+      limits: the pixel limit (larger images are skipped as ``too_large``) and batch size.
 
     """
     paths = [meta.path for meta in list_image_files(images_dir)]
@@ -130,12 +143,12 @@ def build_featurizer_pipeline(
         | "Spread" >> beam.Reshuffle()
         | "Decode"
         >> beam.ParDo(
-            DecodeImageFn(images_dir, backbone.image_size, max_pixels, decode)
+            DecodeImageFn(images_dir, backbone.image_size, limits.max_pixels, decode)
         ).with_outputs(
             SKIPPED_TAG, CONVERTED_TAG, main=IMAGES_TAG
         )
     )
-    handler = KeyedModelHandler(make_model_handler(backbone, batch_size))
+    handler = KeyedModelHandler(make_model_handler(backbone, limits.batch_size))
     rows = (
         decoded[IMAGES_TAG]
         | "Featurize" >> RunInference(handler)

@@ -9,7 +9,7 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 
 from components.image_featurizer import outputs
-from components.image_featurizer.beam_pipeline import build_featurizer_pipeline
+from components.image_featurizer.beam_pipeline import Limits, build_featurizer_pipeline
 from components.image_featurizer.config import BackboneConfig
 
 IMAGE_FEATURES_KEY = "image_features"
@@ -44,8 +44,8 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                 output_dir=artifact.uri,
                 features_name=name,
                 backbone=BackboneConfig.from_json(exec_properties[BACKBONE_KEY]),
-                max_pixels=int(exec_properties[MAX_PIXELS_KEY]),
-                batch_size=int(exec_properties[BATCH_SIZE_KEY]),
+                limits=Limits(max_pixels=int(exec_properties[MAX_PIXELS_KEY]),
+                              batch_size=int(exec_properties[BATCH_SIZE_KEY])),
             )
         report = outputs.read_report(artifact.uri, name)
         artifact.set_string_custom_property(FEATURES_NAME_KEY, name)

@@ -136,11 +136,13 @@ class RetrievalCombiner(beam.CombineFn):
         return {key: values[name] for name, key in self._keys.items()}
 
 
-def _retrieval_computations(name: str = DEFAULT_NAME, ks: Sequence[int] = metrics.DEFAULT_KS,
-                            ndcg_k: int = metrics.DEFAULT_NDCG_K, relevance_dir: str = "",
-                            with_ndcg: bool = True, model_names: Sequence[str] | None = None,
-                            output_names: Sequence[str] | None = None
-                            ) -> metric_types.MetricComputations:
+# TFMA calls this with the metric's config (its constructor's keywords) plus model_names and
+# output_names, each by keyword: the signature is TFMA's, not ours to group.
+def _retrieval_computations(  # noqa: PLR0913
+    name: str = DEFAULT_NAME, ks: Sequence[int] = metrics.DEFAULT_KS,
+    ndcg_k: int = metrics.DEFAULT_NDCG_K, relevance_dir: str = "", with_ndcg: bool = True,
+    model_names: Sequence[str] | None = None, output_names: Sequence[str] | None = None,
+) -> metric_types.MetricComputations:
     """One computation per model (candidate and baseline), each emitting every named metric."""
     del name, output_names  # the metrics are named individually and read both outputs
     computations = []

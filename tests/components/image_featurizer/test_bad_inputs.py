@@ -29,7 +29,7 @@ EXPECTED_REASONS = {
 def featurized(request, tmp_path_factory):
     import apache_beam as beam
 
-    from components.image_featurizer.beam_pipeline import build_featurizer_pipeline
+    from components.image_featurizer.beam_pipeline import Limits, build_featurizer_pipeline
 
     folder = tmp_path_factory.mktemp(f"images_{request.param}")
     files = {**images.bad_files(), "corrupt.jpg": images.corrupt_jpeg(), "good.jpg": images.jpeg(1),
@@ -41,7 +41,7 @@ def featurized(request, tmp_path_factory):
                               image_size=(IMAGE_SIZE, IMAGE_SIZE))
     with beam.Pipeline() as pipeline:
         build_featurizer_pipeline(pipeline, str(folder), str(out), "tiny", backbone,
-                                  batch_size=2)
+                                  Limits(batch_size=2))
     return request.param, outputs.read_outputs(str(out), "tiny")
 
 

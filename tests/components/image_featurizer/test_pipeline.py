@@ -93,7 +93,7 @@ def test_saved_model_handler_names_outputs_when_ambiguous(saved_model_path):
 def test_pipeline_writes_sorted_features_and_a_report(tmp_path, keras_model_path):
     import apache_beam as beam
 
-    from components.image_featurizer.beam_pipeline import build_featurizer_pipeline
+    from components.image_featurizer.beam_pipeline import Limits, build_featurizer_pipeline
 
     images = tmp_path / "images"
     images.mkdir()
@@ -112,8 +112,7 @@ def test_pipeline_writes_sorted_features_and_a_report(tmp_path, keras_model_path
             str(tmp_path / "out"),
             "feats",
             config,
-            max_pixels=24,
-            batch_size=2,
+            Limits(max_pixels=24, batch_size=2),
         )
     names, matrix, report = outputs.read_outputs(str(tmp_path / "out"), "feats")
     assert names == ["a_gray.png", "b.png", "c_wide.png"]

@@ -28,7 +28,7 @@ def _files() -> dict[str, bytes]:
 def featurized(tmp_path_factory):
     import apache_beam as beam
 
-    from components.image_featurizer.beam_pipeline import build_featurizer_pipeline
+    from components.image_featurizer.beam_pipeline import Limits, build_featurizer_pipeline
 
     folder = tmp_path_factory.mktemp("images")
     for name, data in _files().items():
@@ -38,7 +38,7 @@ def featurized(tmp_path_factory):
                               image_size=(IMAGE_SIZE, IMAGE_SIZE))
     with beam.Pipeline() as pipeline:
         build_featurizer_pipeline(pipeline, str(folder), str(out), "tiny", backbone,
-                                  max_pixels=1_000_000, batch_size=2)
+                                  Limits(max_pixels=1_000_000, batch_size=2))
     return outputs.read_outputs(str(out), "tiny")
 
 
