@@ -15,15 +15,15 @@ the others (other model names, or entries added by hand)::
     }
 """
 
-import contextlib
 import dataclasses
-import fcntl
 import os
 import posixpath
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
+
+from serving.publish import directory_lock
 
 MODELS_CONFIG_FILE = "models.config"
 POLICY_KINDS = ("latest", "all", "specific")
@@ -148,21 +148,6 @@ def read_models_config(path: str) -> model_server_config_pb2.ModelServerConfig:
     return config
 
 
-@contextlib.contextmanager
-def _exclusive(directory: str) -> Iterator[None]:
-    """Holds an exclusive lock on ``directory`` so that concurrent pushes do not lose entries.
-
-    The folder itself is locked (Linux ``flock`` on a directory), which leaves no lock file
-    behind in the serving directory.
-    """
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
-
-
 def write_models_config(serving_dir: str, model_names: Sequence[str], base_path: str,
                         policy: VersionPolicy = VersionPolicy()) -> str:
     """Merges ``model_names`` into ``<serving_dir>/models.config``; returns its path.
@@ -177,7 +162,7 @@ def write_models_config(serving_dir: str, model_names: Sequence[str], base_path:
 
     """
     path = os.path.join(serving_dir, MODELS_CONFIG_FILE)
-    with _exclusive(serving_dir):
+    with directory_lock(serving_dir):
         config = read_models_config(path)
         merge_models_config(config, model_names, base_path, policy)
         tmp = os.path.join(serving_dir, f".{MODELS_CONFIG_FILE}.tmp-{os.getpid()}")
