@@ -7,7 +7,7 @@ where ScaNN spends seconds training its partitions and codebooks even on a few t
 From that size on, ScaNN's tree + asymmetric hashing + exact re-ranking:
 
 * ``num_leaves`` ~ sqrt(n) partitions (k-means trained on up to ``TRAINING_SAMPLE`` rows), of
-  which ``num_leaves_to_search`` (~ 5 % of them, at least ``MIN_LEAVES_TO_SEARCH``) are scored
+  which ``num_leaves_to_search`` (10 % of them, at least ``MIN_LEAVES_TO_SEARCH``) are scored
   per query,
 * anisotropic asymmetric hashing with 2 dimensions per 16-centre block (threshold 0.2, ScaNN's
   recommended setting for dot-product search),
@@ -29,7 +29,7 @@ BRUTE_FORCE = "brute_force"
 BRUTE_FORCE_BELOW = 10_000
 TRAINING_SAMPLE = 250_000
 MIN_LEAVES_TO_SEARCH = 20
-LEAVES_SEARCHED = 0.05
+LEAVES_SEARCHED = 0.1
 DIMENSIONS_PER_BLOCK = 2
 AH_THRESHOLD = 0.2
 REORDER = 200
