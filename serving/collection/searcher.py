@@ -6,9 +6,11 @@ an exact scan of the float32 rows is used: one query reads every row once (about
 where ScaNN spends seconds training its partitions and codebooks even on a few thousand rows.
 From that size on, ScaNN's tree + asymmetric hashing + exact re-ranking:
 
-* ``num_leaves`` ~ sqrt(n) partitions (k-means trained on up to ``TRAINING_SAMPLE`` rows), of
-  which ``num_leaves_to_search`` (10 % of them, at least ``MIN_LEAVES_TO_SEARCH``) are scored
-  per query,
+* ``num_leaves`` ~ sqrt(n) partitions, trained by spherical k-means (the rows are unit
+  vectors scored by dot product) on up to ``TRAINING_SAMPLE`` rows, of which
+  ``num_leaves_to_search`` (5 % of them, at least ``MIN_LEAVES_TO_SEARCH``) are scored per
+  query; with plain k-means the true neighbours fall in unvisited partitions far more often
+  (recall@10 0.90 instead of 1.00 at 300,000 clustered rows, 5 % searched),
 * anisotropic asymmetric hashing with 2 dimensions per 16-centre block (threshold 0.2, ScaNN's
   recommended setting for dot-product search),
 * the best ``reorder`` candidates re-scored exactly on the float rows.
@@ -29,7 +31,7 @@ BRUTE_FORCE = "brute_force"
 BRUTE_FORCE_BELOW = 10_000
 TRAINING_SAMPLE = 250_000
 MIN_LEAVES_TO_SEARCH = 20
-LEAVES_SEARCHED = 0.1
+LEAVES_SEARCHED = 0.05
 DIMENSIONS_PER_BLOCK = 2
 AH_THRESHOLD = 0.2
 REORDER = 200
@@ -47,6 +49,7 @@ class SearcherSettings:
         dimensions_per_block: asymmetric-hashing block width (ScaNN).
         anisotropic_quantization_threshold: ScaNN's anisotropic loss threshold.
         reorder: candidates re-scored exactly per query (ScaNN).
+        spherical: partitions trained by spherical k-means (ScaNN).
 
     """
 
@@ -57,6 +60,7 @@ class SearcherSettings:
     dimensions_per_block: int = 0
     anisotropic_quantization_threshold: float = 0.0
     reorder: int = 0
+    spherical: bool = False
 
 
 def settings_for(num_rows: int) -> SearcherSettings:
@@ -70,7 +74,7 @@ def settings_for(num_rows: int) -> SearcherSettings:
                                              int(round(leaves * LEAVES_SEARCHED)))),
         training_sample_size=min(num_rows, TRAINING_SAMPLE),
         dimensions_per_block=DIMENSIONS_PER_BLOCK,
-        anisotropic_quantization_threshold=AH_THRESHOLD, reorder=REORDER)
+        anisotropic_quantization_threshold=AH_THRESHOLD, reorder=REORDER, spherical=True)
 
 
 def _exact_top_k(queries: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -134,7 +138,8 @@ def build_searcher(rows: np.ndarray, settings: SearcherSettings) -> Searcher:
                                              "dot_product")
     builder = builder.tree(num_leaves=settings.num_leaves,
                            num_leaves_to_search=settings.num_leaves_to_search,
-                           training_sample_size=settings.training_sample_size)
+                           training_sample_size=settings.training_sample_size,
+                           spherical=settings.spherical)
     builder = builder.score_ah(settings.dimensions_per_block, anisotropic_quantization_threshold=(
         settings.anisotropic_quantization_threshold))
     return Searcher(rows, settings, builder.reorder(settings.reorder).build())
