@@ -2,8 +2,9 @@
 
 The child is watched while it runs: it is killed, and the test fails, as soon as its resident
 memory passes ``memory_cap`` or it runs past ``timeout_s``, so a runaway read cannot take the host's
-memory. Its peak resident memory comes from the kernel when it is reaped (``os.wait4``), so a peak
-between two looks of the watcher is still counted.
+memory. Its peak resident memory is the kernel's high-water mark of the child's own image
+(``VmHWM``, read at every look): ``os.wait4``'s ``ru_maxrss`` would count the resident memory of
+the test process that forked it, which the child held until its ``exec``.
 """
 
 import dataclasses
@@ -31,15 +32,26 @@ class Finished:
     seconds: float
 
 
+def _high_water(pid: int) -> int:
+    """The process's peak resident bytes since its ``exec`` (``VmHWM``); 0 once it has exited."""
+    try:
+        status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    kib = [line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")]
+    return int(kib[0]) * 1024 if kib else 0  # a zombie has no memory map, and no VmHWM line
+
+
 def _watch(proc: subprocess.Popen, timeout_s: float, memory_cap: int) -> tuple[int, int, float]:
     """Waits for ``proc``: (exit status, peak RSS in bytes, seconds); kills it past a limit."""
-    watched, start = psutil.Process(proc.pid), time.monotonic()
+    watched, start, peak = psutil.Process(proc.pid), time.monotonic(), 0
     while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        peak = max(peak, _high_water(proc.pid))
+        pid, status = os.waitpid(proc.pid, os.WNOHANG)
         seconds = time.monotonic() - start
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-            return proc.returncode, usage.ru_maxrss * 1024, seconds
+            return proc.returncode, peak, seconds
         try:
             rss = watched.memory_info().rss
         except psutil.NoSuchProcess:  # exited (a zombie) between the two looks
@@ -49,7 +61,7 @@ def _watch(proc: subprocess.Popen, timeout_s: float, memory_cap: int) -> tuple[i
             proc.wait()
             pytest.fail(f"{proc.args} killed after {seconds:.1f} s at {rss / GIB:.2f} GiB "
                         f"resident (limits: {timeout_s} s, {memory_cap / GIB:.2f} GiB)")
-        time.sleep(0.05)
+        time.sleep(0.02)
 
 
 def run_search(args: list[str], tmp_path: pathlib.Path, timeout_s: float = 120,
@@ -60,6 +72,8 @@ def run_search(args: list[str], tmp_path: pathlib.Path, timeout_s: float = 120,
     log of this run is under ``tmp_path``.
     """
     env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TMPDIR": str(tmp_path)}
+    env.pop("PYTHONWARNINGS", None)  # a user's shell: the libraries' warnings are not muted
+
     out_path, err_path = tmp_path / "search.stdout", tmp_path / "search.stderr"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         proc = subprocess.Popen([sys.executable, "-m", "pipeline", "search", *args], cwd=REPO,

@@ -223,7 +223,7 @@ def test_search_image_dev_zero_exits_2_quickly_with_bounded_memory(published, tm
                            f"JPEG or PNG file\nerror: {fifo}: not a regular file (a named pipe); "
                            "give a JPEG or PNG file\n")
     assert done.stdout == ""
-    assert done.peak_rss < GIB
+    assert 100 << 20 < done.peak_rss < GIB  # TensorFlow alone is more than 100 MiB: it was seen
     assert done.seconds < 90  # mostly importing TensorFlow: the files are never read
 
 
