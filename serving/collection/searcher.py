@@ -8,9 +8,10 @@ From that size on, ScaNN's tree + asymmetric hashing + exact re-ranking:
 
 * ``num_leaves`` ~ sqrt(n) partitions, trained by spherical k-means (the rows are unit
   vectors scored by dot product) on up to ``TRAINING_SAMPLE`` rows, of which
-  ``num_leaves_to_search`` (5 % of them, at least ``MIN_LEAVES_TO_SEARCH``) are scored per
+  ``num_leaves_to_search`` (2.5 % of them, at least ``MIN_LEAVES_TO_SEARCH``) are scored per
   query; with plain k-means the true neighbours fall in unvisited partitions far more often
-  (recall@10 0.90 instead of 1.00 at 300,000 clustered rows, 5 % searched),
+  (recall@10 0.90 instead of 1.00 at 300,000 clustered rows, 5 % searched); at 1,000,000 rows
+  2.5 % keeps recall@10 at 0.99 for about 0.6 ms a query,
 * anisotropic asymmetric hashing with 2 dimensions per 16-centre block (threshold 0.2, ScaNN's
   recommended setting for dot-product search),
 * the best ``reorder`` candidates re-scored exactly on the float rows.
@@ -31,7 +32,7 @@ BRUTE_FORCE = "brute_force"
 BRUTE_FORCE_BELOW = 10_000
 TRAINING_SAMPLE = 250_000
 MIN_LEAVES_TO_SEARCH = 20
-LEAVES_SEARCHED = 0.05
+LEAVES_SEARCHED = 0.025
 DIMENSIONS_PER_BLOCK = 2
 AH_THRESHOLD = 0.2
 REORDER = 200

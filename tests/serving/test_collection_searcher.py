@@ -29,7 +29,7 @@ def test_settings_follow_the_collection_size():
     assert (small.kind, small.num_leaves, small.num_leaves_to_search) == (SCANN, 100, 20)
     big = settings_for(1_000_000)
     assert (big.num_leaves, big.num_leaves_to_search, big.training_sample_size) == (
-        1000, 50, 250_000)
+        1000, 25, 250_000)
     assert (big.dimensions_per_block, big.reorder, big.spherical) == (2, 200, True)
 
 
