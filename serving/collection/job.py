@@ -203,7 +203,7 @@ class EncoderHandler(ModelHandler[Any, PredictionResult, Any]):
 
     def batch_elements_kwargs(self) -> dict[str, int]:
         """Up to ``max_batch_size`` items per call."""
-        return {"min_batch_size": 1, "max_batch_size": self._max_batch_size}
+        return {"min_batch_size": self._max_batch_size, "max_batch_size": self._max_batch_size}
 
     def get_metrics_namespace(self) -> str:
         """RunInference's metrics namespace."""
