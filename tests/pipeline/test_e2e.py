@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pathlib
 import re
@@ -149,7 +148,7 @@ def test_default_minilm_text_tower_evaluates_pushes_and_embeds_raw_text(flickr_s
     # The configuration alone decides the tower: the host's rate is reported, never acted on.
     assert re.search(r"^host: \d+ GFLOP/s; text tower MiniLM with the top 1 layer\(s\) "
                      r"fine-tuned, as configured$", out, re.MULTILINE), out
-    assert re.search(r"^epoch 2 \(\d+\.\d+ s/step\) eval: ", out, re.MULTILINE), out
+    assert re.search(r"^epoch 2 \(\d+\.\d+ s/step\) loss \d+\.\d+ eval: ", out, re.MULTILINE), out
     nodes = last_run(config)
     assert all(node.state == "ran" for node in nodes.values()), {
         n.node_id: n.state for n in nodes.values()
@@ -313,7 +312,7 @@ def test_beam_multi_processing_gives_the_same_data_and_vocabulary(flickr_slice, 
     ):
         config = config_lib.from_dict(
             {
-                **dataclasses.asdict(make_config(tmp_path / mode, flickr_slice)),
+                **config_lib.plain_values(make_config(tmp_path / mode, flickr_slice)),
                 "beam_args": ["--direct_running_mode=in_memory", "--direct_num_workers=1", *extra],
             }
         )

@@ -203,7 +203,7 @@ def test_stream_workers_comparing_pairs_by_batch_row_do_not_train_as_one_process
 @pytest.mark.slow(minutes=1)
 def test_workers_that_disagree_on_the_configuration_fail(tmp_path):
     script = ("import json, os\n"
-              "from trainer import distribute\n"
+              "from trainer.train import distribute\n"
               "from trainer.config import TrainerConfig\n"
               "index = json.loads(os.environ['TF_CONFIG'])['task']['index']\n"
               "config = TrainerConfig(seed=index)\n"

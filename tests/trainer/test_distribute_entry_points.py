@@ -30,7 +30,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "distributed.md"
 TRAIN_IMAGES, DEV_IMAGES = 150, 60
 TABLE_ROW = re.compile(r"^\| [\d. |]+\|$", re.MULTILINE)  # train_quality's metrics row
-EPOCH_EVAL = re.compile(r"^epoch (\d+) \(.*\) eval: (.*)$", re.MULTILINE)  # each epoch's eval
+EPOCH_EVAL = re.compile(r"^epoch (\d+) \(.*\) loss \S+ eval: (.*)$", re.MULTILINE)  # each epoch's eval
 EPOCH_LOSS = re.compile(r"^\d+/\d+ - .* - loss: ([\d.]+) - ", re.MULTILINE)  # Keras, verbose=2
 
 STRATEGY_FIRST = """

@@ -103,6 +103,17 @@ def test_same_seed_same_run(transformed, tmp_path):  # noqa: F811
     assert histories[0] == histories[1]
 
 
+def test_one_line_per_epoch_carries_its_mean_loss_and_eval(transformed, tmp_path, capsys):  # noqa: F811
+    cfg, (image_tower, text_tower), train, evaluation = _setup(transformed, epochs=2)
+    result = training.train(cfg, (image_tower, text_tower), training.Splits(train, evaluation),
+                            str(tmp_path), verbose=2)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2, lines  # no second, Keras line per epoch
+    for epoch, (line, history) in enumerate(zip(lines, result.history, strict=True), 1):
+        assert line.startswith(f"epoch {epoch} (") and line.endswith(f"rsum={history['rsum']:.1f}")
+        assert f" s/step) loss {history['loss']:.4f} eval: i2t_r1=" in line
+
+
 def _brute_force_rows(queries, query_ids, bank, bank_ids):
     scores = queries @ bank.T
     scores[query_ids[:, None] == bank_ids[None, :]] = -np.inf

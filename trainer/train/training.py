@@ -136,7 +136,8 @@ def _train_epoch(trainer: PairTrainer, dataset: tf.data.Dataset, writer, steps: 
                  verbose: int) -> dict[str, float]:
     """Runs one epoch; logs terms to TensorBoard and a Keras progress bar; returns their means."""
     config = trainer.config
-    progress = keras.utils.Progbar(steps, verbose=verbose)
+    # verbose=2's one line per epoch is _log_epoch's, which adds the eval scores to the loss.
+    progress = keras.utils.Progbar(steps, verbose=1 if verbose == 1 else 0)
     sums: dict[str, float] = {}
     for step, caption_index in enumerate(dataset.take(steps)):
         terms = {name: float(value) for name, value in trainer.train_step(caption_index).items()}
@@ -245,7 +246,7 @@ def train(config: TrainerConfig, towers: tuple[keras.Model, keras.Model], splits
         splits: the training and eval splits.
         work_dir: TensorBoard logs (``logs/``) and the best checkpoint (``best/``) go here.
         max_steps: optional cap on the total number of optimizer steps.
-        verbose: Keras progress-bar verbosity (0 silent, 1 bar, 2 one line per epoch).
+        verbose: 0 silent; 1 a Keras progress bar and a line per epoch; 2 the line per epoch.
 
     Returns:
         The ``TrainResult``.
@@ -272,8 +273,8 @@ def train(config: TrainerConfig, towers: tuple[keras.Model, keras.Model], splits
         result.epoch_seconds.append(time.perf_counter() - start)
         scores = evaluation.evaluate(image_tower, text_tower, eval_split,
                                      config.eval_batch_size, eval_prefix)
-        _log_epoch(writer, epoch, scores, verbose,
-                   result.epoch_seconds[-1] / max(epoch_steps, 1))
+        _log_epoch(writer, epoch, {"loss": mean_terms.get("loss", float("nan")), **scores},
+                   verbose, result.epoch_seconds[-1] / max(epoch_steps, 1))
         result.history.append({**mean_terms, **scores})
         patience = config.early_stopping_patience
         if (not _keep_if_best(result, epoch, scores, checkpoint, prefix)
@@ -287,7 +288,10 @@ def train(config: TrainerConfig, towers: tuple[keras.Model, keras.Model], splits
 
 def _log_epoch(writer, epoch: int, scores: dict[str, float], verbose: int,
                step_seconds: float) -> None:
-    """Writes the eval scores; prints them with the epoch's mean step time.
+    """Writes the eval scores; prints them with the epoch's mean loss and step time.
+
+    Args:
+        scores: the eval metrics and ``loss``, the epoch's mean training loss.
 
     The step time is printed so that it can be compared with ``bench_minilm_finetune``'s on
     the same host; the first epoch's includes tracing the step.
@@ -295,8 +299,10 @@ def _log_epoch(writer, epoch: int, scores: dict[str, float], verbose: int,
     with writer.as_default(step=epoch):
         tf.summary.scalar("train/step_seconds", step_seconds)
         for name, value in scores.items():
-            tf.summary.scalar(f"eval/{name}", value)
+            if name != "loss":
+                tf.summary.scalar(f"eval/{name}", value)
     if verbose:
         recalls = " ".join(f"{k}={scores[k]:.1f}" for k in
                            ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"))
-        print(f"epoch {epoch} ({step_seconds:.3f} s/step) eval: {recalls}", flush=True)
+        print(f"epoch {epoch} ({step_seconds:.3f} s/step) loss {scores['loss']:.4f} "
+              f"eval: {recalls}", flush=True)
