@@ -30,8 +30,9 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "distributed.md"
 TRAIN_IMAGES, DEV_IMAGES = 150, 60
 TABLE_ROW = re.compile(r"^\| [\d. |]+\|$", re.MULTILINE)  # train_quality's metrics row
-EPOCH_EVAL = re.compile(r"^epoch (\d+) \(.*\) loss \S+ eval: (.*)$", re.MULTILINE)  # each epoch's eval
-EPOCH_LOSS = re.compile(r"^\d+/\d+ - .* - loss: ([\d.]+) - ", re.MULTILINE)  # Keras, verbose=2
+# Each epoch's line: its eval scores, and its mean training loss.
+EPOCH_EVAL = re.compile(r"^epoch (\d+) \(.*\) loss \S+ eval: (.*)$", re.MULTILINE)
+EPOCH_LOSS = re.compile(r"^epoch \d+ \(.*\) loss ([\d.]+) eval: ", re.MULTILINE)
 
 STRATEGY_FIRST = """
 import sys, types

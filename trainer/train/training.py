@@ -290,11 +290,16 @@ def _log_epoch(writer, epoch: int, scores: dict[str, float], verbose: int,
                step_seconds: float) -> None:
     """Writes the eval scores; prints them with the epoch's mean loss and step time.
 
-    Args:
-        scores: the eval metrics and ``loss``, the epoch's mean training loss.
-
     The step time is printed so that it can be compared with ``bench_minilm_finetune``'s on
     the same host; the first epoch's includes tracing the step.
+
+    Args:
+        writer: the TensorBoard summary writer.
+        epoch: the epoch's number, from 1.
+        scores: the eval metrics and ``loss``, the epoch's mean training loss.
+        verbose: print the line when nonzero.
+        step_seconds: the epoch's wall time per step.
+
     """
     with writer.as_default(step=epoch):
         tf.summary.scalar("train/step_seconds", step_seconds)
