@@ -27,7 +27,7 @@ from pipeline.config_checks import (
     training_job_values,
 )
 from pipeline.config_file import read_values
-from pipeline.defaults import DEFAULT_BEAM_ARGS
+from serving.layout import DEFAULT_BEAM_ARGS
 from trainer.config import TrainerConfig
 from trainer.tokens.transform_config import TransformConfig
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from serving.layout import SEARCH_MODEL_SUFFIX
+from serving.layout import NAME_MAX, PLAIN_NAME_RULE, SEARCH_MODEL_SUFFIX, is_plain_name
 
 # The keys of one ``eval.metric_bounds`` entry (as the Evaluator's EvalConfig reads them).
 BOUND_KEYS = ("lower", "upper")
@@ -24,11 +23,6 @@ IMAGE_BACKENDS = ("tflite", "tf")
 RSUM_MAX = 600.0
 _STR_FIELDS = ("pipeline_name", "pipeline_root", "serving_dir", "model_name")
 _OPTIONAL_STR_FIELDS = ("data_dir", "images_dir", "metadata_path")
-# The model name is a folder of the serving directory and a path segment of TF Serving's REST
-# URLs (/v1/models/<name>): plain ASCII, so it needs no quoting anywhere.
-_MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
-# Longest file name on common filesystems (bytes); the search model's folder must fit in it too.
-_NAME_MAX = 255
 
 
 class ConfigError(ValueError):
@@ -101,11 +95,13 @@ def _check_model_name(name: str, source: str) -> None:
     ``X`` is served yet), so no model name may end in the suffix: then no encoder and no search
     model pushed by the pipeline can share a name.
     """
-    longest = _NAME_MAX - len(SEARCH_MODEL_SUFFIX)
-    if not _MODEL_NAME.fullmatch(name) or len(name) > longest:
-        raise ConfigError(source, "model_name", f"{name!r} must be a folder name of ASCII "
-                          f"letters, digits, '.', '_' and '-' that starts with a letter or digit, "
-                          f"at most {longest} characters")
+    # A folder of the serving directory and a path segment of TF Serving's REST URLs
+    # (/v1/models/<name>): plain ASCII, so it needs no quoting anywhere; the search model's
+    # folder must fit the filesystem's name length too.
+    longest = NAME_MAX - len(SEARCH_MODEL_SUFFIX)
+    if not is_plain_name(name, longest):
+        raise ConfigError(source, "model_name", f"{name!r} must be a folder name of "
+                          f"{PLAIN_NAME_RULE}, at most {longest} characters")
     if name.endswith(SEARCH_MODEL_SUFFIX):
         raise ConfigError(source, "model_name", f"{name!r} ends in {SEARCH_MODEL_SUFFIX!r}, "
                           f"which names search models: it is the search model of a model "

@@ -20,9 +20,6 @@ from trainer.config import TrainerConfig
 from trainer.model import pretrained
 from trainer.tokens.transform_config import TransformConfig
 
-# Beam in-process by default: the multi-processing DirectRunner re-imports TF in every worker,
-# which is slower on data of this size; pass --beam-args to scale out.
-DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 # The pipeline's default model: the best that trains within its 15-minute budget on a 2-core
 # CPU on Flickr8k (docs/minilm.md). ``trainer`` settings override these key by key; every other
 # Trainer setting is ``TrainerConfig``'s default.

@@ -26,10 +26,9 @@ from serving.collection import assemble, job, layout, store
 from serving.collection.encoder import EncoderInfo, inspect_encoder, stage_model
 from serving.collection.searcher import build_searcher, save_searcher, settings_for
 from serving.collection.sources import Captions, list_collection, read_captions
+from serving.layout import DEFAULT_BEAM_ARGS
 from serving.publish import list_versions, next_version, publish_staged, staging_dir
 
-# In-process DirectRunner, as the pipeline's components run by default.
-DEFAULT_BEAM_ARGS = ("--direct_running_mode=in_memory", "--direct_num_workers=1")
 KEEP_VERSIONS = 2
 
 

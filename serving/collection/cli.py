@@ -16,6 +16,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
+from serving.layout import DEFAULT_BEAM_ARGS
+
 if TYPE_CHECKING:
     from serving.collection.build import IndexRequest, IndexResult
 
@@ -61,7 +63,7 @@ def request_of(argv: Sequence[str]) -> IndexRequest:
     args = _parser().parse_args(argv)
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    beam_args = (*build.DEFAULT_BEAM_ARGS, *shlex.split(args.beam_args))
+    beam_args = (*DEFAULT_BEAM_ARGS, *shlex.split(args.beam_args))
     return build.IndexRequest(args.collection, args.name, args.serving_dir, args.model_name,
                               args.captions, beam_args, args.work_dir, args.batch_size)
 

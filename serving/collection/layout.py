@@ -23,8 +23,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 from typing import Any
+
+from serving.layout import PLAIN_NAME_RULE, is_plain_name
 
 FORMAT_NAME = "xmodal-collection-index"
 FORMAT_VERSION = 1
@@ -33,15 +34,15 @@ MANIFEST_FILE = "manifest.json"
 PHOTOS = "photos"
 CAPTIONS = "captions"
 SCANN_DIR = "scann"
-# A plain name: it becomes one folder, and the command line, logs and URLs carry it unquoted.
-_PLAIN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# The longest index name: it is one folder, and the command line, logs and URLs carry it.
+NAME_LONGEST = 64
 
 
 def check_name(name: str) -> str:
     """Returns ``name`` if it is a plain index name, else raises ValueError saying why."""
-    if not isinstance(name, str) or not _PLAIN_NAME.match(name) or ".." in name:
-        raise ValueError(f"--name {name!r} is not a plain name: use 1 to 64 letters, digits, "
-                         "'_', '-' or '.', starting with a letter or digit")
+    if not is_plain_name(name, NAME_LONGEST):
+        raise ValueError(f"--name {name!r} is not a plain name: use 1 to {NAME_LONGEST} "
+                         f"{PLAIN_NAME_RULE}")
     return name
 
 

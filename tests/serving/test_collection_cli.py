@@ -51,7 +51,7 @@ def test_bad_index_requests_are_one_line_exit_2_and_publish_nothing(serving, tmp
     _refused(base + ["--collection", str(photos / "p0.jpg")], capsys, "is a file")
     _refused(base + ["--collection", str(only_bad)], capsys,
              "none of its 8 file(s) could be indexed; first: corrupt.jpg (corrupt")
-    for name in ("../up", "a/b", "", "-x", "x" * 65):
+    for name in ("../up", "a/b", "", "-x", "x" * 65, "photos\n", ".."):
         _refused(base + ["--collection", str(photos), f"--name={name}"], capsys,
                  "is not a plain name")
     _refused(base + ["--collection", str(photos), "--model-name", "other"], capsys,
