@@ -9,7 +9,9 @@ CPU matmuls, Eigen's contraction kernel included, run through oneDNN) and whose 
 cut to ``--cores`` cores. With ``SSE41`` the 4096² matmul runs at about 75 GFLOP/s on 2 cores and
 38 on 1 (the default: below the 44 of the slow host, and harsher than it for the Beam components
 too). Both the child's own probe and the Trainer's (``trainer.train.host_speed``, reported, never
-acted on) measure the capped rate; the summary repeats the child's and adds the budget. Any
+acted on) measure the capped rate; the summary repeats the child's and adds the budget. Under the
+cap ``trainer.precision=auto`` is float32 whatever the CPU flags say (``trainer.model.precision``),
+as on a slow host without native bfloat16. Any
 ``--set`` of ``python -m pipeline run`` is passed on, e.g. ``--set
 trainer.minilm_trainable_layers=0`` times the frozen encoder, the faster option for slow hosts.
 

@@ -28,12 +28,25 @@ def test_native_bfloat16_is_read_from_the_flags(tmp_path, flags, native):
 
 
 def test_auto_picks_bfloat16_only_where_the_cpu_has_it(tmp_path):
-    policy = precision.resolve("auto", _cpuinfo(tmp_path, AVX512))
+    policy = precision.resolve("auto", _cpuinfo(tmp_path, AVX512), {})
     assert policy.compute == "bfloat16"
     assert policy.reason == "trainer.precision=auto: bfloat16 matmuls, the CPU has avx512_bf16"
-    policy = precision.resolve("auto", _cpuinfo(tmp_path, AVX2))
+    policy = precision.resolve("auto", _cpuinfo(tmp_path, AVX2), {})
     assert policy.compute == "float32"
     assert "none of amx_bf16, avx512_bf16" in policy.reason
+
+
+@pytest.mark.parametrize("cap", ["SSE41", "avx2", "AVX512_CORE_VNNI"])
+def test_a_onednn_cap_below_bfloat16_makes_auto_float32(tmp_path, cap):
+    cpuinfo = _cpuinfo(tmp_path, SAPPHIRE_RAPIDS)
+    policy = precision.resolve("auto", cpuinfo, {"ONEDNN_MAX_CPU_ISA": cap})
+    assert policy.compute == "float32"
+    assert policy.reason == ("trainer.precision=auto: float32, the CPU has amx_bf16 but "
+                             f"ONEDNN_MAX_CPU_ISA={cap.upper()} keeps oneDNN from it")
+    forced = precision.resolve("bfloat16", cpuinfo, {"ONEDNN_MAX_CPU_ISA": cap})
+    assert forced.compute == "bfloat16" and "emulated, slower than float32" in forced.reason
+    for allowing in ("AVX512_CORE_BF16", "AVX512_CORE_AMX", "ALL", ""):
+        assert precision.resolve("auto", cpuinfo, {"ONEDNN_MAX_CPU_ISA": allowing}).bf16
 
 
 def test_float32_everywhere_and_bfloat16_on_request(tmp_path):

@@ -3,7 +3,8 @@
 A CPU with AMX (``amx_bf16``) or AVX512_BF16 (``avx512_bf16``) multiplies bfloat16 matrices
 with float32 accumulation at two (AVX512_BF16) to several (AMX) times its float32 rate; other
 CPUs emulate it, slower than float32. ``trainer.precision`` picks it: ``auto`` (bfloat16 when
-``/proc/cpuinfo`` lists one of those flags: detected, not timed), ``float32`` or ``bfloat16``.
+``/proc/cpuinfo`` lists one of those flags and ``ONEDNN_MAX_CPU_ISA`` does not keep oneDNN
+below them: detected, not timed), ``float32`` or ``bfloat16``.
 
 The policy covers the fine-tuned MiniLM layers and the text projection of a step over the
 cached frozen bottom (``trainer.model.unpadded``): nearly all of the default step's FLOPs. The image
@@ -24,11 +25,17 @@ loads; the matmul helpers import it when called.
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
+from collections.abc import Mapping
 
 PRECISIONS = ("auto", "float32", "bfloat16")  # TrainerConfig.precision
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of a native bfloat16 matmul
 CPUINFO = pathlib.Path("/proc/cpuinfo")
+ONEDNN_ISA_VARIABLE = "ONEDNN_MAX_CPU_ISA"
+# oneDNN instruction-set caps without a bfloat16 dot product.
+NO_BF16_ISAS = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE",
+                "AVX512_CORE_VNNI")
 
 
 def cpu_flags(cpuinfo: pathlib.Path = CPUINFO) -> frozenset[str]:
@@ -51,6 +58,16 @@ def cpu_flags(cpuinfo: pathlib.Path = CPUINFO) -> frozenset[str]:
 def native_bf16(flags: frozenset[str]) -> str | None:
     """The first flag of ``BF16_FLAGS`` in ``flags`` (AMX before AVX512_BF16), else None."""
     return next((flag for flag in BF16_FLAGS if flag in flags), None)
+
+
+def onednn_cap(environ: Mapping[str, str]) -> str | None:
+    """``ONEDNN_MAX_CPU_ISA`` when it keeps oneDNN below its bfloat16 instructions, else None.
+
+    TensorFlow's CPU matmuls run through oneDNN, which uses no instruction set above that
+    variable's: capped at one of ``NO_BF16_ISAS`` it emulates bfloat16 whatever the CPU has.
+    """
+    cap = environ.get(ONEDNN_ISA_VARIABLE, "").strip().upper()
+    return cap if cap in NO_BF16_ISAS else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,12 +126,13 @@ class Policy:
 FLOAT32 = Policy("float32", "trainer.precision=float32")
 
 
-def resolve(setting: str, cpuinfo: pathlib.Path = CPUINFO) -> Policy:
+def resolve(setting: str, cpuinfo: pathlib.Path = CPUINFO,
+            environ: Mapping[str, str] = os.environ) -> Policy:
     """The policy of ``trainer.precision`` = ``setting`` on the CPU that ``cpuinfo`` describes.
 
-    ``auto`` is bfloat16 where the CPU has a native bfloat16 matmul, else float32;
-    ``float32`` and ``bfloat16`` are taken as given (a bfloat16 run on a CPU without it is
-    emulated, slower than float32, and the reason says so).
+    ``auto`` is bfloat16 where the CPU has a native bfloat16 matmul that oneDNN may use (no
+    ``onednn_cap`` in ``environ``), else float32; ``float32`` and ``bfloat16`` are taken as
+    given (a bfloat16 run without it is emulated, slower than float32, and the reason says so).
 
     Raises:
         ValueError: ``setting`` is not one of ``PRECISIONS``.
@@ -123,13 +141,18 @@ def resolve(setting: str, cpuinfo: pathlib.Path = CPUINFO) -> Policy:
     if setting not in PRECISIONS:
         raise ValueError(f"trainer.precision={setting!r}: must be one of {PRECISIONS}")
     flag = native_bf16(cpu_flags(cpuinfo))
-    cpu = (f"the CPU has {flag}" if flag
-           else f"the CPU has none of {', '.join(BF16_FLAGS)} ({cpuinfo})")
+    cap = onednn_cap(environ)
+    if flag and cap:
+        cpu = f"the CPU has {flag} but {ONEDNN_ISA_VARIABLE}={cap} keeps oneDNN from it"
+    else:
+        cpu = (f"the CPU has {flag}" if flag
+               else f"the CPU has none of {', '.join(BF16_FLAGS)} ({cpuinfo})")
+    native = flag is not None and cap is None
     if setting == "float32":
         return FLOAT32
     if setting == "bfloat16":
-        note = "" if flag else ": emulated, slower than float32"
+        note = "" if native else ": emulated, slower than float32"
         return Policy("bfloat16", f"trainer.precision=bfloat16 ({cpu}{note})")
-    if flag:
+    if native:
         return Policy("bfloat16", f"trainer.precision=auto: bfloat16 matmuls, {cpu}")
     return Policy("float32", f"trainer.precision=auto: float32, {cpu}")
