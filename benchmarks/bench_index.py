@@ -285,7 +285,7 @@ def main() -> None:
             write_toy_bytes_encoder(encoder, DEFAULT_TFLITE_PATH, embedding_dim=DIM)
         figures = job_figures(serving, str(encoder), pathlib.Path(args.data))
         figures.update(scann_figures(100_000 if args.quick else 1_000_000, tmp))
-    print("== summary")
+    print("== summary: Collection index: the embedding job, ScaNN at 1,000,000 rows, peak memory")
     for label, value in figures.items():  # recall@10 last
         print(f"{label}: {value}")
 
