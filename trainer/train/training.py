@@ -273,7 +273,7 @@ def train(config: TrainerConfig, towers: tuple[keras.Model, keras.Model], splits
         result.epoch_seconds.append(time.perf_counter() - start)
         scores = evaluation.evaluate(image_tower, text_tower, eval_split,
                                      config.eval_batch_size, eval_prefix)
-        _log_epoch(writer, epoch, {"loss": mean_terms.get("loss", float("nan")), **scores},
+        _log_epoch(writer, epoch, scores, mean_terms.get("loss", float("nan")),
                    verbose, result.epoch_seconds[-1] / max(epoch_steps, 1))
         result.history.append({**mean_terms, **scores})
         patience = config.early_stopping_patience
@@ -286,7 +286,7 @@ def train(config: TrainerConfig, towers: tuple[keras.Model, keras.Model], splits
     return result
 
 
-def _log_epoch(writer, epoch: int, scores: dict[str, float], verbose: int,
+def _log_epoch(writer, epoch: int, scores: dict[str, float], loss: float, verbose: int,
                step_seconds: float) -> None:
     """Writes the eval scores; prints them with the epoch's mean loss and step time.
 
@@ -296,7 +296,8 @@ def _log_epoch(writer, epoch: int, scores: dict[str, float], verbose: int,
     Args:
         writer: the TensorBoard summary writer.
         epoch: the epoch's number, from 1.
-        scores: the eval metrics and ``loss``, the epoch's mean training loss.
+        scores: the eval metrics.
+        loss: the epoch's mean training loss.
         verbose: print the line when nonzero.
         step_seconds: the epoch's wall time per step.
 
@@ -304,10 +305,9 @@ def _log_epoch(writer, epoch: int, scores: dict[str, float], verbose: int,
     with writer.as_default(step=epoch):
         tf.summary.scalar("train/step_seconds", step_seconds)
         for name, value in scores.items():
-            if name != "loss":
-                tf.summary.scalar(f"eval/{name}", value)
+            tf.summary.scalar(f"eval/{name}", value)
     if verbose:
         recalls = " ".join(f"{k}={scores[k]:.1f}" for k in
                            ("i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10", "rsum"))
-        print(f"epoch {epoch} ({step_seconds:.3f} s/step) loss {scores['loss']:.4f} "
+        print(f"epoch {epoch} ({step_seconds:.3f} s/step) loss {loss:.4f} "
               f"eval: {recalls}", flush=True)
