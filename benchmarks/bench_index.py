@@ -73,25 +73,13 @@ def _child(command: list[str]) -> tuple[str, float, float]:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.DEVNULL, env=env,
                                    text=True)
         while process.poll() is None:
-            peak_kib = max(peak_kib, _vm_hwm_kib(process.pid))
+            peak_kib = max(peak_kib, machine.peak_rss_kib(process.pid))
             time.sleep(0.05)
         out.seek(0)
         text = out.read()
     if process.returncode != 0:
         raise RuntimeError(f"{command[:5]} exited {process.returncode}: {text[-2000:]}")
     return text, time.perf_counter() - start, peak_kib / 1024
-
-
-def _vm_hwm_kib(pid: int) -> int:
-    """A live process's peak resident set (``VmHWM``), 0 once it is gone."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        return 0
-    return 0
 
 
 def _in_process_rate(encoder_dir: str, blobs: list[bytes],
@@ -137,16 +125,19 @@ def _job_rate(serving: pathlib.Path, encoder_dir: str, src: str,
     return manifest, one_process, load_s, job_rss
 
 
-def _job_line(label: str, manifest: dict, one_process: float, load_s: float) -> tuple[float, str]:
-    """(job / one-process %, the printed line) of one ``_job_rate``."""
+def _job_line(label: str, manifest: dict, one_process: float,
+              load_s: float) -> tuple[float, float, str]:
+    """(job photos/s, job / one-process %, the printed line) of one ``_job_rate``."""
     count, seconds = manifest["counts"]["indexed"], manifest["seconds"]["embed"]
-    ratio = 100 * count / seconds / one_process
+    rate = count / seconds
+    ratio = 100 * rate / one_process
     steady = count / max(seconds - load_s, 1e-9)
-    return ratio, (f"(a) embedding job on {label}: {count / seconds:.1f} photos/s ({count} JPEGs, "
-                   f"{seconds:.1f} s with start-up); one process: {one_process:.1f} photos/s; "
-                   f"job/one-process {ratio:.0f} % (target >= 70 %); without one encoder load + "
-                   f"warm-up ({load_s:.1f} s in one process) the job makes {steady:.1f} photos/s "
-                   f"({100 * steady / one_process:.0f} %)")
+    line = (f"(a) embedding job on {label}: {rate:.1f} photos/s ({count} JPEGs, {seconds:.1f} s "
+            f"with start-up); one process: {one_process:.1f} photos/s; job/one-process "
+            f"{ratio:.0f} % (target >= 70 %); without one encoder load + warm-up ({load_s:.1f} s "
+            f"in one process) the job makes {steady:.1f} photos/s "
+            f"({100 * steady / one_process:.0f} %)")
+    return rate, ratio, line
 
 
 def job_figures(serving: pathlib.Path, encoder_dir: str, data: pathlib.Path) -> dict:
@@ -158,18 +149,19 @@ def job_figures(serving: pathlib.Path, encoder_dir: str, data: pathlib.Path) -> 
     """
     every = str(data / "*images" / "*.jpg")
     manifest, one_process, load_s, job_rss = _job_rate(serving, encoder_dir, every, INDEX_NAME)
-    ratio, line = _job_line(f"the {manifest['counts']['indexed']:,} shared JPEGs", manifest,
-                            one_process, load_s)
+    rate, ratio, line = _job_line(f"the {manifest['counts']['indexed']:,} shared JPEGs",
+                                  manifest, one_process, load_s)
     print(line, flush=True)
-    small = _job_rate(serving, encoder_dir, str(data / "images" / "*.jpg"), INDEX_NAME + "-300")
-    small_ratio, line = _job_line("the 300 JPEGs of images/ alone", *small[:3])
+    small, small_one_process, small_load_s, _ = _job_rate(
+        serving, encoder_dir, str(data / "images" / "*.jpg"), INDEX_NAME + "-300")
+    _, small_ratio, line = _job_line("the 300 JPEGs of images/ alone", small, small_one_process,
+                                     small_load_s)
     print(line, flush=True)
     _, search_wall, search_rss = _child([sys.executable, "-m", "pipeline", "search",
                                          "a dog runs on the beach", "--index", INDEX_NAME,
                                          "--serving-dir", str(serving)])
     print(f"(c) peak memory: index job {job_rss:.0f} MiB; search --index process "
           f"{search_rss:.0f} MiB ({search_wall:.1f} s, encoder load included)")
-    rate = manifest["counts"]["indexed"] / manifest["seconds"]["embed"]
     return {"job photos/s": f"{rate:.1f}", "one-process photos/s": f"{one_process:.1f}",
             "job / one-process %": f"{ratio:.0f}",
             "job / one-process % on images/ (300)": f"{small_ratio:.0f}",

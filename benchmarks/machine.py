@@ -23,6 +23,20 @@ def cpu_model(cpuinfo: pathlib.Path = pathlib.Path("/proc/cpuinfo")) -> str:
     return platform.processor() or platform.machine() or "unknown CPU"
 
 
+def peak_rss_kib(pid: int) -> int:
+    """A live process's peak resident set since its ``exec`` (``VmHWM``), KiB; 0 once it is gone.
+
+    Not ``wait4``'s ``ru_maxrss``: Linux carries it across fork + exec, so a child would report
+    the forking process's peak whenever that is higher. A zombie has no ``VmHWM`` line.
+    """
+    try:
+        status = pathlib.Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    except OSError:
+        return 0
+    kib = [line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")]
+    return int(kib[0]) if kib else 0
+
+
 def matmul_gflops(repeats: int = 5) -> float:
     """Median GFLOP/s of a plain float32 4096² ``tf.matmul`` (``harness.matmul_step``)."""
     import tensorflow as tf

@@ -17,6 +17,8 @@ import time
 import psutil
 import pytest
 
+from benchmarks import machine
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 GIB = 1 << 30
 
@@ -32,21 +34,11 @@ class Finished:
     seconds: float
 
 
-def _high_water(pid: int) -> int:
-    """The process's peak resident bytes since its ``exec`` (``VmHWM``); 0 once it has exited."""
-    try:
-        status = pathlib.Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    kib = [line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")]
-    return int(kib[0]) * 1024 if kib else 0  # a zombie has no memory map, and no VmHWM line
-
-
 def _watch(proc: subprocess.Popen, timeout_s: float, memory_cap: int) -> tuple[int, int, float]:
     """Waits for ``proc``: (exit status, peak RSS in bytes, seconds); kills it past a limit."""
     watched, start, peak = psutil.Process(proc.pid), time.monotonic(), 0
     while True:
-        peak = max(peak, _high_water(proc.pid))
+        peak = max(peak, machine.peak_rss_kib(proc.pid) * 1024)
         pid, status = os.waitpid(proc.pid, os.WNOHANG)
         seconds = time.monotonic() - start
         if pid:
