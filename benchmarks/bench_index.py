@@ -138,8 +138,8 @@ def _job_rounds(serving: pathlib.Path, encoder_dir: str, src: str, name: str,
     return result
 
 
-def _job_line(label: str, rounds: dict) -> tuple[float, float, str]:
-    """(median job photos/s, its % of the median one-process rate, the printed line)."""
+def _job_line(label: str, rounds: dict) -> tuple[float, float, str, str]:
+    """The median job rate, its % of the median one-process rate, the line, each round's %."""
     count = rounds["manifest"]["counts"]["indexed"]
     rate, one_process = float(np.median(rounds["job"])), float(np.median(rounds["one_process"]))
     load_s = float(np.median(rounds["load_s"]))
@@ -153,7 +153,7 @@ def _job_line(label: str, rounds: dict) -> tuple[float, float, str]:
             f"process: {one_process:.1f} photos/s; job/one-process {ratio:.0f} % (target >= "
             f"70 %; by round: {each} %); without one encoder load + warm-up ({load_s:.1f} s in "
             f"one process) the job makes {steady:.1f} photos/s ({steady_ratio:.0f} %)")
-    return rate, ratio, line
+    return rate, ratio, line, each
 
 
 def job_figures(serving: pathlib.Path, encoder_dir: str, data: pathlib.Path,
@@ -167,12 +167,12 @@ def job_figures(serving: pathlib.Path, encoder_dir: str, data: pathlib.Path,
     """
     every = _job_rounds(serving, encoder_dir, str(data / "*images" / "*.jpg"), INDEX_NAME,
                         rounds)
-    rate, ratio, line = _job_line(f"the {every['manifest']['counts']['indexed']:,} shared JPEGs",
-                                  every)
+    rate, ratio, line, each = _job_line(
+        f"the {every['manifest']['counts']['indexed']:,} shared JPEGs", every)
     print(line, flush=True)
     small = _job_rounds(serving, encoder_dir, str(data / "images" / "*.jpg"),
                         INDEX_NAME + "-300", rounds)
-    _, small_ratio, line = _job_line("the 300 JPEGs of images/ alone", small)
+    _, small_ratio, line, small_each = _job_line("the 300 JPEGs of images/ alone", small)
     print(line, flush=True)
     _, search_wall, search_rss = _child([sys.executable, "-m", "pipeline", "search",
                                          "a dog runs on the beach", "--index", INDEX_NAME,
@@ -182,8 +182,9 @@ def job_figures(serving: pathlib.Path, encoder_dir: str, data: pathlib.Path,
           f"{search_rss:.0f} MiB ({search_wall:.1f} s, encoder load included)")
     return {"job photos/s": f"{rate:.1f}",
             "one-process photos/s": f"{np.median(every['one_process']):.1f}",
-            "job / one-process %": f"{ratio:.0f}",
+            "job / one-process %": f"{ratio:.0f}", "job / one-process % by round": each,
             "job / one-process % on images/ (300)": f"{small_ratio:.0f}",
+            "job / one-process % on images/ (300) by round": small_each,
             "index job peak MiB": f"{job_rss:.0f}", "search process peak MiB": f"{search_rss:.0f}"}
 
 
