@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import pathlib
 
 import numpy as np
@@ -100,9 +101,9 @@ def split_rows(folder: pathlib.Path, list_path: pathlib.Path) -> list[dict]:
     return rows
 
 
-def _fingerprint(paths: list[pathlib.Path]) -> str:
-    """Names, sizes and modification times of the input files: the Transform cache key."""
-    digest = hashlib.sha256()
+def _fingerprint(paths: list[pathlib.Path], transform_config: dict) -> str:
+    """The Transform cache key: the input files' names, sizes and times, and the settings."""
+    digest = hashlib.sha256(json.dumps(transform_config, sort_keys=True).encode())
     for path in paths:
         stat = path.stat()
         digest.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
@@ -116,15 +117,17 @@ def _inputs(folder: pathlib.Path, lists: list[pathlib.Path]) -> list[pathlib.Pat
 
 
 def load_splits(data_dir: pathlib.Path, test_dir: pathlib.Path | None,
-                work_dir: pathlib.Path, text_keys: tuple[str, ...]) -> Splits:
+                work_dir: pathlib.Path, text_keys: tuple[str, ...],
+                transform_config: dict | None = None) -> Splits:
     """Transforms (or reuses the cached Transform output of) the splits and reads them.
 
     Args:
         data_dir: DATA: train and dev splits.
         test_dir: the test directory, or None to report on DATA's dev split.
         work_dir: the Transform output is cached under ``work_dir/transformed-<key>``, the key
-            a hash of the input files' paths, sizes and times.
+            a hash of the input files' paths, sizes and times and of ``transform_config``.
         text_keys: transformed features the text tower reads.
+        transform_config: ``preprocessing_fn``'s ``custom_config`` (None: its defaults).
 
     Returns:
         The ``Splits``.
@@ -138,7 +141,9 @@ def load_splits(data_dir: pathlib.Path, test_dir: pathlib.Path | None,
     if test_dir is not None:
         splits["test"] = split_rows(test_dir, test_list(test_dir))
     _check_dims(splits)
-    out = train_quality.transform_flickr8k(splits, work_dir / f"transformed-{_fingerprint(inputs)}")
+    key = _fingerprint(inputs, transform_config or {})
+    out = train_quality.transform_flickr8k(splits, work_dir / f"transformed-{key}",
+                                           transform_config)
     transform = tft.TFTransformOutput(str(out / "transform"))
     tables = {name: data.load_split(str(out / name / "*"), transform, text_keys)
               for name in splits}

@@ -10,6 +10,10 @@ Prints mean ± std over seeds and F-HN − HN (per-seed paired differences, ``be
 as Markdown; ``--output-json`` keeps every run.
 
     python -m benchmarks.paper_table --data ../shared/data/flickr8k --seeds 3
+    python -m benchmarks.paper_table --data ../shared/data/flickr8k --seeds 3 --text-input minilm
+
+``--text-input minilm`` trains the pipeline's default towers (raw captions in, MiniLM's top layer
+fine-tuned, the pipeline's precision) instead of a linear map of the precomputed caption features.
 """
 
 from __future__ import annotations
@@ -38,7 +42,10 @@ from trainer.model import towers
 from trainer.train import evaluation, training
 
 LOSSES = ("sh", "hn", "mhn", "fhn")
-TEXT_TOWERS = {"features": "linear", "tokens": "mean"}  # --text-input -> TrainerConfig.text_tower
+# --text-input -> the text tower: a linear map of the precomputed MiniLM caption features (the
+# paper's setting), a masked mean of word tokens, or the pipeline's default model (raw captions
+# through WordPiece and MiniLM with its top layer fine-tuned: the tower users deploy).
+TEXT_INPUTS = ("features", "tokens", "minilm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,9 +65,9 @@ class TestSet:
 
 
 def load_test_set(data_dir: pathlib.Path, test_dir: pathlib.Path | None, work_dir: pathlib.Path,
-                  text_keys: tuple[str, ...]) -> TestSet:
+                  text_keys: tuple[str, ...], transform_config: dict) -> TestSet:
     """Reads the splits, computes the test split's ROUGE-L relevance and reads its judgments."""
-    splits = paper_data.load_splits(data_dir, test_dir, work_dir, text_keys)
+    splits = paper_data.load_splits(data_dir, test_dir, work_dir, text_keys, transform_config)
     test = splits.test
     relevance = paper_data.rouge_relevance(test, splits.test_captions)
     judged = {}
@@ -153,7 +160,7 @@ def _parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=TrainerConfig.epochs)
     parser.add_argument("--losses", nargs="+", choices=LOSSES, default=list(LOSSES))
     parser.add_argument("--mining", nargs="+", choices=MINING_KINDS, default=["in_batch"])
-    parser.add_argument("--text-input", choices=sorted(TEXT_TOWERS), default="features")
+    parser.add_argument("--text-input", choices=TEXT_INPUTS, default="features")
     parser.add_argument("--work-dir", type=pathlib.Path,
                         default=pathlib.Path(tempfile.gettempdir()) / "xmodal_paper_table")
     parser.add_argument("--output-json", type=pathlib.Path, default=None)
@@ -172,12 +179,31 @@ def _finite(value):
     return None if isinstance(value, float) and math.isnan(value) else value
 
 
+def base_configs(text_input: str, epochs: int) -> tuple[dict, TrainerConfig]:
+    """The Transform's ``custom_config`` and the Trainer's settings of one ``--text-input``.
+
+    ``minilm`` is the pipeline's default model as ``python -m pipeline run`` trains it
+    (``pipeline.defaults.component_configs`` of an empty configuration), ``epochs`` aside.
+    """
+    if text_input == "minilm":
+        from pipeline import defaults
+
+        configs = defaults.component_configs({}, {})
+        if configs.trainer.text_tower != "minilm":
+            raise RuntimeError(f"--text-input minilm: {configs.note}")
+        return (defaults.custom_config(configs.transform),
+                dataclasses.replace(configs.trainer, epochs=epochs))
+    tower = {"features": "linear", "tokens": "mean"}[text_input]
+    return {}, TrainerConfig(text_tower=tower, epochs=epochs)
+
+
 def run_table(args: argparse.Namespace) -> dict:
     """Trains every setting and returns the report (runs, summaries, Markdown, host figures)."""
     start, gflops_before = time.perf_counter(), matmul_gflops()
-    base = TrainerConfig(text_tower=TEXT_TOWERS[args.text_input], epochs=args.epochs)
+    transform_config, base = base_configs(args.text_input, args.epochs)
     data_dir = harness.flickr8k_dir(args.data)
-    test_set = load_test_set(data_dir, args.test_data, args.work_dir, towers.text_inputs(base))
+    test_set = load_test_set(data_dir, args.test_data, args.work_dir, towers.text_inputs(base),
+                             transform_config)
     runs = []
     for loss, mining, seed in settings(args.losses, args.mining, args.seeds):
         run = run_one(dataclasses.replace(base, loss=loss, mining=mining, seed=seed), test_set)

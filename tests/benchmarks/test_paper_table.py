@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from benchmarks import paper_table
+from benchmarks import paper_data, paper_table
 from benchmarks.annotations import CROWD_FILE, EXPERT_FILE
 from tests.benchmarks.paper_dataset import write_dataset
 
@@ -79,3 +79,20 @@ def test_a_test_directory_without_a_split_list_is_refused(folders, tmp_path):
                   "z", seed=3)
     with pytest.raises(ValueError, match="exactly one Flickr_8k"):
         _table(folders, "--test-data", str(tmp_path), "--losses", "hn", "--seeds", "1")
+
+
+def test_minilm_mode_trains_the_pipeline_default_model(folders):
+    transform_config, config = paper_table.base_configs("minilm", 2)
+    assert (config.text_tower, config.minilm_trainable_layers, config.epochs) == ("minilm", 1, 2)
+    assert transform_config == {"wordpiece_max_tokens": 64}
+    report = _table(folders, "--text-input", "minilm", "--losses", "fhn", "--seeds", "1",
+                    "--epochs", "2")
+    (run,) = report["runs"]
+    assert len(run["dev_rsum"]) == 2 and run["best_epoch"] in (1, 2)
+    assert 0.0 < run["test"]["rsum"] <= 600.0
+    for key in ("i2t_ndcg", "t2i_ndcg", "i2i_ndcg", "t2t_ndcg"):
+        assert 0.0 < run["test"][key] <= 1.0
+    # the WordPiece Transform is cached apart from the features-mode one
+    token_file = [folders / "data" / "Flickr8k.token.txt"]
+    assert (paper_data._fingerprint(token_file, {})
+            != paper_data._fingerprint(token_file, transform_config))
