@@ -11,6 +11,9 @@ Three measurements, each in a fresh process (its peak RSS and TensorFlow state i
    round by round in one process (the input pipeline's time is inside the stream step).
 3. Eval rsum on Flickr8k after ``--epochs`` epochs, ``memory`` vs ``stream``, same config.
 
+The text tower is the masked-mean token tower unless ``--set text_tower=...`` says otherwise:
+the generated split carries token ids, not WordPiece ids.
+
     python -m benchmarks.bench_stream [--quick] [--steps 400] [--epochs 3]
 """
 
@@ -248,7 +251,7 @@ def main(argv=None) -> None:
     from trainer import preprocessing
 
     args = _parse(argv)
-    overrides = train_quality._overrides(args.set)
+    overrides = {"text_tower": "mean", **train_quality._overrides(args.set)}
     size = QUICK if args.quick else FULL
     cache = args.work_dir / ("transformed_quick" if args.quick else "transformed")
     transformed = str(train_quality.transform_flickr8k(

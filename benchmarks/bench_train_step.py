@@ -1,8 +1,8 @@
 """The Trainer's step of the default tower against the host's matmul roof, padded vs flat.
 
-The pipeline's default model (``pipeline.defaults.DEFAULT_TRAINER``: the ``minilm`` text tower
-with its top layer fine-tuned over the cached frozen bottom, the linear image tower, batch 128,
-in-batch F-HN) on Flickr8k train captions (WordPiece, ``DEFAULT_WORDPIECE_TOKENS``) and image
+The pipeline's default model (``TrainerConfig()``: the ``minilm`` text tower with its top layer
+fine-tuned over the cached frozen bottom, the linear image tower, batch 128, in-batch F-HN) on
+Flickr8k train captions (WordPiece, ``TransformConfig``'s length) and image
 features. Side by side in one run, interleaved round by round so that every variant sees the
 same load of a shared host:
 

@@ -5,17 +5,17 @@ the real ``preprocessing_fn`` in-process with ``tensorflow_transform.beam`` (cac
 ``--work-dir``), trains with the same function as ``run_fn`` (``trainer.task.train_and_export``)
 and prints eval R@1/5/10 both ways and rsum as a Markdown table row.
 
-``--defaults pipeline`` lays ``--set`` over the pipeline's default model
-(``pipeline.config.from_dict``: the fine-tuned ``minilm`` tower and its WordPiece
-Transform) instead of ``TrainerConfig``'s library defaults, and adds the served ``embed_text``
-speed of the exported model (raw captions in): one caption's p50 and captions/s at batch 256.
-One such run compares an option of the default model (docs/minilm.md): dev rsum, the Trainer's
-seconds (``train_and_export``: tables, frozen-bottom cache, epochs, evaluations, export), the
-Transform's seconds (in-process, when it ran; cached per Transform configuration) and the
-serving figures.
+``--set`` lays Trainer settings over the pipeline's default model, as ``python -m pipeline run
+--set trainer.KEY=VALUE`` would (``pipeline.config.from_dict``: the Transform then emits
+WordPiece ids only for the ``minilm`` tower). After the table row it prints the served
+``embed_text`` speed of the exported model (raw captions in): one caption's p50 and captions/s
+at batch 256, so that one run compares an option of the default model (docs/minilm.md): dev
+rsum, the Trainer's seconds (``train_and_export``: tables, frozen-bottom cache, epochs,
+evaluations, export), the Transform's seconds (in-process, when it ran; cached per Transform
+configuration) and the serving figures.
 
-    python -m benchmarks.train_quality --set loss=fhn mining=global
-    python -m benchmarks.train_quality --defaults pipeline --set minilm_trainable_layers=0
+    python -m benchmarks.train_quality --set loss=hn text_tower=mean epochs=2
+    python -m benchmarks.train_quality --set minilm_trainable_layers=0
 """
 
 from __future__ import annotations
@@ -201,9 +201,6 @@ def _parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="500 images, 2 epochs")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
                         help="TrainerConfig overrides, e.g. loss=fhn mining=global epochs=6")
-    parser.add_argument("--defaults", choices=("trainer", "pipeline"), default="trainer",
-                        help="what --set overrides: TrainerConfig's defaults or the pipeline's "
-                             "default model with its Transform (adds the serving figures)")
     return parser.parse_args(argv)
 
 
@@ -219,15 +216,12 @@ def _overrides(pairs: list[str]) -> dict:
     return values
 
 
-def sections(defaults: str, overrides: dict) -> tuple[dict, dict]:
+def sections(overrides: dict) -> tuple[dict, dict]:
     """(Transform ``custom_config``, ``TrainerConfig`` fields) of a run.
 
-    ``defaults="pipeline"`` lays ``overrides`` over the pipeline's default model, as a
-    ``python -m pipeline run --set trainer.KEY=VALUE`` would; ``"trainer"`` over
-    ``TrainerConfig``'s defaults, with the Transform's defaults.
+    ``overrides`` are laid over the pipeline's default model, as ``python -m pipeline run --set
+    trainer.KEY=VALUE`` would.
     """
-    if defaults == "trainer":
-        return {}, dict(overrides)
     from pipeline import config as config_lib
     from pipeline.defaults import custom_config
 
@@ -278,7 +272,7 @@ def main(argv=None) -> None:
     overrides = _overrides(args.set)
     if args.quick:
         overrides.setdefault("epochs", 2)
-    transform_config, trainer_fields = sections(args.defaults, overrides)
+    transform_config, trainer_fields = sections(overrides)
     config = TrainerConfig.from_dict(trainer_fields)
     # Strategy first: under trainer.distribute_run's TF_CONFIG the host probe's and Transform's
     # TensorFlow ops would otherwise come before the collective ops are configured.
@@ -296,7 +290,7 @@ def main(argv=None) -> None:
           f"train+eval+export {seconds:.0f} s; epochs {[round(s) for s in result.epoch_seconds]}")
     print("| " + " | ".join(METRICS) + " |")
     print("| " + " | ".join(f"{best[name]:.1f}" for name in METRICS) + " |")
-    if args.defaults == "pipeline" and chief:  # the export is the chief's
+    if chief:  # the export is the chief's
         single, rate = embed_text_speed(str(args.work_dir / "last" / "export"))
         print("| option | dev rsum | Trainer s | Transform s | embed_text 1 caption p50 ms | "
               "embed_text @256 captions/s | load (1 min) |")

@@ -17,13 +17,13 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import harness
-from pipeline.defaults import DEFAULT_TRAINER, DEFAULT_WORDPIECE_TOKENS
 from trainer.config import TrainerConfig
 from trainer.inputs import data, frozen_prefix
 from trainer.inputs.training_rows import TrainingRows
 from trainer.model import towers, unpadded
 from trainer.model.precision import FLOAT32, Policy
 from trainer.tokens import wordpiece
+from trainer.tokens.transform_config import TransformConfig
 from trainer.train import training
 
 BF16 = Policy("bfloat16", "benchmark: bfloat16 matmuls")
@@ -63,7 +63,7 @@ def caption_split(folder: pathlib.Path, captions: int | None) -> data.SplitTable
         raise ValueError(f"{folder / 'Flickr8k.token.txt'}: no caption for {len(missing)} "
                          f"caption ids, first {missing[0]!r}")
     tokens = wordpiece.wordpiece_features(tf.constant([text[name] for name in ids]),
-                                          max_tokens=DEFAULT_WORDPIECE_TOKENS)
+                                          max_tokens=TransformConfig.wordpiece_max_tokens)
     return dataclasses.replace(train, text={k: v.numpy() for k, v in tokens.items()},
                                text_image_index=train.text_image_index[:count],
                                caption_ids=train.caption_ids[:count])
@@ -138,7 +138,7 @@ class Setup:
 def build_setup(folder: str | None, captions: int | None) -> Setup:
     """The default towers on ``captions`` Flickr8k train captions (None: all) and the variants."""
     split = caption_split(harness.flickr8k_dir(folder), captions)
-    config = TrainerConfig.from_dict(DEFAULT_TRAINER)
+    config = TrainerConfig()
     training.set_seeds(config.seed)
     image_tower, text_tower = towers.build_towers(config, 0, split.image_features.shape[-1])
     cache = frozen_prefix.FrozenPrefix(text_tower, split.text, config.eval_batch_size)

@@ -113,10 +113,11 @@ class PipelineConfig:
       model_name: TF Serving model name.
       enable_cache: reuse the outputs of components whose inputs did not change.
       beam_args: Beam pipeline arguments for every Beam-based component.
-      transform: the Transform's effective settings: the ``transform`` section over the
-        defaults (a ``minilm`` text tower adds ``wordpiece_max_tokens``; ``pipeline.defaults``).
+      transform: the Transform's effective settings: the ``transform`` section over
+        ``TransformConfig``'s defaults (no WordPiece ids for a tower that does not read them;
+        ``pipeline.defaults``).
       trainer: the Trainer's effective settings: the ``trainer`` section over
-        ``pipeline.defaults.DEFAULT_TRAINER`` and ``TrainerConfig``'s defaults.
+        ``TrainerConfig``'s defaults.
       training_job: the Vertex AI Training job of the Trainer; read by the pipeline only.
       eval: blessing thresholds.
       index: the collection re-indexed after a push (``index.collection``; none by default).

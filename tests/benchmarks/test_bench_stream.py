@@ -46,11 +46,11 @@ def test_summary_lines_become_the_results_page_rows(capsys):
     machine = {"cpu": "Test CPU", "cores": 2, "matmul_gflops": 300.0, "load": 1.5}
     steps = {"memory": 0.020, "stream": 0.0230, "machine": machine}  # 1.15x
     rsums = {"memory": {"rsum": 200.0}, "stream": {"rsum": 197.5}}  # -2.5 points
-    bench_stream._summary(size, 2.5, rss, steps, rsums, 3, {})
+    bench_stream._summary(size, 2.5, rss, steps, rsums, 3, {"text_tower": "mean"})
     lines = capsys.readouterr().out.splitlines()
     entry = results_page.summary_entry("bench_stream", lines, "cmd", machine, "2026-12-06", "c")
     assert entry["title"] == ("bench_stream (stream vs memory input; mean text tower, batch 128, "
-                              "loss fhn; overrides none)")
+                              "loss fhn; overrides {'text_tower': 'mean'})")
     rows = dict(entry["rows"])
     assert rows["stream peak RSS"] == (
         "1.50 GiB over 400 steps at 0.050 s/step (limit 3 GiB, within limit)")

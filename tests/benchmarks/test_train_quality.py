@@ -1,23 +1,20 @@
-"""The Trainer-only benchmark runs the pipeline's default model when asked to, on its Transform."""
+"""The Trainer-only benchmark lays its settings over the pipeline's default model and Transform."""
 
 from benchmarks import train_quality
 
 
-def test_pipeline_defaults_bring_the_minilm_tower_and_its_wordpiece_transform():
-    transform, trainer = train_quality.sections("pipeline", {"minilm_trainable_layers": 0})
-    assert transform == {"wordpiece_max_tokens": 64}
-    # the fields that differ from TrainerConfig's defaults, of which 0 trainable layers is one
-    assert trainer == {"text_tower": "minilm"}
-
-
-def test_a_token_tower_over_the_pipeline_defaults_needs_no_wordpiece():
-    transform, trainer = train_quality.sections("pipeline", {"text_tower": "mean", "epochs": 3})
+def test_the_default_model_is_the_minilm_tower_over_its_wordpiece_transform():
+    # only what differs from the classes' defaults, which are the pipeline's default model
+    assert train_quality.sections({}) == ({}, {})
+    transform, trainer = train_quality.sections({"minilm_trainable_layers": 0})
     assert transform == {}
-    assert trainer == {"minilm_trainable_layers": 1, "epochs": 3}  # "mean" is the default
+    assert trainer == {"minilm_trainable_layers": 0}
 
 
-def test_trainer_defaults_keep_the_overrides_as_they_are():
-    assert train_quality.sections("trainer", {"epochs": 2}) == ({}, {"epochs": 2})
+def test_a_token_tower_gets_no_wordpiece_ids():
+    transform, trainer = train_quality.sections({"text_tower": "mean", "epochs": 3})
+    assert transform == {"wordpiece_max_tokens": None}
+    assert trainer == {"text_tower": "mean", "epochs": 3}
 
 
 def test_each_transform_configuration_has_its_own_cache():

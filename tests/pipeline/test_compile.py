@@ -241,11 +241,11 @@ def test_without_vertex_training_options_the_trainer_stays_a_plain_component(spe
     # the configured settings over the pipeline's defaults (MiniLM, or its fallback tower),
     # exactly the effective settings that the configuration was parsed into
     assert TrainerConfig.from_dict(custom) == config_lib.from_dict({"trainer": configured}).trainer
-    # only what differs from TrainerConfig's defaults ("fhn" is the default loss)
-    assert custom == {"mining": "global", "epochs": 7, "text_tower": "minilm",
-                      "minilm_trainable_layers": 1}
+    # only what differs from TrainerConfig's defaults, which are the pipeline's default model
+    # ("fhn" is the default loss, "minilm" the default tower)
+    assert custom == {"mining": "global", "epochs": 7}
     value = _tasks(spec)["Transform"]["inputs"]["parameters"]["custom_config"]["runtimeValue"]
-    assert json.loads(value["constantValue"]["stringValue"]) == {"wordpiece_max_tokens": 64}
+    assert json.loads(value["constantValue"]["stringValue"]) == {}  # WordPiece 64, the default
 
 
 @pytest.mark.parametrize("option", ["training_job.workers=4",

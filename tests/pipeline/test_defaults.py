@@ -87,9 +87,9 @@ def test_validation_checks_the_defaults_with_the_overrides():
 
 
 def test_custom_config_holds_what_differs_from_the_defaults_and_gives_it_back():
-    trainer = TrainerConfig(text_tower="minilm", minilm_trainable_layers=1, margin=0.3)
-    assert defaults.custom_config(trainer) == {"text_tower": "minilm",
-                                               "minilm_trainable_layers": 1, "margin": 0.3}
+    trainer = TrainerConfig(text_tower="mean", minilm_trainable_layers=0, margin=0.3)
+    assert defaults.custom_config(trainer) == {"text_tower": "mean",
+                                               "minilm_trainable_layers": 0, "margin": 0.3}
     assert TrainerConfig.from_dict(defaults.custom_config(trainer)) == trainer
     assert defaults.custom_config(TransformConfig()) == {}
     assert "image_backbone" not in defaults.custom_config(

@@ -185,13 +185,15 @@ def test_documented_two_worker_command_trains_to_the_end_and_the_chief_exports_o
 @pytest.mark.slow(minutes=3)
 def test_run_fn_of_the_tfx_trainer_trains_on_two_workers_and_the_chief_exports_once(
         one_process, tmp_path):
-    transformed = one_process["root"] / "work" / "transformed"
+    # the token tower's Transform, cached by the documented command (no WordPiece ids)
+    (transformed,) = (one_process["root"] / "work").glob("transformed*")
     examples = tmp_path / "examples"
     for split in ("train", "eval"):
         shutil.copytree(transformed / split, examples / f"Split-{split}")
     (tmp_path / "tmp").mkdir()
+    settings = json.dumps({"epochs": 2, "text_tower": "mean"})
     command = [sys.executable, "-m", "tests.trainer.tfx_trainer_worker", str(examples),
-               str(transformed / "transform"), str(tmp_path / "out"), json.dumps({"epochs": 2})]
+               str(transformed / "transform"), str(tmp_path / "out"), settings]
     distribute_run.run_workers(command, 2, tmp_path / "logs", timeout=540,
                                env=_env(tmp_path / "tmp"))
     logs = [(tmp_path / "logs" / f"worker_{i}.log").read_text() for i in (0, 1)]

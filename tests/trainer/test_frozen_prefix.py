@@ -57,7 +57,7 @@ def test_frozen_blocks_and_when_the_trainer_caches(tower):
     assert frozen_prefix.frozen_blocks(tower) == 4
     config = TrainerConfig(text_tower="minilm", minilm_trainable_layers=6)
     assert frozen_prefix.for_tower(config, tower, _text(), 4) is None  # nothing worth caching
-    assert frozen_prefix.for_tower(TrainerConfig(), None, _text(), 4) is None  # not minilm
+    assert frozen_prefix.for_tower(TrainerConfig(text_tower="mean"), None, _text(), 4) is None
     tower.encoder.blocks[5].trainable = False  # a frozen layer above a trained one
     try:
         with pytest.raises(ValueError, match=r"layers trainable: \[False, False, False, False, "

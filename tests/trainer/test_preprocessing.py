@@ -82,13 +82,14 @@ def run_a(tmp_path_factory) -> Run:
 
 @pytest.fixture(scope="module")
 def run_b(tmp_path_factory) -> Run:
-    """Scalar string schema, no caption_features; top_k vocabulary, l2_row images."""
+    """Scalar string schema, no caption_features; top_k vocabulary, l2_row images, no WordPiece."""
     raw = _raw_batch(image=[[3, 4], [0, 0], [6, 8], [0, 5]], caption_features=None)
     config = {
         "max_tokens": 5,
         "vocab_top_k": 2,
         "vocab_frequency_threshold": 1,
         "image_scaling": "l2_row",
+        "wordpiece_max_tokens": None,
     }
     return _analyze_and_write(tmp_path_factory.mktemp("run_b"), raw, [], config)
 
@@ -251,7 +252,9 @@ def test_serving_transform_of_full_examples_equals_pipeline_output(run_name, req
 def test_serving_transform_of_caption_only_gives_the_pipeline_tokens(run_name, request):
     run = request.getfixturevalue(run_name)
     served = _serve(run, [F.CAPTION_KEY])  # caption string [N], as embed_text feeds it
-    assert sorted(served) == sorted([F.CAPTION_LENGTH_XF, F.CAPTION_TOKENS_XF])
+    tokens = [F.CAPTION_LENGTH_XF, F.CAPTION_TOKENS_XF]
+    wordpiece = [F.CAPTION_WORDPIECE_IDS_XF, F.CAPTION_WORDPIECE_MASK_XF]  # the default's
+    assert sorted(served) == sorted(tokens + (wordpiece if run_name == "run_a" else []))
     for key, value in served.items():
         np.testing.assert_array_equal(value, run.transformed[key], err_msg=key)
 
