@@ -7,12 +7,13 @@ the
 Trainer's bidirectional-GRU ``TokenTextTower`` (``TrainerConfig`` default sizes). Figures: latency
 p50/p99 for one caption and throughput (captions/s) at batch 256, and the minilm/gru ratios.
 
-``--quality`` adds the raw-text check on the Flickr8k dev split: the in-graph encoder's
+Then, unless ``--quick``, the raw-text check on the Flickr8k dev split: the in-graph encoder's
 embeddings of the 5,000 dev captions vs the precomputed ``minilm_l6_v2.npy`` rows (cosine), and
 the rsum of one closed-form ridge model (train image features -> MiniLM space) evaluated with
-either set of dev caption embeddings (features mode vs raw text in).
+either set of dev caption embeddings (features mode vs raw text in). The closing summary holds
+both parts as ``label: value`` lines.
 
-Run: ``python -m benchmarks.bench_minilm [--quick] [--quality] [--data ../shared/data/flickr8k]``.
+Run: ``python -m benchmarks.bench_minilm [--quick] [--data ../shared/data/flickr8k]``.
 """
 
 from __future__ import annotations
@@ -137,8 +138,13 @@ def ridge_image_map(data: pathlib.Path, captions: np.ndarray) -> tuple[np.ndarra
     return w, dev_image / np.linalg.norm(dev_image, axis=1, keepdims=True)
 
 
-def quality(data: pathlib.Path, captions_by_id: dict[str, str]) -> None:
-    """Dev-split parity and ridge rsum: precomputed features vs the in-graph encoder."""
+def quality(data: pathlib.Path, captions_by_id: dict[str, str]) -> dict[str, str]:
+    """Dev-split parity and ridge rsum: precomputed features vs the in-graph encoder.
+
+    Returns:
+        The summary figures, label -> value.
+
+    """
     precomputed = np.load(data / "features" / "minilm_l6_v2.npy").astype(np.float32)
     caption_row = {c: i for i, c in enumerate(_lines(data / "features" / "minilm_l6_v2.ids.txt"))}
     dev_names = _lines(data / "Flickr_8k.devImages.txt")
@@ -155,14 +161,18 @@ def quality(data: pathlib.Path, captions_by_id: dict[str, str]) -> None:
     theirs = precomputed[[caption_row[c] for c in dev_ids]]
     theirs /= np.linalg.norm(theirs, axis=1, keepdims=True)
     cosine = np.sum(ours * theirs, axis=1)
-    print(f"dev captions {len(dev_ids)}: cosine(in-graph, precomputed) min {cosine.min():.5f} "
-          f"mean {cosine.mean():.6f}")  # fmt: skip
+    figures = {f"dev captions ({len(dev_ids)}), cosine(in-graph, precomputed) min / mean":
+               f"{cosine.min():.5f} / {cosine.mean():.6f}"}
     _, dev_image = ridge_image_map(data, precomputed)
     text_image_ids = [c.rsplit("#", 1)[0] for c in dev_ids]
-    for name, text_embeddings in (("features mode (npy)", theirs), ("raw text, in-graph", ours)):
+    for name, text_embeddings in (("features mode (precomputed npy)", theirs),
+                                  ("raw text through in-graph WordPiece + MiniLM", ours)):
         scores = metrics.retrieval_metrics(dev_image, dev_names, text_embeddings, text_image_ids)
-        print(f"ridge, {name:20}: rsum {scores['rsum']:.2f}  i2t R@1 {scores['i2t_r1']:.2f}  "
-              f"t2i R@1 {scores['t2i_r1']:.2f}")  # fmt: skip
+        figures[f"ridge model, dev rsum / i2t R@1 / t2i R@1, {name}"] = (
+            f"{scores['rsum']:.2f} / {scores['i2t_r1']:.2f} / {scores['t2i_r1']:.2f}")
+    for label, value in figures.items():
+        print(f"{label}: {value}", flush=True)
+    return figures
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -170,11 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats (under a minute)")
     parser.add_argument("--data", type=pathlib.Path, default=DEFAULT_DATA)
-    parser.add_argument("--quality", action="store_true", help="dev-split parity and rsum")
     args = parser.parse_args(argv)
-    if args.quality:
-        lines = (args.data / "Flickr8k.token.txt").read_text(encoding="utf-8").splitlines()
-        quality(args.data, dict(line.split("\t", 1) for line in lines))
     latency_repeats, batch_repeats = (10, 1) if args.quick else (300, 8)
     captions = load_captions(args.data)
     config = TrainerConfig()
@@ -193,8 +199,19 @@ def main(argv: list[str] | None = None) -> None:
     for name, (p50, p99, rate) in results.items():
         print(f"{name:8} {p50:20.2f} {p99:10.2f} {rate:16.1f}")
     (m50, m99, mrate), (g50, g99, grate) = results["minilm"], results["gru"]
-    print(f"ratio minilm/gru: p50 x{m50 / g50:.2f}, p99 x{m99 / g99:.2f}, "
-          f"throughput x{mrate / grate:.2f}")  # fmt: skip
+    figures = {f"{name} embed_text p50 / p99 ms (1 caption)": f"{p50:.2f} / {p99:.2f}"
+               for name, (p50, p99, _) in results.items()}
+    figures.update({f"{name} embed_text captions/s @{BATCH}": f"{rate:.1f}"
+                    for name, (_, _, rate) in results.items()})
+    figures["ratio minilm/gru"] = (f"p50 x{m50 / g50:.2f}, p99 x{m99 / g99:.2f}, "
+                                   f"throughput x{mrate / grate:.2f}")
+    if not args.quick:
+        lines = (args.data / "Flickr8k.token.txt").read_text(encoding="utf-8").splitlines()
+        figures.update(quality(args.data, dict(line.split("\t", 1) for line in lines)))
+    print(f"== summary: bench_minilm (embed_text of the minilm and gru towers, d="
+          f"{config.embedding_dim}; MiniLM parity on the Flickr8k dev split) ==")
+    for label, value in figures.items():
+        print(f"{label}: {value}")
 
 
 if __name__ == "__main__":
