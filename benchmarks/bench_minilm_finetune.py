@@ -1,6 +1,6 @@
 """Fine-tuning the ``minilm`` text tower on Flickr8k, with and without its frozen-bottom cache.
 
-On the WordPiece Transform output of ``benchmarks.minilm_served_quality`` (made, or reused,
+On the WordPiece Transform output of ``benchmarks.report_minilm_served`` (made, or reused,
 under the same ``--work-dir``), builds a ``text_tower="minilm"`` Trainer with the top
 ``--layers`` layers fine-tuned and measures, side by side:
 
@@ -37,7 +37,7 @@ import time  # noqa: E402
 
 import tensorflow_transform as tft  # noqa: E402
 
-from benchmarks.minilm_served_quality import transformed_flickr8k  # noqa: E402
+from benchmarks.report_minilm_served import transformed_flickr8k  # noqa: E402
 from benchmarks.train_quality import DEFAULT_DATA  # noqa: E402
 from trainer.config import TrainerConfig  # noqa: E402
 from trainer.inputs import data, frozen_prefix

@@ -5,9 +5,9 @@ A frozen MiniLM encoder (``minilm_trainable_layers=0``) outputs exactly the prec
 fine-tuned:
 
 1. Transform (``benchmarks.train_quality.transform_flickr8k``: in-process
-   ``tensorflow_transform.beam``, the real ``preprocessing_fn`` with ``wordpiece_max_tokens``
-   set) over Flickr8k train (analyzed) and dev, raw examples carrying ``caption_features`` = the
-   precomputed MiniLM rows.
+   ``tensorflow_transform.beam``, the real ``preprocessing_fn`` with its defaults, WordPiece
+   ids included) over Flickr8k train (analyzed) and dev, raw examples carrying
+   ``caption_features`` = the precomputed MiniLM rows.
 2. Features mode: ``trainer.task.train_and_export`` with ``text_tower="linear"`` (the function
    ``run_fn`` calls) trains and exports ``features_model`` (``embed_text`` reads caption
    features).
@@ -24,8 +24,9 @@ fine-tuned:
    5,000 captions with ``trainer.metrics.retrieval_metrics`` through their ``embed_image`` and
    ``embed_text`` signatures.
 
-Run: ``python -m benchmarks.minilm_served_quality [--quick] [--epochs N] [--finetune-layers K]
-[--lr-multiplier M] [--finetune-epochs N] [--work-dir DIR]`` (``--finetune-layers 0`` skips 4).
+Run: ``python -m benchmarks.report_minilm_served [--quick] [--epochs N] [--finetune-layers K]
+[--lr-multiplier M] [--finetune-epochs N] [--work-dir DIR]`` (``--finetune-layers 0`` skips 4);
+``make bench`` runs it with the defaults: 6 epochs, the top layer fine-tuned at x0.1.
 """
 
 from __future__ import annotations
@@ -56,7 +57,6 @@ from trainer import features, metrics, task
 from trainer.config import TrainerConfig  # noqa: E402
 from trainer.model import export, towers
 
-WORDPIECE_MAX_TOKENS = 64
 SENTENCE_FILE = "minilm_l6_v2"
 EMBED_BATCH = 256
 
@@ -171,11 +171,13 @@ def score_saved_model(model_dir: pathlib.Path, eval_rows: list[dict], text_key: 
     return scores, text, seconds
 
 
-def _table(results: dict[str, dict[str, float]]) -> None:
-    print("| served model (Flickr8k eval) | " + " | ".join(METRICS) + " |")
-    print("| --- |" + " --- |" * len(METRICS))
+def _summary(results: dict[str, dict[str, float]], epochs: int) -> None:
+    """The closing figures, one ``label: value`` line per served model (``make bench`` rows)."""
+    print(f"== summary: report_minilm_served (served models scored through their signatures on "
+          f"the Flickr8k dev split; {epochs} epochs) ==")
+    print("model: " + " / ".join(METRICS))
     for name, scores in results.items():
-        print(f"| {name} | " + " | ".join(f"{scores[m]:.2f}" for m in METRICS) + " |")
+        print(f"{name}: " + " / ".join(f"{scores[m]:.2f}" for m in METRICS))
 
 
 def _parse_args(argv=None) -> argparse.Namespace:
@@ -227,11 +229,11 @@ def _score(models: dict[str, tuple[pathlib.Path, str]], eval_rows: list[dict]) -
 def transformed_flickr8k(data: pathlib.Path, work: pathlib.Path, max_images: int | None):
     """Flickr8k rows with their caption features, and their Transform output.
 
-    The Transform runs with WordPiece on, into ``work/transformed`` (reused when complete).
+    The Transform runs with its defaults (WordPiece ids included), into ``work/transformed``
+    (reused when complete).
     """
     splits = rows_with_caption_features(data, max_images)
-    transformed = transform_flickr8k(splits, work / "transformed",
-                                     {"wordpiece_max_tokens": WORDPIECE_MAX_TOKENS})
+    transformed = transform_flickr8k(splits, work / "transformed")
     return splits, transformed
 
 
@@ -262,8 +264,9 @@ def main(argv=None) -> None:
         models[f"`minilm`, top {args.finetune_layers} layer(s) fine-tuned at "
                f"x{args.lr_multiplier} lr, {finetune.epochs} epochs (raw text in)"] = (
             work / "finetuned_model", features.CAPTION_KEY)
-    _table(_score(models, splits["eval"]))
+    results = _score(models, splits["eval"])
     print(f"total {time.perf_counter() - clock:.0f} s")
+    _summary(results, epochs)
 
 
 if __name__ == "__main__":

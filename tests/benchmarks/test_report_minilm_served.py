@@ -1,10 +1,10 @@
-"""The features-mode -> ``minilm`` projection mapping of benchmarks/minilm_served_quality.py."""
+"""The features-mode -> ``minilm`` projection mapping of benchmarks/report_minilm_served.py."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from benchmarks.minilm_served_quality import copy_projection
+from benchmarks.report_minilm_served import copy_projection
 from trainer import features
 from trainer.model import minilm
 from trainer.model.towers import FeatureTextTower
