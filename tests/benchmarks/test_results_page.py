@@ -113,3 +113,9 @@ def test_cpu_model_reads_the_model_name(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU @ 1GHz\n", encoding="utf-8")
     assert machine.cpu_model(cpuinfo) == "Test CPU @ 1GHz"
+
+
+def test_every_table_of_the_committed_page_is_one_that_make_bench_writes():
+    committed = results_page.load(results_page.RESULTS_JSON)
+    modules = set(run_all.discover(None, []))
+    assert set(committed["benchmarks"]) <= modules, sorted(set(committed["benchmarks"]) - modules)
