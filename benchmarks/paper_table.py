@@ -45,7 +45,7 @@ LOSSES = ("sh", "hn", "mhn", "fhn")
 # --text-input -> the text tower: a linear map of the precomputed MiniLM caption features (the
 # paper's setting), a masked mean of word tokens, or the pipeline's default model (raw captions
 # through WordPiece and MiniLM with its top layer fine-tuned: the tower users deploy).
-TEXT_INPUTS = ("features", "tokens", "minilm")
+TEXT_TOWERS = {"features": "linear", "tokens": "mean", "minilm": "minilm"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +160,7 @@ def _parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=TrainerConfig.epochs)
     parser.add_argument("--losses", nargs="+", choices=LOSSES, default=list(LOSSES))
     parser.add_argument("--mining", nargs="+", choices=MINING_KINDS, default=["in_batch"])
-    parser.add_argument("--text-input", choices=TEXT_INPUTS, default="features")
+    parser.add_argument("--text-input", choices=tuple(TEXT_TOWERS), default="features")
     parser.add_argument("--work-dir", type=pathlib.Path,
                         default=pathlib.Path(tempfile.gettempdir()) / "xmodal_paper_table")
     parser.add_argument("--output-json", type=pathlib.Path, default=None)
@@ -182,19 +182,19 @@ def _finite(value):
 def base_configs(text_input: str, epochs: int) -> tuple[dict, TrainerConfig]:
     """The Transform's ``custom_config`` and the Trainer's settings of one ``--text-input``.
 
-    ``minilm`` is the pipeline's default model as ``python -m pipeline run`` trains it
-    (``pipeline.defaults.component_configs`` of an empty configuration), ``epochs`` aside.
-    """
-    if text_input == "minilm":
-        from pipeline import defaults
+    Those of ``python -m pipeline run --set trainer.text_tower=T`` (``pipeline.defaults.
+    component_configs``), ``epochs`` aside: ``minilm`` is the pipeline's default model, and a
+    token or features tower gets no WordPiece ids.
 
-        configs = defaults.component_configs({}, {})
-        if configs.trainer.text_tower != "minilm":
-            raise RuntimeError(f"--text-input minilm: {configs.note}")
-        return (defaults.custom_config(configs.transform),
-                dataclasses.replace(configs.trainer, epochs=epochs))
-    tower = {"features": "linear", "tokens": "mean"}[text_input]
-    return {}, TrainerConfig(text_tower=tower, epochs=epochs)
+    Raises:
+        ConfigError: ``minilm`` without the pretrained MiniLM package.
+
+    """
+    from pipeline import defaults
+
+    configs = defaults.component_configs({}, {"text_tower": TEXT_TOWERS[text_input]})
+    return (defaults.custom_config(configs.transform),
+            dataclasses.replace(configs.trainer, epochs=epochs))
 
 
 def run_table(args: argparse.Namespace) -> dict:

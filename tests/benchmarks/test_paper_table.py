@@ -6,6 +6,7 @@ import pytest
 from benchmarks import paper_data, paper_table
 from benchmarks.annotations import CROWD_FILE, EXPERT_FILE
 from tests.benchmarks.paper_dataset import write_dataset
+from trainer.config import TrainerConfig
 
 DATA_LISTS = {"Flickr_8k.trainImages.txt": 16, "Flickr_8k.devImages.txt": 8}
 
@@ -85,6 +86,8 @@ def test_minilm_mode_trains_the_pipeline_default_model(folders):
     transform_config, config = paper_table.base_configs("minilm", 2)
     assert (config.text_tower, config.minilm_trainable_layers, config.epochs) == ("minilm", 1, 2)
     assert transform_config == {}  # TransformConfig's defaults: WordPiece ids of 64
+    assert paper_table.base_configs("features", 2) == (
+        {"wordpiece_max_tokens": None}, TrainerConfig(text_tower="linear", epochs=2))
     report = _table(folders, "--text-input", "minilm", "--losses", "fhn", "--seeds", "1",
                     "--epochs", "2")
     (run,) = report["runs"]
