@@ -31,3 +31,10 @@ def test_closing_figures_prefers_the_last_summary_block():
 def test_tensorflow_startup_lines_are_recognized():
     assert run_all.TF_LOG.match("2026-11-29 01:04:39.530278: I tensorflow/core/util/port.cc:113] x")
     assert not run_all.TF_LOG.match("paper loop: 95.0 s/epoch")
+
+
+def test_bench_slow_host_gets_a_longer_limit_unless_one_is_given():
+    assert run_all.module_timeout("bench_slow_host", None, quick=False) == 5400.0
+    assert run_all.module_timeout("bench_eval", None, quick=False) == 1800.0
+    assert run_all.module_timeout("bench_slow_host", None, quick=True) == 240.0
+    assert run_all.module_timeout("bench_slow_host", 60.0, quick=False) == 60.0
