@@ -251,11 +251,9 @@ def main(argv=None) -> None:
     from trainer import preprocessing
 
     args = _parse(argv)
-    overrides = {"text_tower": "mean", **train_quality._overrides(args.set)}
+    overrides = train_quality.token_tower_overrides(args.set)
     size = QUICK if args.quick else FULL
-    cache = args.work_dir / ("transformed_quick" if args.quick else "transformed")
-    transformed = str(train_quality.transform_flickr8k(
-        train_quality.flickr8k_rows(args.data, 500 if args.quick else None), cache))
+    transformed = str(train_quality.transformed_for(args, overrides))
     folder = args.cache / ("quick" if args.quick else "full")
     start = time.perf_counter()
     output = tft.TFTransformOutput(f"{transformed}/transform")

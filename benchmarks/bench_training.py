@@ -74,10 +74,8 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE")
     args = parser.parse_args(argv)
-    overrides = {"text_tower": "mean", **train_quality._overrides(args.set)}
-    cache = args.work_dir / ("transformed_quick" if args.quick else "transformed")
-    rows = train_quality.flickr8k_rows(args.data, 500 if args.quick else None)
-    transformed = train_quality.transform_flickr8k(rows, cache)
+    overrides = train_quality.token_tower_overrides(args.set)
+    transformed = train_quality.transformed_for(args, overrides)
     steps = 10 if args.quick else args.steps
     context = multiprocessing.get_context("spawn")
     rows = {}

@@ -26,6 +26,9 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")  # before TensorFlow is first 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
 import pathlib  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
@@ -39,6 +42,7 @@ import tensorflow_transform as tft  # noqa: E402
 from trainer import features, preprocessing
 from trainer.config import TrainerConfig  # noqa: E402
 from trainer.tokens import text
+from trainer.tokens.transform_config import TransformConfig  # noqa: E402
 
 DEFAULT_DATA = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "flickr8k"
 SPLIT_FILES = {"train": "Flickr_8k.trainImages.txt", "eval": "Flickr_8k.devImages.txt"}
@@ -216,6 +220,28 @@ def _overrides(pairs: list[str]) -> dict:
     return values
 
 
+def token_tower_overrides(pairs: list[str]) -> dict:
+    """``--set FIELD=VALUE`` items laid over the masked-mean token tower.
+
+    The speed benchmarks (``bench_training``, ``bench_stream``) time the mining and input code
+    around a cheap text tower unless told otherwise.
+    """
+    return {"text_tower": "mean", **_overrides(pairs)}
+
+
+def transformed_for(args: argparse.Namespace, overrides: dict) -> pathlib.Path:
+    """The transformed Flickr8k splits that a run with these Trainer ``overrides`` reads.
+
+    Made with the Transform settings the pipeline would derive for them (no WordPiece ids for a
+    token tower) and cached under ``args.work_dir`` by ``cache_name``; ``args.quick`` takes a
+    500-image slice.
+    """
+    transform_config, _ = sections(overrides)
+    cache = args.work_dir / cache_name(args.quick, transform_config)
+    return transform_flickr8k(flickr8k_rows(args.data, 500 if args.quick else None), cache,
+                              transform_config)
+
+
 def sections(overrides: dict) -> tuple[dict, dict]:
     """(Transform ``custom_config``, ``TrainerConfig`` fields) of a run.
 
@@ -230,9 +256,15 @@ def sections(overrides: dict) -> tuple[dict, dict]:
 
 
 def cache_name(quick: bool, transform_config: dict) -> str:
-    """The Transform cache folder of a configuration: one per distinct ``custom_config``."""
-    name = "transformed_quick" if quick else "transformed"
-    return name + "".join(f"-{key}={value}" for key, value in sorted(transform_config.items()))
+    """The Transform cache folder of a configuration: one per distinct effective setting.
+
+    Keyed by every field of the effective ``TransformConfig`` (its defaults laid under
+    ``transform_config``), so that a change of a class default names a new folder instead of
+    reusing output made under the old one.
+    """
+    effective = dataclasses.asdict(TransformConfig.from_dict(transform_config))
+    digest = hashlib.sha256(json.dumps(effective, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{'transformed_quick' if quick else 'transformed'}-{digest}"
 
 
 def embed_text_speed(model_dir: str, repeats: int = 100) -> tuple[float, float]:
