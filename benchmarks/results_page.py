@@ -17,7 +17,12 @@ JSON layout::
                      "load": float or str (optional)},
          "date": "YYYY-MM-DD", "commit": str,
          "columns": [str, ...], "rows": [[cell, ...], ...], "notes": [str, ...] (optional),
-         "transcribed": str (optional)}}}
+         "transcribed": str (optional)}},
+     "run": {"command": str, "machine": {...}, "date": str, "commit": str,
+             "modules": [str, ...], "minutes": float} (optional)}
+
+``run`` is the last whole ``make bench`` (every module, all finished): the page's header names
+it, and lists the tables that a later partial run (``--only``) has measured since.
 """
 
 from __future__ import annotations
@@ -107,6 +112,22 @@ def render_benchmark(name: str, entry: Mapping[str, object]) -> list[str]:
     return lines
 
 
+def run_header(run: Mapping[str, object] | None, benchmarks: Mapping[str, Mapping]) -> list[str]:
+    """The page's lines on the whole ``make bench`` run its figures come from."""
+    if not run:
+        return ["No whole `make bench` run is on record: each table names the run that wrote "
+                "it.", ""]
+    lines = [f"Figures of one whole `make bench` (`{run['command']}`: {len(run['modules'])} "
+             f"modules in {float(run['minutes']):.0f} min). Machine: "
+             f"{machine_text(run['machine'])}. Date: {run['date']}. Commit: `{run['commit']}`.",
+             ""]
+    later = [f"`{name}`" for name, entry in benchmarks.items()
+             if (entry["date"], entry["commit"]) != (run["date"], run["commit"])]
+    if later:
+        lines += [f"Measured by a later run (its table names it): {', '.join(later)}.", ""]
+    return lines
+
+
 def render_page(results: Mapping[str, object]) -> str:
     """The whole ``docs/results.md`` from the parsed JSON: a pure function of ``results``."""
     lines = ["# Results", "",
@@ -115,6 +136,7 @@ def render_page(results: Mapping[str, object]) -> str:
              "Each table holds one benchmark's latest figures with the command, machine, date "
              "and commit of that run. `docs/perf.md` explains the training-step figures.", ""]
     benchmarks = results["benchmarks"]
+    lines += run_header(results.get("run"), benchmarks)
     transcribed = sum(1 for entry in benchmarks.values() if entry.get("transcribed"))
     if transcribed:
         lines += [f"{transcribed} of the {len(benchmarks)} tables hold figures transcribed into "
@@ -143,18 +165,20 @@ def summary_entry(name: str, closing_lines: Iterable[str], command: str,
             "commit": commit, "columns": ["figure", "value"], "rows": rows}
 
 
-def merge(results: Mapping[str, object], entries: Mapping[str, dict]) -> dict:
+def merge(results: Mapping[str, object], entries: Mapping[str, dict],
+          run: Mapping[str, object] | None = None) -> dict:
     """``results`` with ``entries`` replacing their benchmarks' figures (a new dict).
 
     A replaced benchmark keeps its place and its ``DESCRIPTIVE`` fields; its notes and its
     ``transcribed`` mark go, since they described the old figures. New benchmarks are appended.
+    ``run`` (a whole ``make bench``) replaces the recorded run; without it the old one stays.
     """
     benchmarks = dict(results.get("benchmarks", {}))
     for name, entry in entries.items():
         old = benchmarks.get(name, {})
         kept = {key: old[key] for key in DESCRIPTIVE if key in old}
         benchmarks[name] = {**entry, **kept}
-    return {**results, "benchmarks": benchmarks}
+    return {**results, "benchmarks": benchmarks, **({"run": dict(run)} if run else {})}
 
 
 def load(path: pathlib.Path) -> dict:

@@ -10,7 +10,8 @@ and its closing figures: the lines after its last ``== summary`` line, else its 
 A full run (not ``--quick``, whose figures are not reference figures, unless ``--results`` is
 given) merges each successful module's closing figures, with the machine (``benchmarks.machine``),
 the date and the commit, into ``docs/bench/results.json`` and re-renders ``docs/results.md`` from
-it (``benchmarks.results_page``).
+it (``benchmarks.results_page``). The machine, date and commit are taken when the run starts. A
+run of every module in which all finish is also recorded as the page's whole ``make bench``.
 """
 
 from __future__ import annotations
@@ -144,18 +145,41 @@ def current_commit() -> str:
     return f"{commit}+changes" if changed else commit
 
 
-def record_results(outcomes: list[Outcome], machine: dict, json_path: pathlib.Path,
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What the figures of one ``run_all`` invocation share: host, date, commit, and scope.
+
+    ``whole``: every benchmark module was run (no ``--only`` / ``--skip``), so that, if all
+    finish, the run is recorded as the page's whole ``make bench``.
+    """
+
+    machine: dict
+    date: str
+    commit: str
+    whole: bool
+
+    @classmethod
+    def starting_now(cls, machine: dict, whole: bool) -> Run:
+        """The run that starts now, on the code checked out now."""
+        date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+        return cls(machine, date, current_commit(), whole)
+
+
+def record_results(outcomes: list[Outcome], run: Run, json_path: pathlib.Path,
                    page_path: pathlib.Path) -> None:
     """Merges the successful modules' figures into ``json_path`` and re-renders the page."""
-    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-    commit = current_commit()
     entries = {o.name: results_page.summary_entry(o.name, o.closing_figures(),
-                                                  f"python -m benchmarks.{o.name}", machine,
-                                                  date, commit)
+                                                  f"python -m benchmarks.{o.name}", run.machine,
+                                                  run.date, run.commit)
                for o in outcomes if o.status == "ok"}
-    results_page.write(results_page.merge(results_page.load(json_path), entries), json_path,
-                       page_path)
-    print(f"figures of {len(entries)} module(s) written to {json_path}; page {page_path}")
+    whole = run.whole and len(entries) == len(outcomes)
+    record = {"command": "python -m benchmarks.run_all", "machine": run.machine,
+              "date": run.date, "commit": run.commit, "modules": [o.name for o in outcomes],
+              "minutes": round(sum(o.seconds for o in outcomes) / 60, 1)} if whole else None
+    results_page.write(results_page.merge(results_page.load(json_path), entries, record),
+                       json_path, page_path)
+    print(f"figures of {len(entries)} module(s) written to {json_path}; page {page_path}"
+          + ("; recorded as the whole make bench" if whole else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,13 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page", type=pathlib.Path, default=results_page.RESULTS_PAGE)
     args = parser.parse_args(argv)
     results = args.results or (None if args.quick else results_page.RESULTS_JSON)
-    machine = measure_machine() if results else None
+    run = Run.starting_now(measure_machine(), not (args.only or args.skip)) if results else None
     start = time.perf_counter()
     outcomes = [run_module(name, args.quick, module_timeout(name, args.timeout, args.quick))
                 for name in discover(args.only, args.skip)]
     print_summary(outcomes, time.perf_counter() - start)
     if results:
-        record_results(outcomes, machine, results, args.page)
+        record_results(outcomes, run, results, args.page)
     return 0 if all(outcome.status == "ok" for outcome in outcomes) else 1
 
 

@@ -15,7 +15,9 @@ ENTRY = {"title": "Mining", "setting": "B = 128.", "command": "python -m benchma
 def test_render_page_is_the_hand_written_markdown():
     copied = {**ENTRY, "transcribed": "from a test."}
     page = results_page.render_page({"benchmarks": {"bench_x": copied, "bench_y": ENTRY}})
-    assert page.splitlines()[4:22] == [
+    assert page.splitlines()[4:24] == [
+        "No whole `make bench` run is on record: each table names the run that wrote it.",
+        "",
         "1 of the 2 tables hold figures transcribed into the JSON by hand, not written by "
         "`make bench`; each says where they came from. The next `make bench` replaces them "
         "with measured ones.",
@@ -95,11 +97,43 @@ def test_record_results_writes_the_json_and_its_page(tmp_path, monkeypatch):
     json_path, page_path = tmp_path / "bench" / "results.json", tmp_path / "results.md"
     outcomes = [run_all.Outcome("bench_x", status="ok", lines=["== summary: X", "a: 1"]),
                 run_all.Outcome("bench_y", status="failed (rc 1)", lines=["== summary: Y"])]
-    run_all.record_results(outcomes, MACHINE, json_path, page_path)
+    run = run_all.Run.starting_now(MACHINE, whole=True)
+    run_all.record_results(outcomes, run, json_path, page_path)
     written = json.loads(json_path.read_text(encoding="utf-8"))
     assert list(written["benchmarks"]) == ["bench_x"]
     assert written["benchmarks"]["bench_x"]["rows"] == [["a", "1"]]
-    assert page_path.read_text(encoding="utf-8") == results_page.render_page(written)
+    assert written["benchmarks"]["bench_x"]["commit"] == "c0ffee"
+    assert "run" not in written  # a module failed: not a whole make bench
+    page = page_path.read_text(encoding="utf-8")
+    assert page == results_page.render_page(written)
+    assert "No whole `make bench` run is on record" in page
+
+
+def test_a_whole_run_in_which_every_module_finishes_heads_the_page(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_all, "current_commit", lambda: "c0ffee")
+    json_path, page_path = tmp_path / "results.json", tmp_path / "results.md"
+    outcomes = [run_all.Outcome(name, status="ok", seconds=90.0, lines=["a: 1"])
+                for name in ("bench_x", "bench_y")]
+    run_all.record_results(outcomes, run_all.Run(MACHINE, "2026-12-07", "c0ffee", whole=False),
+                           json_path, page_path)
+    assert "run" not in json.loads(json_path.read_text(encoding="utf-8"))  # --only: partial
+    run_all.record_results(outcomes, run_all.Run(MACHINE, "2026-12-07", "c0ffee", whole=True),
+                           json_path, page_path)
+    written = json.loads(json_path.read_text(encoding="utf-8"))
+    assert written["run"] == {"command": "python -m benchmarks.run_all", "machine": MACHINE,
+                              "date": "2026-12-07", "commit": "c0ffee",
+                              "modules": ["bench_x", "bench_y"], "minutes": 3.0}
+    assert page_path.read_text(encoding="utf-8").splitlines()[4] == (
+        "Figures of one whole `make bench` (`python -m benchmarks.run_all`: 2 modules in 3 min)."
+        " Machine: Test CPU @ 1GHz, 2 cores; float32 4096² matmul 308 GFLOP/s; load average "
+        "1.2. Date: 2026-12-07. Commit: `c0ffee`.")
+    # a later partial run re-measures one table: the header says which
+    run_all.record_results(outcomes[:1], run_all.Run(MACHINE, "2026-12-08", "d00d", whole=False),
+                           json_path, page_path)
+    later = json.loads(json_path.read_text(encoding="utf-8"))
+    assert later["run"]["commit"] == "c0ffee"
+    assert "Measured by a later run (its table names it): `bench_x`." in (
+        page_path.read_text(encoding="utf-8"))
 
 
 def test_the_committed_page_is_rendered_from_the_committed_json():
