@@ -4,7 +4,8 @@
 ``make bench`` calls. Each module runs as ``python -m benchmarks.<name>`` in its own process (its
 ``main()``), so that its memory figures and TensorFlow state are its own and a crash or a
 timeout stops only that module. Output is streamed with a ``[name]`` prefix; TensorFlow's C++
-start-up log lines are hidden (and counted). The summary lists each module's status and wall time
+start-up log lines are hidden (and counted); the libraries' Python log records are shown but never
+taken as figures. The summary lists each module's status and wall time
 and its closing figures: the lines after its last ``== summary`` line, else its last lines.
 
 A full run (not ``--quick``, whose figures are not reference figures, unless ``--results`` is
@@ -40,6 +41,9 @@ LONG_TIMEOUT_S = {"bench_slow_host": 5400.0}
 TAIL_LINES = 8
 TF_LOG = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: [IWE] |To enable the following "
                     r"instructions|WARNING: All log messages before absl)")
+# Python logging records of the libraries (Beam's workers, TensorFlow's retracing warnings), in
+# logging's default format: shown while the module runs, never taken as one of its figures.
+LIBRARY_LOG = re.compile(r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL):[\w.]+:")
 ENV = {"TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": "2",
        "PYTHONWARNINGS": "ignore::FutureWarning,ignore::DeprecationWarning"}
 
@@ -87,7 +91,8 @@ def _pump(process: subprocess.Popen, outcome: Outcome, keep: collections.deque) 
         if TF_LOG.match(line):
             outcome.hidden_lines += 1
             continue
-        keep.append(line)
+        if not LIBRARY_LOG.match(line):
+            keep.append(line)
         print(f"[{outcome.name}] {line}", flush=True)
 
 

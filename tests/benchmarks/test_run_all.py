@@ -1,3 +1,5 @@
+import collections
+
 import pytest
 
 from benchmarks import run_all
@@ -31,6 +33,23 @@ def test_closing_figures_prefers_the_last_summary_block():
 def test_tensorflow_startup_lines_are_recognized():
     assert run_all.TF_LOG.match("2026-11-29 01:04:39.530278: I tensorflow/core/util/port.cc:113] x")
     assert not run_all.TF_LOG.match("paper loop: 95.0 s/epoch")
+
+
+def test_library_log_records_are_shown_but_never_taken_as_figures(monkeypatch, capsys):
+    beam = ("WARNING:apache_beam.runners.portability.local_job_service:Worker: severity: WARN "
+            "message: \"No semi_persistent_directory found\"")
+    retrace = "WARNING:tensorflow:5 out of the last 5 calls to <function f> triggered retracing."
+    output = ["== summary: x", "rate: 3.0 /s", beam, retrace, "2 workers: 1.68x"]
+
+    class Process:
+        stdout = (line + "\n" for line in output)
+
+    outcome, keep = run_all.Outcome("bench_x"), collections.deque()
+    run_all._pump(Process(), outcome, keep)
+    assert list(keep) == ["== summary: x", "rate: 3.0 /s", "2 workers: 1.68x"]
+    assert beam in capsys.readouterr().out
+    assert not run_all.LIBRARY_LOG.match("rate: 3.0 /s")
+    assert not run_all.LIBRARY_LOG.match("WARNING: the summary's own remark")
 
 
 def test_bench_slow_host_gets_a_longer_limit_unless_one_is_given():
