@@ -136,13 +136,14 @@ def run_children(commands: list[list[str]], env: dict[str, str],
 
     """
     start, outputs, pending = time.perf_counter(), [], []
+    at_once = disjoint(cpu_sets)
     with contextlib.ExitStack() as stack:
         for command, cpus in zip(commands, cpu_sets, strict=True):
             out, err = (stack.enter_context(tempfile.TemporaryFile("w+")) for _ in range(2))
             process = subprocess.Popen(command, env=env, stdout=out, stderr=err, text=True,
                                        preexec_fn=lambda cpus=cpus: os.sched_setaffinity(0, cpus))
             pending.append((command, process, out, err))
-            if not disjoint(cpu_sets):
+            if not at_once:
                 outputs.append(_finish(*pending.pop(), start))
         return outputs + [_finish(*child, start) for child in pending]
 

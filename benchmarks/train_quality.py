@@ -232,14 +232,11 @@ def token_tower_overrides(pairs: list[str]) -> dict:
 def transformed_for(args: argparse.Namespace, overrides: dict) -> pathlib.Path:
     """The transformed Flickr8k splits that a run with these Trainer ``overrides`` reads.
 
-    Made with the Transform settings the pipeline would derive for them (no WordPiece ids for a
-    token tower) and cached under ``args.work_dir`` by ``cache_name``; ``args.quick`` takes a
-    500-image slice.
+    Made (or reused) by ``_transform`` with the Transform settings the pipeline would derive for
+    them (no WordPiece ids for a token tower).
     """
     transform_config, _ = sections(overrides)
-    cache = args.work_dir / cache_name(args.quick, transform_config)
-    return transform_flickr8k(flickr8k_rows(args.data, 500 if args.quick else None), cache,
-                              transform_config)
+    return _transform(args, transform_config)[0]
 
 
 def sections(overrides: dict) -> tuple[dict, dict]:
@@ -285,7 +282,10 @@ def embed_text_speed(model_dir: str, repeats: int = 100) -> tuple[float, float]:
 
 
 def _transform(args: argparse.Namespace, transform_config: dict) -> tuple[pathlib.Path, str]:
-    """The transformed splits (made or reused) and the Transform's seconds as a table cell."""
+    """The transformed splits (made or reused) and the Transform's seconds as a table cell.
+
+    Cached under ``args.work_dir`` by ``cache_name``; ``args.quick`` takes a 500-image slice.
+    """
     cache = args.work_dir / cache_name(args.quick, transform_config)
     reused = (cache / "train" / "part-0.gz").exists() and (cache / "eval" / "part-0.gz").exists()
     start = time.perf_counter()
