@@ -32,6 +32,16 @@ def _deterministic_seeds():
 
 
 @pytest.fixture(scope="session")
+def shipped_image_backbone() -> pathlib.Path:
+    """The TFLite model in ../shared that a default export embeds (skips the test when absent)."""
+    from trainer.config import DEFAULT_TFLITE_PATH
+
+    if not os.path.exists(DEFAULT_TFLITE_PATH):
+        pytest.skip(f"the shipped image backbone is not at {DEFAULT_TFLITE_PATH}")
+    return pathlib.Path(DEFAULT_TFLITE_PATH)
+
+
+@pytest.fixture(scope="session")
 def flickr8k_dir() -> pathlib.Path:
     """The real Flickr8k data in ../shared (skips the test when it is absent)."""
     if not (FLICKR8K_DIR / "Flickr8k.token.txt").exists():

@@ -351,6 +351,7 @@ def _write_caption_features(data_dir: pathlib.Path, num_clusters: int, dim: int)
     (data_dir / "features" / "captions.ids.txt").write_text("\n".join(ids) + "\n")
 
 
+@pytest.mark.usefixtures("shipped_image_backbone")
 def test_features_mode_text_tower_is_blessed_and_pushed(tmp_path):
     """text_tower=linear (embed_text takes caption_features) passes the Pusher's contract.
 

@@ -54,6 +54,7 @@ def _fn_args(transformed, tmp_path, name, base_model=None, **config):  # noqa: F
         custom_config={**TINY, **config}, train_steps=None)
 
 
+@pytest.mark.usefixtures("shipped_image_backbone")
 def test_run_fn_exports_and_a_later_run_warm_starts(transformed, tmp_path,  # noqa: F811
                                                     capsys):
     first = _fn_args(transformed, tmp_path, "first")
