@@ -11,7 +11,7 @@ from trainer import features, losses
 from trainer.config import TrainerConfig
 from trainer.inputs import data, frozen_prefix
 from trainer.inputs.training_rows import TrainingRows
-from trainer.model import minilm, towers, unpadded
+from trainer.model import minilm, precision, towers, unpadded
 from trainer.model.precision import FLOAT32, Policy
 from trainer.tokens import wordpiece
 from trainer.train import training
@@ -148,14 +148,17 @@ def test_the_trainer_steps_the_cache_in_the_configured_precision_and_says_so(cap
     config = TrainerConfig(text_tower="minilm", minilm_trainable_layers=1, embedding_dim=8,
                            batch_size=4, precision="bfloat16")
     image_tower, text_tower = towers.build_towers(config, 0, image_dim=5)
-    rows = training._training_rows(config, image_tower, text_tower, _split(), verbose=1)
+    policy = precision.resolve(config.precision)
+    rows = training._training_rows(config, image_tower, text_tower, _split(), policy, verbose=1)
     assert rows.text_prefix.policy.compute == "bfloat16"
+    assert rows.text_prefix.prefix.policy.compute == "bfloat16"  # the bottom's one-off pass
     assert capsys.readouterr().out.startswith(
-        "fine-tuned MiniLM layers: trainer.precision=bfloat16 (the CPU has")
+        "MiniLM frozen bottom and fine-tuned layers: trainer.precision=bfloat16 (the CPU has")
     mean = TrainerConfig(text_tower="mean", embedding_dim=8, batch_size=4, precision="bfloat16")
     image_tower, text_tower = towers.build_towers(mean, 10, image_dim=5)
     split = dataclasses.replace(_split(), text={
         features.CAPTION_TOKENS_XF: np.ones([4, 3], np.int64),
         features.CAPTION_LENGTH_XF: np.full([4], 3, np.int64)})
-    assert training._training_rows(mean, image_tower, text_tower, split, 1).text_prefix is None
+    rows = training._training_rows(mean, image_tower, text_tower, split, policy, 1)
+    assert rows.text_prefix is None
     assert capsys.readouterr().out == ""  # nothing runs in bfloat16 without the cache

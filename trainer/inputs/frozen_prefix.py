@@ -2,14 +2,16 @@
 
 With ``minilm_trainable_layers = k < 6`` the tower's embeddings and its lower 6 - k transformer
 layers are frozen, and the encoder has no dropout: their output is a fixed function of
-(ids, mask). ``FrozenPrefix`` computes it once for every caption of a split, in batches sorted by
-length (little padding computed), and keeps only the real tokens' hidden states: a ragged
-float32 table, 4 * 384 bytes per WordPiece token (Flickr8k train: 428,444 tokens for 30,000
-captions, 658 MB). Each training step and evaluation then runs only the top k layers, the mean
-pooling and the projection on rows gathered from the table: a training step on the batch's
-real tokens only (``trainer.model.unpadded.FlatPrefix``), evaluation (``embed_all``, batches in
-length order) padded to each batch's longest caption. The tower itself is unchanged: its
-variables are trained in place and the exported model is the full tower (raw text in).
+(ids, mask). ``FrozenPrefix`` computes it once for every caption of a split, on the real tokens
+only (``MiniLMEncoder.tokens``, batches in length order so that attention's per-caption
+products see little padding), with its matmuls in the training step's precision
+(``trainer.model.precision``: bfloat16 where the CPU has it natively). It keeps the hidden
+states as a ragged float32 table, 4 * 384 bytes per WordPiece token (Flickr8k train: 428,444
+tokens for 30,000 captions, 658 MB). Each training step and evaluation then runs only the top k
+layers, the mean pooling and the projection on rows gathered from the table, on real tokens
+only: a training step through ``trainer.model.unpadded.FlatPrefix`` in the step's precision,
+evaluation (``embed_all``) in float32. The tower itself is unchanged: its variables are trained
+in place and the exported model is the full float32 tower (raw text in).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from trainer.config import TrainerConfig
+from trainer.model import unpadded
+from trainer.model.precision import FLOAT32, Policy
 from trainer.tokens import wordpiece
 
 
@@ -46,22 +50,26 @@ def frozen_blocks(tower: keras.Model) -> int:
 class FrozenPrefix(tf.Module):
     """The hidden states of a ``minilm`` tower's frozen bottom for the rows of one text table.
 
-    ``embed(index)`` equals ``tower(text[index])`` (to float rounding), and its gradients reach
-    the tower's trainable variables (top layers and projection) as the tower's would.
+    ``embed(index)`` equals ``tower(text[index])`` (to float rounding under float32), and its
+    gradients reach the tower's trainable variables (top layers and projection) as the tower's
+    would. It runs the top layers padded to the batch's longest caption: the reference that
+    ``unpadded.FlatPrefix`` (what the Trainer steps through) is tested and benchmarked against.
     """
 
-    def __init__(self, tower: keras.Model, text: Mapping[str, np.ndarray], batch_size: int):
+    def __init__(self, tower: keras.Model, text: Mapping[str, np.ndarray], batch_size: int,
+                 policy: Policy = FLOAT32):
         """Runs the frozen bottom over all rows of ``text`` (the tower's input dict).
 
         Args:
             tower: a ``minilm`` tower (``trainer.model.minilm.build_minilm_text_tower``).
             text: ``WORDPIECE_IDS_XF`` / ``WORDPIECE_MASK_XF`` int [N, L].
             batch_size: captions per batch of the one-off bottom pass (and of ``embed_all``).
+            policy: the bottom pass's matmul precision.
 
         """
         super().__init__(name="frozen_prefix")
         self.tower, self.first_block = tower, frozen_blocks(tower)
-        self.batch_size = batch_size
+        self.batch_size, self.policy = batch_size, policy
         ids, mask = text[wordpiece.WORDPIECE_IDS_XF], text[wordpiece.WORDPIECE_MASK_XF]
         lengths = np.sum(mask != 0, axis=1)
         order = np.argsort(lengths, kind="stable")
@@ -75,13 +83,16 @@ class FrozenPrefix(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int64)] * 2, autograph=False)
     def _real_tokens(self, ids: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-        hidden, float_mask = self.tower.encoder.bottom(ids, mask, self.first_block)
-        return tf.boolean_mask(hidden, float_mask > 0)
+        return self.tower.encoder.tokens(ids, mask, self.first_block, self.policy)[0]
+
+    def tokens(self, rows: tf.Tensor) -> tf.RaggedTensor:
+        """The frozen-bottom states of table rows ``rows`` [B]: float32 [B, (L), H]."""
+        table = tf.RaggedTensor.from_row_splits(self.values, self.row_splits, validate=False)
+        return tf.gather(table, rows)
 
     def _embed_rows(self, rows: tf.Tensor) -> tf.Tensor:
         """Table rows [B] -> the tower's embeddings [B, d]."""
-        table = tf.RaggedTensor.from_row_splits(self.values, self.row_splits, validate=False)
-        picked = tf.gather(table, rows)
+        picked = self.tokens(rows)
         hidden = picked.to_tensor()
         mask = tf.sequence_mask(picked.row_lengths(), tf.shape(hidden)[1], tf.float32)
         sentence = self.tower.encoder.top(hidden, mask, self.first_block)
@@ -94,10 +105,10 @@ class FrozenPrefix(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)])
     def _embed_table_rows(self, rows: tf.Tensor) -> tf.Tensor:
-        return self._embed_rows(rows)
+        return unpadded.embed_tokens(self.tower, self.tokens(rows), self.first_block)
 
     def embed_all(self) -> np.ndarray:
-        """Embeddings [N, d] of all input rows, in input order (batches in length order)."""
+        """Embeddings [N, d] of all input rows, in input order; the top layers run in float32."""
         n = int(self.position.shape[0])
         out = np.concatenate([
             self._embed_table_rows(tf.range(start, min(start + self.batch_size, n),
@@ -107,17 +118,19 @@ class FrozenPrefix(tf.Module):
 
 
 def for_tower(config: TrainerConfig, tower: keras.Model, text: Mapping[str, np.ndarray],
-              batch_size: int) -> FrozenPrefix | None:
+              batch_size: int, policy: Policy = FLOAT32) -> FrozenPrefix | None:
     """A ``FrozenPrefix`` for ``text`` when the tower is ``minilm`` with a frozen bottom.
 
     That is ``minilm_trainable_layers < 6`` (with 6 only the cheap embedding lookup is frozen;
     with 0 the whole encoder is, and each step only pools and projects). Otherwise None.
+    The bottom pass runs in ``policy``'s matmul precision.
     """
     if config.text_tower != "minilm" or config.minilm_trainable_layers >= len(tower.encoder.blocks):
         return None
     start = time.perf_counter()
-    prefix = FrozenPrefix(tower, text, batch_size)
-    logging.info("frozen MiniLM bottom (%d layers) of %d captions: %d tokens, %.0f MB, %.1f s",
-                 prefix.first_block, int(prefix.position.shape[0]), int(prefix.values.shape[0]),
+    prefix = FrozenPrefix(tower, text, batch_size, policy)
+    logging.info("frozen MiniLM bottom (%d layers, %s matmuls) of %d captions: %d tokens, "
+                 "%.0f MB, %.1f s", prefix.first_block, policy.compute,
+                 int(prefix.position.shape[0]), int(prefix.values.shape[0]),
                  prefix.values.numpy().nbytes / 1e6, time.perf_counter() - start)
     return prefix

@@ -63,10 +63,11 @@ class TrainingRows(tf.Module):
                      policy: Policy = FLOAT32) -> TrainingRows:
         """The rows with the frozen-prefix cache wherever the config's text tower has one.
 
-        Steps embed the cached rows without padding, with the trained layers' and the text
-        projection's matmuls in ``policy``'s precision (``trainer.model.precision.resolve``).
+        The frozen bottom is computed, and steps embed the cached rows, without padding, with
+        the matmuls in ``policy``'s precision (``trainer.model.precision.resolve``).
         """
-        prefix = frozen_prefix.for_tower(config, text_tower, split.text, config.eval_batch_size)
+        prefix = frozen_prefix.for_tower(config, text_tower, split.text, config.eval_batch_size,
+                                         policy)
         flat = None if prefix is None else unpadded.FlatPrefix(prefix, policy)
         return cls(image_tower, text_tower, split, flat)
 

@@ -19,8 +19,9 @@ import pathlib
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer.model import pretrained
+from trainer.model import pretrained, unpadded
 from trainer.model.minilm_weights import load_safetensors_weights
+from trainer.model.precision import FLOAT32, Policy
 from trainer.tokens import wordpiece
 
 SENTENCE_DIM = 384
@@ -176,12 +177,47 @@ class MiniLMEncoder(keras.layers.Layer):
             TransformerBlock(config, name=f"layer_{i}") for i in range(config.num_hidden_layers)
         ]
 
+    def build(self, input_shape) -> None:
+        """Creates the weights through one padded call: the real-token layers read them."""
+        ids = tf.zeros([1, 1], tf.int64)
+        self.top(*self.bottom(ids, tf.ones_like(ids), 0), 0)
+        super().build(input_shape)
+
     def call(self, ids: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-        """Encodes ``ids`` / ``mask`` int [B, L]; L2-normalized float32 [B, hidden]."""
-        return self.top(*self.bottom(ids, mask, 0), 0)
+        """Encodes ``ids`` / ``mask`` int [B, L]; L2-normalized float32 [B, hidden].
+
+        The layers run on the real tokens only (``tokens``), in float32.
+        """
+        return unpadded.mean_pool(*self.tokens(ids, mask, len(self.blocks)))
+
+    def tokens(self, ids: tf.Tensor, mask: tf.Tensor, blocks: int,
+               policy: Policy = FLOAT32) -> tuple[tf.Tensor, unpadded.TokenLayout]:
+        """The embeddings and the lowest ``blocks`` layers of the real tokens, no padding.
+
+        Args:
+            ids: int [B, L] WordPiece ids.
+            mask: int [B, L], nonzero at real tokens.
+            blocks: how many transformer layers to apply.
+            policy: the layers' matmul precision.
+
+        Returns:
+            ``(states float32 [T, H], layout)``: the T real tokens in caption order and
+            ``unpadded.TokenLayout`` of their captions.
+
+        """
+        present = tf.not_equal(mask, 0)
+        lengths = tf.reduce_sum(tf.cast(present, tf.int64), axis=1)
+        longest = tf.reduce_max(tf.concat([lengths, tf.zeros([1], tf.int64)], axis=0))
+        # The position embeddings need the padded layout; the layers do not.
+        flat = tf.boolean_mask(self.embeddings(ids[:, :longest]), present[:, :longest])
+        layout = unpadded.TokenLayout.from_row_splits(
+            tf.concat([tf.zeros([1], tf.int64), tf.cumsum(lengths)], axis=0))
+        for block in self.blocks[:blocks]:
+            flat = unpadded.flat_block(block, flat, layout, policy)
+        return flat, layout
 
     def bottom(self, ids: tf.Tensor, mask: tf.Tensor, blocks: int) -> tuple[tf.Tensor, tf.Tensor]:
-        """The embeddings and the lowest ``blocks`` transformer layers.
+        """The embeddings and the lowest ``blocks`` transformer layers, padded (the reference).
 
         Columns after the batch's longest caption are padding only; they are cut off before
         the transformer (same output, far less work on fixed-length Transform features).

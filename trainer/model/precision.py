@@ -6,9 +6,12 @@ CPUs emulate it, slower than float32. ``trainer.precision`` picks it: ``auto`` (
 ``/proc/cpuinfo`` lists one of those flags and ``ONEDNN_MAX_CPU_ISA`` does not keep oneDNN
 below them: detected, not timed), ``float32`` or ``bfloat16``.
 
-The policy covers the fine-tuned MiniLM layers and the text projection of a step over the
-cached frozen bottom (``trainer.model.unpadded``): nearly all of the default step's FLOPs. The image
-tower stays float32, so that no other configuration's results depend on the host's CPU.
+The policy covers the one-off pass of the frozen MiniLM bottom over each split
+(``trainer.inputs.frozen_prefix``) and, in every step over that cache, the fine-tuned MiniLM
+layers and the text projection (``trainer.model.unpadded``): nearly all of the default Trainer's
+FLOPs. The image tower stays float32, so that no other configuration's results depend on the
+host's CPU; so do the Trainer's per-epoch evaluation of the cached rows' top layers and the
+exported towers.
 Under a bfloat16 ``Policy`` only the matmuls run in bfloat16: their operands are cast right at
 the product and the product is cast back to float32. Variables, biases, LayerNorm, softmax,
 GELU, residuals, the tower outputs (so the similarity scores that mining ranks), the loss and
@@ -16,7 +19,8 @@ the optimizer's state stay float32, and each cast's gradient is a cast back, so 
 variable's gradient is float32. Explicit casts rather than a Keras mixed-precision policy:
 Keras fixes a layer's policy when the layer is built, which would have to happen before the
 pretrained weights are loaded, and would move the exported towers (and serving) to bfloat16
-too; here the training step alone changes, and the towers, checkpoints and exports stay float32.
+too; here the training computation alone changes, and the towers, checkpoints and exports stay
+float32.
 
 This module reads the CPU flags without TensorFlow, so configurations are validated before it
 loads; the matmul helpers import it when called.

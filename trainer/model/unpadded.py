@@ -1,30 +1,34 @@
-"""The fine-tuned MiniLM layers on the batch's real tokens only: no FLOPs on padding.
+"""MiniLM layers on a batch's real tokens only: no FLOPs on padding.
 
-The cached frozen bottom (``trainer.inputs.frozen_prefix``) holds each caption's real tokens; padded
-to the batch's longest caption, about half of the trained layers' rows would be padding
+Padded to the batch's longest caption, about half of a MiniLM layer's rows would be padding
 (Flickr8k captions average 14.3 WordPiece tokens, a batch's longest is often twice that).
 Here a batch's tokens stay one flat float32 [T, 384] table (the ragged rows' values, in caption
-order). The projections, the feed-forward and the LayerNorms of each trained
-``minilm.TransformerBlock`` run on that table with the block's own variables; only attention
-works per caption: queries, keys and values are scattered into [B, L, ...] for the two small
-per-caption products and the context is gathered back. Mean pooling is a segment sum.
+order). The projections, the feed-forward and the LayerNorms of a ``minilm.TransformerBlock``
+run on that table with the block's own variables; only attention works per caption: queries,
+keys and values are scattered into [B, L, ...] for the two small per-caption products and the
+context is gathered back. Mean pooling is a segment sum.
 
-The values and gradients are those of ``MiniLMEncoder.top`` on the padded batch, to float
-rounding. Which captions share a batch is unchanged (no length bucketing). A
+``MiniLMEncoder`` runs every call this way (the exported towers, serving, evaluation), the
+cached frozen bottom (``trainer.inputs.frozen_prefix``) is computed this way, and a training
+step runs the fine-tuned layers this way over that cache (``FlatPrefix``). The values and
+gradients are those of the padded layers (``MiniLMEncoder.bottom``/``top``, the reference),
+to float rounding. Which captions share a batch is unchanged (no length bucketing). A
 ``trainer.model.precision.Policy`` chooses the dtype of every matmul here.
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import tensorflow as tf
 import tf_keras as keras
 
-from trainer.inputs import frozen_prefix
-from trainer.model import minilm
 from trainer.model.precision import FLOAT32, Policy
+
+if TYPE_CHECKING:  # both import this module
+    from trainer.inputs import frozen_prefix
+    from trainer.model import minilm
 
 
 class TokenLayout(NamedTuple):
@@ -157,9 +161,7 @@ class FlatPrefix(tf.Module):
 
     def tokens(self, index: tf.Tensor) -> tf.RaggedTensor:
         """The frozen-bottom states of input rows ``index`` [B]: float32 [B, (L), H]."""
-        table = tf.RaggedTensor.from_row_splits(self.prefix.values, self.prefix.row_splits,
-                                                validate=False)
-        return tf.gather(table, tf.gather(self.prefix.position, index))
+        return self.prefix.tokens(tf.gather(self.prefix.position, index))
 
     def embed(self, index: tf.Tensor) -> tf.Tensor:
         """Input rows ``index`` [B] -> the tower's embeddings [B, d]."""

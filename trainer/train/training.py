@@ -221,15 +221,14 @@ def _keep_if_best(result: TrainResult, epoch: int, scores: dict[str, float],
 
 
 def _training_rows(config: TrainerConfig, image_tower: keras.Model, text_tower: keras.Model,
-                   split: SplitTables | stream_input.StreamSplit,
+                   split: SplitTables | stream_input.StreamSplit, policy: precision.Policy,
                    verbose: int) -> TrainingRows | stream_input.BatchRows:
-    """The training rows; a cached MiniLM top steps in ``trainer.precision``, as it says."""
+    """The training rows; a cached MiniLM bottom and top compute in ``policy``, as it says."""
     if isinstance(split, stream_input.StreamSplit):
         return stream_input.BatchRows(image_tower, text_tower)
-    policy = precision.resolve(config.precision)
     rows = TrainingRows.for_training(config, image_tower, text_tower, split, policy)
     if rows.text_prefix is not None:
-        message = f"fine-tuned MiniLM layers: {policy.reason}"
+        message = f"MiniLM frozen bottom and fine-tuned layers: {policy.reason}"
         logging.info("%s", message)
         if verbose:
             print(message, flush=True)
@@ -255,10 +254,11 @@ def train(config: TrainerConfig, towers: tuple[keras.Model, keras.Model], splits
     (image_tower, text_tower), (train_split, eval_split) = towers, splits
     set_seeds(config.seed)
     batch, steps = step_sizes(config, train_split, distribute.num_replicas())
-    rows = _training_rows(config, image_tower, text_tower, train_split, verbose)
+    policy = precision.resolve(config.precision)
+    rows = _training_rows(config, image_tower, text_tower, train_split, policy, verbose)
     trainer = PairTrainer(config, rows, steps)
     eval_prefix = frozen_prefix.for_tower(config, text_tower, eval_split.text,
-                                          config.eval_batch_size)
+                                          config.eval_batch_size, policy)
     writer = tf.summary.create_file_writer(os.path.join(work_dir, "logs"))
     checkpoint = tf.train.Checkpoint(image_tower=image_tower, text_tower=text_tower)
     prefix = os.path.join(work_dir, "best", "towers")
