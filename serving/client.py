@@ -77,12 +77,13 @@ class LocalBackend:
 
     Args:
         saved_model_dir: a SavedModel directory (e.g. ``<serving_dir>/<model>/<version>``).
+        loaded: ``load_saved_model(saved_model_dir)`` when the caller has it (one load).
 
     """
 
-    def __init__(self, saved_model_dir: str):
+    def __init__(self, saved_model_dir: str, loaded: tf.Module | None = None):
         self.saved_model_dir = str(saved_model_dir)
-        self._model = load_saved_model(self.saved_model_dir)
+        self._model = loaded if loaded is not None else load_saved_model(self.saved_model_dir)
 
     def _signature(self, signature_name: str) -> Any:
         if signature_name not in self._model.signatures:

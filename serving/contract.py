@@ -168,12 +168,14 @@ def _check_image_bytes(model: tf.Module, where: str, atol: float) -> None:
     raise ContractError(f"{where}: corrupt bytes must raise InvalidArgumentError")
 
 
-def check_encoder_contract(saved_model_dir: str, atol: float = 1e-4) -> EncoderSpec:
+def check_encoder_contract(saved_model_dir: str, atol: float = 1e-4,
+                           loaded: tf.Module | None = None) -> EncoderSpec:
     """Loads ``saved_model_dir``, calls every signature and checks the contract.
 
     Args:
         saved_model_dir: the exported encoder.
         atol: tolerance of unit norms and of the agreement between signatures.
+        loaded: ``load_saved_model(saved_model_dir)`` when the caller has it (one load).
 
     Returns:
         The encoder's D and d.
@@ -182,7 +184,7 @@ def check_encoder_contract(saved_model_dir: str, atol: float = 1e-4) -> EncoderS
         ContractError: the first violated rule, with the signature named.
 
     """
-    model = load_saved_model(saved_model_dir)
+    model = loaded if loaded is not None else load_saved_model(saved_model_dir)
     feature_dim = _check_inputs(model, saved_model_dir)
     text_input, text_dim = text_input_of(model, saved_model_dir)
     rows = len(PROBE_CAPTIONS)

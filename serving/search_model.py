@@ -83,13 +83,14 @@ class SearchModule(tf.Module):
         index: the gallery, embedded by that encoder.
         k: results per query.
         chunk_size: gallery rows scored at once.
+        loaded: ``load_saved_model(encoder_dir)`` when the caller has it (one load).
 
     """
 
     def __init__(self, encoder_dir: str, index: GalleryIndex, k: int = 10,
-                 chunk_size: int = DEFAULT_CHUNK_SIZE):
+                 chunk_size: int = DEFAULT_CHUNK_SIZE, loaded: tf.Module | None = None):
         super().__init__(name="gallery_search")
-        self.encoder = load_saved_model(encoder_dir)
+        self.encoder = loaded if loaded is not None else load_saved_model(encoder_dir)
         self.k, self.chunk_size = k, chunk_size
         self.images = _Gallery(index.image_embeddings, index.image_ids, index.image_captions,
                                "images")
@@ -150,8 +151,11 @@ def _image_feature_dim(encoder: tf.Module) -> int:
 
 
 def write_search_model(encoder_dir: str, index: GalleryIndex, export_dir: str, k: int = 10,
-                       chunk_size: int = DEFAULT_CHUNK_SIZE) -> str:
+                       chunk_size: int = DEFAULT_CHUNK_SIZE,
+                       loaded: tf.Module | None = None) -> str:
     """Exports the search SavedModel (and the index files) to ``export_dir``; returns it.
+
+    ``loaded`` is ``load_saved_model(encoder_dir)`` when the caller has it (one load).
 
     Raises:
         ValueError: k < 1.
@@ -159,7 +163,7 @@ def write_search_model(encoder_dir: str, index: GalleryIndex, export_dir: str, k
     """
     if k < 1:
         raise ValueError(f"search k must be >= 1, got {k}")
-    module = SearchModule(encoder_dir, index, k, chunk_size)
+    module = SearchModule(encoder_dir, index, k, chunk_size, loaded)
     feature_dim = _image_feature_dim(module.encoder)
     signatures = {SEARCH_IMAGES_SIGNATURE: module.search_images_function(feature_dim)}
     takes_text = text_input_of(module.encoder, encoder_dir)[0] == features.CAPTION_KEY

@@ -38,6 +38,7 @@ from serving.publish import (
     publish_directory,
     remove_staging,
 )
+from serving.savedmodel import load_saved_model
 from serving.search import DEFAULT_CHUNK_SIZE
 from serving.search_model import search_model_name, write_search_model
 from trainer import features
@@ -168,9 +169,10 @@ def _publish(model_dir: str, gallery_examples: str, config: PushConfig,
         logging.info("%s is identical to pushed version %d: not pushed again", model_dir, same)
         return PushResult(False, same, os.path.join(base, str(same)),
                           os.path.join(search_base, str(same)))
-    spec = check_encoder_contract(model_dir)
+    encoder = load_saved_model(model_dir)  # once: the contract, the gallery, the search model
+    spec = check_encoder_contract(model_dir, loaded=encoder)
     version = next_version(list_versions(base) + list_versions(search_base), now)
-    client = EmbeddingClient(LocalBackend(model_dir), feature_dim=spec.feature_dim)
+    client = EmbeddingClient(LocalBackend(model_dir, encoder), feature_dim=spec.feature_dim)
     records = read_examples(gallery_examples)
     if spec.text_input != features.CAPTION_KEY:  # no text encoder: an image-only gallery
         records = dataclasses.replace(records, caption_ids=[], caption_texts=[],
@@ -178,7 +180,7 @@ def _publish(model_dir: str, gallery_examples: str, config: PushConfig,
     index = build_index(records, client, config.model_name, version)
     with tempfile.TemporaryDirectory(prefix=BUILD_PREFIX, dir=config.serving_dir) as staging:
         search_dir = write_search_model(model_dir, index, os.path.join(staging, "search"),
-                                        config.search_k, config.chunk_size)
+                                        config.search_k, config.chunk_size, encoder)
         search_destination = publish_directory(search_dir, search_base, version)
     destination = publish_directory(model_dir, base, version)
     logging.info("pushed %s as version %d (%d gallery images)", model_dir, version,
