@@ -188,6 +188,11 @@ def _training_nodes(config: PipelineConfig, data: dict, baseline: Any,
         schema=schema,
         preprocessing_fn=PREPROCESSING_FN,
         custom_config=custom_config(config.transform),
+        # StatisticsGen and ExampleValidator already validate the raw examples (the anomalies
+        # gate); Transform's own statistics would repeat that pass over the raw data and add a
+        # post-transform pass over every WordPiece id and image-feature value that no component
+        # reads.
+        disable_statistics=True,
         # Retraining re-uses the analyzer cache of earlier Transform runs, so that a span that was
         # analyzed before is not re-analyzed. A plain run leaves it out: a cache produced by the
         # previous run would be a new input and defeat TFX's own caching of the whole component.
