@@ -7,8 +7,9 @@ stop the run; docs/architecture.md requires that schema violations stop it befor
 import os
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2
-from tfx import v1 as tfx
-from tfx.types import artifact_utils
+from tfx.dsl.component.experimental.annotations import InputArtifact
+from tfx.dsl.component.experimental.decorators import component
+from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import io_utils
 
 _ANOMALIES_FILE = "SchemaDiff.pb"
@@ -35,9 +36,9 @@ def describe_anomalies(anomalies_uri: str, split_names: list[str]) -> list[str]:
     return problems
 
 
-@tfx.dsl.components.component
+@component
 def AnomaliesGate(  # noqa: N802  (TFX component names are classes by convention)
-    anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
+    anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
 ) -> None:
     """Fails the run, listing every anomaly, unless every split validated cleanly."""
     split_names = artifact_utils.decode_split_names(anomalies.split_names)

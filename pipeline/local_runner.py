@@ -9,7 +9,8 @@ import sys
 import time
 from collections.abc import Iterator
 
-from tfx import v1 as tfx
+from tfx.orchestration.local.local_dag_runner import LocalDagRunner
+from tfx.orchestration.pipeline import Pipeline
 from tfx.orchestration.portable import launcher
 
 from pipeline import mlmd_summary
@@ -73,7 +74,7 @@ def progress_and_log(log_path: str, stream=None) -> Iterator[None]:
 
 
 def run_pipeline(
-    pipeline: tfx.dsl.Pipeline, config: PipelineConfig, log_path: str | None = None
+    pipeline: Pipeline, config: PipelineConfig, log_path: str | None = None
 ) -> str:
     """Runs ``pipeline`` with LocalDagRunner; returns the run id it got in ML Metadata.
 
@@ -84,7 +85,7 @@ def run_pipeline(
     print(f"TFX log: {log_path}", flush=True)
     store_before = _known_runs(config)
     with progress_and_log(log_path):
-        tfx.orchestration.LocalDagRunner().run(pipeline)
+        LocalDagRunner().run(pipeline)
     runs = mlmd_summary.pipeline_runs(_store(config), config.pipeline_name)
     new_runs = [r for r in runs if r not in store_before]
     if not new_runs:

@@ -6,8 +6,17 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from tfx import v1 as tfx
+# The modules themselves, not ``tfx.v1``: importing that package imports every extension too
+# (the Vertex AI client alone takes about 8 s), on every run and every CLI call.
+from tfx.components import ExampleValidator, StatisticsGen, Trainer, Transform
+from tfx.dsl.components.common.resolver import Resolver
 from tfx.dsl.input_resolution.canned_resolver_functions import latest_created
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+    LatestBlessedModelStrategy,
+)
+from tfx.orchestration import metadata
+from tfx.orchestration.pipeline import Pipeline
+from tfx.types import Channel, standard_artifacts
 
 from components.eval_report.thumbnails import find_images_dir
 from pipeline.config import PipelineConfig
@@ -45,7 +54,7 @@ class Orchestration:
 
 
 def create_pipeline(config: PipelineConfig, data: ResolvedData,
-                    orchestration: Orchestration | None = None) -> tfx.dsl.Pipeline:
+                    orchestration: Orchestration | None = None) -> Pipeline:
     """Builds ExampleGen → validation → Transform → Trainer → Evaluator → Pusher.
 
     Building it reads and writes nothing (no pipeline root, no metadata store), so that a
@@ -69,7 +78,7 @@ def create_pipeline(config: PipelineConfig, data: ResolvedData,
     baseline = baseline_resolver(config, local=run.metadata_connection_config is not None)
     model = _model_nodes(config, nodes, baseline, run,
                          find_images_dir(config.images_dir, data.input_base))
-    return tfx.dsl.Pipeline(
+    return Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=list(nodes.values()) + list(model.values()),
@@ -81,7 +90,7 @@ def create_pipeline(config: PipelineConfig, data: ResolvedData,
 
 def local_metadata_config(config: PipelineConfig) -> Any:
     """The SQLite ML Metadata connection at ``config.metadata_db`` (creates its folder)."""
-    return tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_db)
+    return metadata.sqlite_metadata_connection_config(config.metadata_db)
 
 
 def with_beam_plugins(beam_args: Sequence[str]) -> list[str]:
@@ -123,9 +132,9 @@ def _data_nodes(config, dataset, input_base, images_fingerprint) -> dict:
         "CaptionExampleGen"
     )
     nodes["example_gen"] = example_gen
-    nodes["statistics_gen"] = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    nodes["statistics_gen"] = StatisticsGen(examples=example_gen.outputs["examples"])
     nodes["schema_gen"] = CaptionSchemaGen(dataset).with_id("SchemaGen")
-    nodes["example_validator"] = tfx.components.ExampleValidator(
+    nodes["example_validator"] = ExampleValidator(
         statistics=nodes["statistics_gen"].outputs["statistics"],
         schema=nodes["schema_gen"].outputs["schema"],
     )
@@ -146,19 +155,19 @@ def baseline_resolver(config: PipelineConfig, *, local: bool) -> Any:
     """
     from components.tf_serving_pusher.baseline import LatestPushedModelStrategy
 
-    model = tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model)
+    model = Channel(type=standard_artifacts.Model)
     if local:
-        resolver = tfx.dsl.Resolver(
+        resolver = Resolver(
             strategy_class=LatestPushedModelStrategy,
             config={"serving_dir": config.serving_dir, "model_name": config.model_name},
             model=model,
-            pushed_model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.PushedModel),
+            pushed_model=Channel(type=standard_artifacts.PushedModel),
         )
     else:
-        resolver = tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        resolver = Resolver(
+            strategy_class=LatestBlessedModelStrategy,
             model=model,
-            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+            model_blessing=Channel(type=standard_artifacts.ModelBlessing),
         )
     return resolver.with_id("baseline_model")
 
@@ -175,6 +184,13 @@ def _model_nodes(config: PipelineConfig, data: dict, baseline: Any, run: Orchest
     return nodes
 
 
+def _vertex_trainer() -> type:
+    """TFX's Vertex AI Trainer, imported only by a pipeline that trains on Vertex AI."""
+    from tfx.extensions.google_cloud_ai_platform.trainer.component import Trainer as VertexTrainer
+
+    return VertexTrainer
+
+
 def _training_nodes(config: PipelineConfig, data: dict, baseline: Any,
                     run: Orchestration) -> dict:
     """Transform, the baseline model (``baseline_resolver``), and the Trainer.
@@ -183,7 +199,7 @@ def _training_nodes(config: PipelineConfig, data: dict, baseline: Any,
     fields that differ from the defaults), plus the Vertex training job's entries if any.
     """
     schema = data["schema_gen"].outputs["schema"]
-    transform = tfx.components.Transform(
+    transform = Transform(
         examples=data["example_gen"].outputs["examples"],
         schema=schema,
         preprocessing_fn=PREPROCESSING_FN,
@@ -197,14 +213,13 @@ def _training_nodes(config: PipelineConfig, data: dict, baseline: Any,
         # analyzed before is not re-analyzed. A plain run leaves it out: a cache produced by the
         # previous run would be a new input and defeat TFX's own caching of the whole component.
         analyzer_cache=(
-            latest_created(tfx.dsl.Channel(type=tfx.types.standard_artifacts.TransformCache))
+            latest_created(Channel(type=standard_artifacts.TransformCache))
             if run.retraining
             else None
         ),
     )
     transform.add_upstream_node(data["anomalies_gate"])
-    trainer = (tfx.components.Trainer if run.training_job is None
-               else tfx.extensions.google_cloud_ai_platform.Trainer)
+    trainer = Trainer if run.training_job is None else _vertex_trainer()
     return {
         "transform": transform,
         "baseline_model": baseline,
