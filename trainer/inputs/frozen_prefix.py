@@ -9,8 +9,8 @@ products see little padding), with its matmuls in the training step's precision
 states as a ragged float32 table, 4 * 384 bytes per WordPiece token (Flickr8k train: 428,444
 tokens for 30,000 captions, 658 MB). Each training step and evaluation then runs only the top k
 layers, the mean pooling and the projection on rows gathered from the table, on real tokens
-only: a training step through ``trainer.model.unpadded.FlatPrefix`` in the step's precision,
-evaluation (``embed_all``) in float32. The tower itself is unchanged: its variables are trained
+only, in the same precision: a training step through ``trainer.model.unpadded.FlatPrefix``,
+evaluation through ``embed_all``. The tower itself is unchanged: its variables are trained
 in place and the exported model is the full float32 tower (raw text in).
 """
 
@@ -64,7 +64,7 @@ class FrozenPrefix(tf.Module):
             tower: a ``minilm`` tower (``trainer.model.minilm.build_minilm_text_tower``).
             text: ``WORDPIECE_IDS_XF`` / ``WORDPIECE_MASK_XF`` int [N, L].
             batch_size: captions per batch of the one-off bottom pass (and of ``embed_all``).
-            policy: the bottom pass's matmul precision.
+            policy: the matmul precision of the bottom pass and of ``embed_all``.
 
         """
         super().__init__(name="frozen_prefix")
@@ -105,10 +105,11 @@ class FrozenPrefix(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)])
     def _embed_table_rows(self, rows: tf.Tensor) -> tf.Tensor:
-        return unpadded.embed_tokens(self.tower, self.tokens(rows), self.first_block)
+        return unpadded.embed_tokens(self.tower, self.tokens(rows), self.first_block,
+                                     self.policy)
 
     def embed_all(self) -> np.ndarray:
-        """Embeddings [N, d] of all input rows, in input order; the top layers run in float32."""
+        """Embeddings [N, d] of all input rows, in input order (the top layers in the policy)."""
         n = int(self.position.shape[0])
         out = np.concatenate([
             self._embed_table_rows(tf.range(start, min(start + self.batch_size, n),

@@ -9,9 +9,9 @@ below them: detected, not timed), ``float32`` or ``bfloat16``.
 The policy covers the one-off pass of the frozen MiniLM bottom over each split
 (``trainer.inputs.frozen_prefix``) and, in every step over that cache, the fine-tuned MiniLM
 layers and the text projection (``trainer.model.unpadded``): nearly all of the default Trainer's
-FLOPs. The image tower stays float32, so that no other configuration's results depend on the
-host's CPU; so do the Trainer's per-epoch evaluation of the cached rows' top layers and the
-exported towers.
+FLOPs, and the Trainer's per-epoch evaluation of the cached rows (which picks the kept epoch). The
+image tower stays float32, so that no other configuration's results depend on the host's CPU,
+and so do the exported towers.
 Under a bfloat16 ``Policy`` only the matmuls run in bfloat16: their operands are cast right at
 the product and the product is cast back to float32. Variables, biases, LayerNorm, softmax,
 GELU, residuals, the tower outputs (so the similarity scores that mining ranks), the loss and
