@@ -207,11 +207,11 @@ class MiniLMEncoder(keras.layers.Layer):
         """
         present = tf.not_equal(mask, 0)
         lengths = tf.reduce_sum(tf.cast(present, tf.int64), axis=1)
-        longest = tf.reduce_max(tf.concat([lengths, tf.zeros([1], tf.int64)], axis=0))
-        # The position embeddings need the padded layout; the layers do not.
-        flat = tf.boolean_mask(self.embeddings(ids[:, :longest]), present[:, :longest])
         layout = unpadded.TokenLayout.from_row_splits(
             tf.concat([tf.zeros([1], tf.int64), tf.cumsum(lengths)], axis=0))
+        # The position embeddings need the padded layout; the layers do not.
+        columns = layout.longest
+        flat = tf.boolean_mask(self.embeddings(ids[:, :columns]), present[:, :columns])
         for block in self.blocks[:blocks]:
             flat = unpadded.flat_block(block, flat, layout, policy)
         return flat, layout
