@@ -106,7 +106,10 @@ class SearchModule(tf.Module):
     def text_search_function(self, gallery: _Gallery) -> tf.types.experimental.ConcreteFunction:
         """A concrete function: caption(s) [] or [N] → top-k of ``gallery`` ([k] or [N, k])."""
 
-        @tf.function(input_signature=[tf.TensorSpec(None, tf.string, name=features.CAPTION_KEY)])
+        # No AutoGraph in the search signatures: their loops unroll over Python ranges, and
+        # converting the encoder's calls would only slow the trace.
+        @tf.function(input_signature=[tf.TensorSpec(None, tf.string, name=features.CAPTION_KEY)],
+                     autograph=False)
         def search(caption: tf.Tensor) -> dict[str, tf.Tensor]:
             queries = self._embed_text(tf.reshape(caption, [-1]))
             return gallery.top_k(queries, tf.shape(caption), self.k, self.chunk_size)
@@ -119,7 +122,7 @@ class SearchModule(tf.Module):
         embed = self.encoder.signatures[features.EMBED_IMAGE_BYTES_SIGNATURE]
 
         @tf.function(input_signature=[
-            tf.TensorSpec(None, tf.string, name=features.IMAGE_BYTES_INPUT)])
+            tf.TensorSpec(None, tf.string, name=features.IMAGE_BYTES_INPUT)], autograph=False)
         def search(image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
             queries = embed(**{features.IMAGE_BYTES_INPUT: tf.reshape(image_bytes, [-1])})
             return gallery.top_k(queries[features.IMAGE_EMBEDDING_OUTPUT],
@@ -132,7 +135,8 @@ class SearchModule(tf.Module):
         embed = self.encoder.signatures[features.EMBED_IMAGE_SIGNATURE]
 
         @tf.function(input_signature=[tf.TensorSpec([None, feature_dim], tf.float32,
-                                                     name=features.IMAGE_FEATURES_KEY)])
+                                                     name=features.IMAGE_FEATURES_KEY)],
+                     autograph=False)
         def search_images(image_features: tf.Tensor) -> dict[str, tf.Tensor]:
             queries = embed(**{features.IMAGE_FEATURES_KEY: image_features})
             return self.images.top_k(queries[features.IMAGE_EMBEDDING_OUTPUT],

@@ -163,7 +163,7 @@ def _masked_argmax(queries: tf.Tensor, query_ids: tf.Tensor, bank, bank_ids: tf.
 # Tensor banks run in one shared graph. A variable bank must not be a tf.function argument: a
 # trace generalized over shapes keeps reading the variable it was traced with, so it runs in the
 # caller's graph instead (``EmbeddingBank.mine`` is a tf.function of its own bank).
-_masked_argmax_graph = tf.function(_masked_argmax, reduce_retracing=True)
+_masked_argmax_graph = tf.function(_masked_argmax, reduce_retracing=True, autograph=False)
 
 
 def _as_ids(ids) -> tf.Tensor:

@@ -63,7 +63,7 @@ class EmbeddingBank(tf.Module):
         """
         return self._mine(query_image, query_text, query_image_index, self.chunk_size)
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def _mine(self, query_image, query_text, query_image_index, chunk_size: int):
         """``mine`` in a graph of this bank's own (a new ``chunk_size`` traces a new one)."""
         return hardest_negatives(query_image, query_text, query_image_index, self.image,

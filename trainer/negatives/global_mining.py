@@ -156,7 +156,7 @@ class GlobalMiner(tf.Module):
                                      tf.gather(self.captions_of_image, distinct))
         return neg_image, tf.gather(neg_text, position)
 
-    @tf.function
+    @tf.function(autograph=False)
     def mine_captions(self, caption_index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         """``negative_index`` of the training captions ``caption_index`` [B], without a step.
 

@@ -91,7 +91,9 @@ class PairTrainer(tf.Module):
         self.loss = losses.TripletLoss.from_config(config)
         self.distribution = tf.distribute.get_strategy()
 
-    @tf.function
+    # No AutoGraph: the step's loops are explicit tf.while_loops and its ifs test Python
+    # values; converting every Keras layer it calls would add seconds to the trace.
+    @tf.function(autograph=False)
     def train_step(self, element: tf.Tensor | Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """One optimizer step; returns the loss terms averaged over the replicas.
 
