@@ -14,7 +14,7 @@ from trainer.inputs.training_rows import TrainingRows
 from trainer.model import minilm, precision, towers, unpadded
 from trainer.model.precision import FLOAT32, Policy
 from trainer.tokens import wordpiece
-from trainer.train import training
+from trainer.train import evaluation, training
 
 # Very unequal lengths: 4, 5, 49 and 16 WordPiece tokens ([CLS] and [SEP] included).
 CAPTIONS = ["A man", "Two dogs .",
@@ -162,3 +162,28 @@ def test_the_trainer_steps_the_cache_in_the_configured_precision_and_says_so(cap
     rows = training._training_rows(mean, image_tower, text_tower, split, policy, 1)
     assert rows.text_prefix is None
     assert capsys.readouterr().out == ""  # nothing runs in bfloat16 without the cache
+
+
+def test_the_epoch_kept_is_picked_on_float32_eval_embeddings_under_bfloat16(tmp_path,
+                                                                            monkeypatch):
+    config = TrainerConfig(text_tower="minilm", minilm_trainable_layers=1, embedding_dim=8,
+                           batch_size=4, epochs=2, precision="bfloat16")
+    image_tower, text_tower = towers.build_towers(config, 0, image_dim=5)
+    built = []
+
+    def recording_for_tower(*args, **kwargs):
+        built.append(for_tower(*args, **kwargs))
+        return built[-1]
+
+    for_tower = frozen_prefix.for_tower
+    monkeypatch.setattr(frozen_prefix, "for_tower", recording_for_tower)
+    split = _split()
+    result = training.train(config, (image_tower, text_tower), training.Splits(split, split),
+                            str(tmp_path), verbose=0)
+    train_prefix, eval_prefix = built
+    assert (train_prefix.policy.compute, eval_prefix.policy.compute) == ("bfloat16", "float32")
+    # the eval captions embed as the exported float32 tower embeds them (bfloat16: ~1e-2 off)
+    np.testing.assert_allclose(eval_prefix.embed_all(), text_tower(split.text).numpy(),
+                               atol=1e-5)
+    whole_tower = evaluation.evaluate(image_tower, text_tower, split)
+    assert result.best_metrics == pytest.approx(whole_tower)

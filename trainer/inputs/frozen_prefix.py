@@ -4,14 +4,15 @@ With ``minilm_trainable_layers = k < 6`` the tower's embeddings and its lower 6 
 layers are frozen, and the encoder has no dropout: their output is a fixed function of
 (ids, mask). ``FrozenPrefix`` computes it once for every caption of a split, on the real tokens
 only (``MiniLMEncoder.tokens``, batches in length order so that attention's per-caption
-products see little padding), with its matmuls in the training step's precision
-(``trainer.model.precision``: bfloat16 where the CPU has it natively). It keeps the hidden
-states as a ragged float32 table, 4 * 384 bytes per WordPiece token (Flickr8k train: 428,444
-tokens for 30,000 captions, 658 MB). Each training step and evaluation then runs only the top k
-layers, the mean pooling and the projection on rows gathered from the table, on real tokens
-only, in the same precision: a training step through ``trainer.model.unpadded.FlatPrefix``,
-evaluation through ``embed_all``. The tower itself is unchanged: its variables are trained
-in place and the exported model is the full float32 tower (raw text in).
+products see little padding), with its matmuls in a given precision
+(``trainer.model.precision``: the training split's in the step's, bfloat16 where the CPU has
+it natively; the eval split's in float32). It keeps the hidden states as a ragged float32
+table, 4 * 384 bytes per WordPiece token (Flickr8k train: 428,444 tokens for 30,000 captions,
+658 MB). Each training step and evaluation then runs only the top k layers, the mean pooling
+and the projection on rows gathered from the table, on real tokens only, in the table's
+precision: a training step through ``trainer.model.unpadded.FlatPrefix``, evaluation through
+``embed_all``. The tower itself is unchanged: its variables are trained in place and the
+exported model is the full float32 tower (raw text in).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ class FrozenPrefix(tf.Module):
         """Input rows ``index`` [B] -> the tower's embeddings [B, d]."""
         return self._embed_rows(tf.gather(self.position, index))
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int64)], autograph=False)
     def _embed_table_rows(self, rows: tf.Tensor) -> tf.Tensor:
         return unpadded.embed_tokens(self.tower, self.tokens(rows), self.first_block,
                                      self.policy)

@@ -6,10 +6,11 @@ CPUs emulate it, slower than float32. ``trainer.precision`` picks it: ``auto`` (
 ``/proc/cpuinfo`` lists one of those flags and ``ONEDNN_MAX_CPU_ISA`` does not keep oneDNN
 below them: detected, not timed), ``float32`` or ``bfloat16``.
 
-The policy covers the one-off pass of the frozen MiniLM bottom over each split
+The policy covers the one-off pass of the frozen MiniLM bottom over the training split
 (``trainer.inputs.frozen_prefix``) and, in every step over that cache, the fine-tuned MiniLM
 layers and the text projection (``trainer.model.unpadded``): nearly all of the default Trainer's
-FLOPs, and the Trainer's per-epoch evaluation of the cached rows (which picks the kept epoch). The
+FLOPs. The per-epoch evaluation that picks the kept epoch stays float32, so that it ranks the
+epochs by the rsum of the towers as they are exported (float32, like the Evaluator's). The
 image tower stays float32, so that no other configuration's results depend on the host's CPU,
 and so do the exported towers.
 Under a bfloat16 ``Policy`` only the matmuls run in bfloat16: their operands are cast right at
