@@ -11,7 +11,8 @@ import pytest
 pytestmark = pytest.mark.slow(minutes=5)
 
 
-def test_quick_run_prints_every_figure_with_the_jobs_ratio_on_both_photo_sets():
+def test_quick_run_prints_every_figure_with_the_jobs_ratio_on_both_photo_sets(
+        shipped_image_backbone):
     done = subprocess.run([sys.executable, "-m", "benchmarks.bench_index", "--quick"],
                           capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-3000:]

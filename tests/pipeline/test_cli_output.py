@@ -42,7 +42,7 @@ def bad_data(tmp_path) -> tuple[pathlib.Path, str]:
     return data, f"{tokens}:8"
 
 
-def test_a_normal_run_prints_progress_and_summary_only(tmp_path):
+def test_a_normal_run_prints_progress_and_summary_only(tmp_path, shipped_image_backbone):
     data = tmp_path / "data"
     write_synthetic_dataset(str(data))
     out = _run(tmp_path, data)

@@ -89,7 +89,8 @@ def _assert_pushed_once(serving: pathlib.Path, out: subprocess.CompletedProcess)
 
 
 @pytest.mark.slow(minutes=12)
-def test_killed_in_the_pusher_then_rerun_pushes_the_blessed_model(tmp_path):
+def test_killed_in_the_pusher_then_rerun_pushes_the_blessed_model(tmp_path,
+                                                                 shipped_image_backbone):
     data, serving = tmp_path / "data", tmp_path / "serving"
     write_synthetic_dataset(str(data))
     argv = _argv("run", data, tmp_path)
@@ -113,7 +114,8 @@ def test_killed_in_the_pusher_then_rerun_pushes_the_blessed_model(tmp_path):
 
 
 @pytest.mark.slow(minutes=9)
-def test_retrain_after_a_failed_push_pushes_once_the_cause_is_fixed(tmp_path):
+def test_retrain_after_a_failed_push_pushes_once_the_cause_is_fixed(tmp_path,
+                                                                   shipped_image_backbone):
     data, serving = tmp_path / "drops", tmp_path / "serving"
     write_synthetic_dataset(str(data / "span-1"))
     serving.mkdir()
