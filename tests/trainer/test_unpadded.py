@@ -169,13 +169,12 @@ def test_the_epoch_kept_is_picked_on_float32_eval_embeddings_under_bfloat16(tmp_
     config = TrainerConfig(text_tower="minilm", minilm_trainable_layers=1, embedding_dim=8,
                            batch_size=4, epochs=2, precision="bfloat16")
     image_tower, text_tower = towers.build_towers(config, 0, image_dim=5)
-    built = []
+    built, for_tower = [], frozen_prefix.for_tower
 
     def recording_for_tower(*args, **kwargs):
         built.append(for_tower(*args, **kwargs))
         return built[-1]
 
-    for_tower = frozen_prefix.for_tower
     monkeypatch.setattr(frozen_prefix, "for_tower", recording_for_tower)
     split = _split()
     result = training.train(config, (image_tower, text_tower), training.Splits(split, split),

@@ -262,7 +262,7 @@ def train(config: TrainerConfig, towers: tuple[keras.Model, keras.Model], splits
     # The epoch kept is the one of best rsum as the exported float32 towers compute it, so the
     # eval caption states are float32 whatever the step's precision.
     eval_prefix = frozen_prefix.for_tower(config, text_tower, eval_split.text,
-                                          config.eval_batch_size)
+                                          config.eval_batch_size, precision.FLOAT32)
     writer = tf.summary.create_file_writer(os.path.join(work_dir, "logs"))
     checkpoint = tf.train.Checkpoint(image_tower=image_tower, text_tower=text_tower)
     prefix = os.path.join(work_dir, "best", "towers")
